@@ -1,0 +1,29 @@
+"""Build the compiled core ``litevfs._pagecache`` from ``src/_pagecache.pyx``.
+
+``LITEVFS_NO_EXTENSIONS=1`` skips it (a pure-Python wheel). Otherwise a failed
+compile fails the install: the pure twin is never shipped silently.
+"""
+
+import os
+import platform
+
+from setuptools import setup
+
+ext_modules = []
+if os.environ.get("LITEVFS_NO_EXTENSIONS", "") in ("", "0") and platform.python_implementation() == "CPython":
+    from Cython.Build import cythonize
+    from setuptools import Extension
+
+    debug = os.environ.get("LITEVFS_DEBUG_BUILD") == "1"
+    ext_modules = cythonize(
+        [
+            Extension(
+                "litevfs._pagecache",
+                ["src/_pagecache.pyx"],
+                extra_compile_args=["-O0", "-g"] if debug else ["-O3"],
+            )
+        ],
+        compiler_directives={"language_level": 3, "embedsignature": True},
+    )
+
+setup(ext_modules=ext_modules)

@@ -1,0 +1,49 @@
+"""Choose the compiled core or its pure-Python twin, in one place.
+
+``LITEVFS_NO_EXTENSIONS=1`` forces the pure twin; otherwise the compiled module
+is used when it was built. Nothing else imports the twins directly (tests and
+benchmarks excepted).
+"""
+
+from __future__ import annotations
+
+import os
+import platform
+from types import ModuleType
+from typing import TYPE_CHECKING
+
+
+def _select() -> tuple[ModuleType, str]:
+    if os.environ.get("LITEVFS_NO_EXTENSIONS", "") not in ("", "0") or (
+        platform.python_implementation() != "CPython"
+    ):
+        from . import _pagecache_py as mod
+
+        return mod, "python"
+    try:
+        from . import _pagecache as mod  # type: ignore[no-redef]
+    except ImportError:
+        from . import _pagecache_py as mod
+
+        return mod, "python"
+    return mod, "cython"
+
+
+if TYPE_CHECKING:
+    from . import _pagecache_py as core
+
+    IMPLEMENTATION: str
+else:
+    core, IMPLEMENTATION = _select()
+
+crc64 = core.crc64
+decode_page_index = core.decode_page_index
+decode_page_frame = core.decode_page_frame
+encode_page_frame = core.encode_page_frame
+PageIndex = core.PageIndex
+PageCache = core.PageCache
+
+__all__ = [
+    "IMPLEMENTATION", "core", "crc64", "decode_page_index", "decode_page_frame",
+    "encode_page_frame", "PageIndex", "PageCache",
+]
