@@ -1,0 +1,53 @@
+"""Shared fixtures: the core-implementation axis and the real-server rig."""
+
+from __future__ import annotations
+
+import importlib
+import os
+from dataclasses import dataclass
+from types import ModuleType
+
+import pytest
+
+# Network safety: SDKs must never probe the cloud metadata address.
+os.environ["AWS_EC2_METADATA_DISABLED"] = "true"
+os.environ.pop("AWS_CA_BUNDLE", None)
+
+pytest_plugins = ["tests.rig.fixtures"]
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption(
+        "--no-compiled", action="store_true",
+        help="skip the compiled-twin parameter (only for machines without a compiler)",
+    )
+
+
+@dataclass(frozen=True)
+class Impl:
+    name: str  # "cython" or "python"
+    module_name: str
+
+    @property
+    def module(self) -> ModuleType:
+        # Import the twin explicitly: a missing build must fail, not fall back.
+        return importlib.import_module(self.module_name)
+
+
+IMPLS = [
+    pytest.param(Impl("cython", "litevfs._pagecache"), id="cython", marks=pytest.mark.compiled),
+    pytest.param(Impl("python", "litevfs._pagecache_py"), id="python"),
+]
+
+
+@pytest.fixture(scope="session", params=IMPLS)
+def impl(request: pytest.FixtureRequest) -> Impl:
+    if request.param.name == "cython" and request.config.getoption("--no-compiled"):
+        pytest.skip("--no-compiled")
+    return request.param
+
+
+@pytest.fixture
+def core(impl: Impl) -> ModuleType:
+    """The core module (compiled or pure) under test."""
+    return impl.module

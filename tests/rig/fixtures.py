@@ -1,0 +1,1 @@
+"""pytest fixtures for the real components (SeaweedFS, litestream). Filled in by the rig."""
