@@ -1,0 +1,81 @@
+"""Public entry points: ``connect`` and ``register``."""
+
+from __future__ import annotations
+
+import logging
+import os
+from types import ModuleType
+from typing import Any
+
+import apsw
+
+from . import _impl
+from .config import Config
+from .replica import open_replica, release_replica
+from .sqlfuncs import register_functions
+from .vfs import _vfs_by_name as _registered_names
+from .vfs import OPEN_TOKEN, LiteVFS
+from .vfs import register as _register_vfs
+from .vfsfile import LiteFile
+
+_hooked = False
+_LITEFILE_NAME = f"{LiteFile.__module__}.{LiteFile.__qualname__}"
+
+
+def _vfs_name_for(impl: ModuleType) -> str:
+    return "litevfs" if impl is _impl else f"litevfs-{impl.__name__.rsplit('.', 1)[-1]}"
+
+
+def _add_functions_hook(con: apsw.Connection) -> None:
+    """Give URI-opened connections of a litevfs VFS the litestream_* functions."""
+    try:  # apsw names a Python file object's "VFS" after its class
+        file_class = con.vfsname("main")
+    except apsw.Error:
+        return
+    if file_class == _LITEFILE_NAME or con.open_vfs in _registered_names:
+        register_functions(con)
+
+
+def register(name: str = "litevfs", impl: ModuleType | None = None) -> LiteVFS:
+    """Register the VFS so ``file:x.db?vfs=<name>&replica_url=...`` URIs open replicas."""
+    global _hooked
+    vfs = _register_vfs(name, impl)
+    if not _hooked:
+        apsw.connection_hooks.append(_add_functions_hook)
+        _hooked = True
+    return vfs
+
+
+def _apply_log_level(config: Config) -> None:
+    if config.log_level is not None:
+        logging.getLogger("litevfs").setLevel(config.log_level)
+
+
+def connect(url: str | None = None, *, impl: ModuleType | None = None, **options: Any
+            ) -> apsw.Connection:
+    """Open the replica at ``url`` read-only and return an apsw connection.
+
+    Options (see ``litevfs.config.FIELDS``) override URI parameters and the
+    environment (``LITESTREAM_REPLICA_URL`` when ``url`` is None). Errors opening
+    the replica (bucket, credentials, endpoint, empty replica) raise here, named.
+    """
+    impl = impl or _impl
+    keywords = dict(options)
+    if url is not None:
+        keywords["replica_url"] = url
+    config = Config.resolve(keywords, None, os.environ)
+    _apply_log_level(config)
+    vfs = register(_vfs_name_for(impl), impl)
+    replica = open_replica(config, impl)
+    token = vfs.prepare(replica)
+    try:
+        con = apsw.Connection(
+            f"file:litevfs-{token}.db?vfs={vfs.vfs_name}&{OPEN_TOKEN}={token}",
+            flags=apsw.SQLITE_OPEN_READONLY | apsw.SQLITE_OPEN_URI,
+            vfs=vfs.vfs_name,
+        )
+    except BaseException:
+        if vfs.unprepare(token) is not None:
+            release_replica(replica)
+        raise
+    return con

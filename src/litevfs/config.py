@@ -1,0 +1,205 @@
+"""Connection options: one FIELDS table, parsers, and the precedence rule.
+
+Every option has a keyword name (also its URI parameter) and optionally
+environment variables; the value is taken from, in order of precedence, the
+keyword argument, the URI parameter, the environment, the default. Unknown
+options and malformed values raise ConfigError naming the option and its source.
+Stdlib only.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, fields
+from typing import Any
+
+from .errors import ConfigError
+
+# SQLite's own URI parameters: never ours, never an error.
+SQLITE_URI_KEYS = frozenset({"vfs", "mode", "cache", "immutable", "nolock", "psow", "modeof"})
+
+_DURATION_UNITS = {
+    "ns": 1e-9, "us": 1e-6, "µs": 1e-6, "μs": 1e-6, "ms": 1e-3, "s": 1.0, "m": 60.0, "h": 3600.0,
+}
+_DURATION_PART = re.compile(r"(\d+(?:\.\d*)?|\.\d+)(ns|us|µs|μs|ms|s|m|h)")
+
+_SIZE_UNITS = {
+    "": 1, "b": 1,
+    "k": 1024, "kib": 1024, "kb": 1000,
+    "m": 1024**2, "mib": 1024**2, "mb": 1000**2,
+    "g": 1024**3, "gib": 1024**3, "gb": 1000**3,
+}
+_SIZE_RE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([a-z]*)\s*$", re.IGNORECASE)
+
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
+
+
+def parse_duration(value: Any) -> float:
+    """Seconds from a Go-style duration (``1s``, ``500ms``, ``1m30s``) or a number."""
+    if isinstance(value, bool):
+        raise ValueError("expected a duration, got a boolean")
+    if isinstance(value, (int, float)):
+        seconds = float(value)
+    else:
+        text = str(value).strip()
+        if text in ("0", "-0", "+0"):
+            return 0.0
+        sign = -1.0 if text.startswith("-") else 1.0
+        body = text.lstrip("+-")
+        pos, seconds = 0, 0.0
+        while pos < len(body):
+            m = _DURATION_PART.match(body, pos)
+            if m is None:
+                raise ValueError(f"invalid duration {text!r} (expected e.g. 1s, 500ms, 1m30s)")
+            seconds += float(m.group(1)) * _DURATION_UNITS[m.group(2)]
+            pos = m.end()
+        if not body:
+            raise ValueError("empty duration")
+        seconds *= sign
+    if seconds < 0:
+        raise ValueError(f"negative duration {value!r}")
+    return seconds
+
+
+def parse_size(value: Any) -> int:
+    """Bytes from ``64MiB``, ``10MB``, ``4096``, ``1.5GiB`` (K/M/G alone are binary)."""
+    if isinstance(value, bool):
+        raise ValueError("expected a size, got a boolean")
+    if isinstance(value, int):
+        size = value
+    else:
+        m = _SIZE_RE.match(str(value))
+        unit = m.group(2).lower() if m else None
+        if m is None or unit not in _SIZE_UNITS:
+            raise ValueError(f"invalid size {value!r} (expected e.g. 64MiB, 10MB, 4096)")
+        size = int(float(m.group(1)) * _SIZE_UNITS[unit])
+    if size < 0:
+        raise ValueError(f"negative size {value!r}")
+    return size
+
+
+def parse_bool(value: Any) -> bool:
+    if isinstance(value, bool):
+        return value
+    text = str(value).strip().lower()
+    if text in ("1", "true", "yes", "on"):
+        return True
+    if text in ("0", "false", "no", "off", ""):
+        return False
+    raise ValueError(f"invalid boolean {value!r} (expected true/false, 1/0, on/off)")
+
+
+def parse_int(value: Any) -> int:
+    if isinstance(value, bool):
+        raise ValueError("expected an integer, got a boolean")
+    try:
+        number = int(str(value).strip()) if not isinstance(value, int) else value
+    except ValueError:
+        raise ValueError(f"invalid integer {value!r}") from None
+    if number < 0:
+        raise ValueError(f"negative integer {value!r}")
+    return number
+
+
+def parse_str(value: Any) -> str:
+    if not isinstance(value, str):
+        raise ValueError(f"expected a string, got {type(value).__name__}")
+    return value
+
+
+def parse_log_level(value: Any) -> str:
+    text = str(value).strip().upper()
+    text = {"WARN": "WARNING"}.get(text, text)
+    if text not in LOG_LEVELS:
+        raise ValueError(f"invalid log level {value!r} (expected one of {', '.join(LOG_LEVELS)})")
+    return text
+
+
+@dataclass(frozen=True)
+class Field:
+    name: str  # keyword argument and URI parameter
+    parse: Callable[[Any], Any]
+    default: Any
+    env: tuple[str, ...]  # environment variables, first set one wins
+    doc: str
+
+
+FIELDS: tuple[Field, ...] = (
+    Field("replica_url", parse_str, None, ("LITESTREAM_REPLICA_URL", "LITEVFS_REPLICA_URL"),
+          "Replica URL (s3://bucket/path?endpoint=..., file:///dir, memory://name)."),
+    Field("poll_interval", parse_duration, 1.0, ("LITEVFS_POLL_INTERVAL",),
+          "How often new LTX files are looked for."),
+    Field("cache_size", parse_size, 64 * 1024**2, ("LITEVFS_CACHE_SIZE",),
+          "Byte budget of the in-memory page cache shared by a replica's connections."),
+    Field("open_timeout", parse_duration, 10.0, ("LITEVFS_OPEN_TIMEOUT",),
+          "How long an open waits for an empty replica's first file before failing."),
+    Field("read_ahead", parse_size, 2 * 1024**2, ("LITEVFS_READ_AHEAD",),
+          "Largest ranged GET issued when SQLite reads pages sequentially (0: one frame)."),
+    Field("fetch_retries", parse_int, 4, ("LITEVFS_FETCH_RETRIES",),
+          "Retries of a failed page fetch before SQLITE_IOERR."),
+    Field("log_level", parse_log_level, None, ("LITESTREAM_LOG_LEVEL", "LITEVFS_LOG_LEVEL"),
+          "Level of the 'litevfs' logger; unset leaves logging configuration alone."),
+)
+FIELDS_BY_NAME = {f.name: f for f in FIELDS}
+
+
+@dataclass(frozen=True)
+class Config:
+    replica_url: str
+    poll_interval: float = 1.0
+    cache_size: int = 64 * 1024**2
+    open_timeout: float = 10.0
+    read_ahead: int = 2 * 1024**2
+    fetch_retries: int = 4
+    log_level: str | None = None
+
+    @classmethod
+    def resolve(
+        cls,
+        keywords: Mapping[str, Any] | None = None,
+        uri_params: Mapping[str, str] | None = None,
+        env: Mapping[str, str] | None = None,
+    ) -> Config:
+        """Merge keyword > URI > environment > default; validate every value."""
+        keywords = dict(keywords or {})
+        uri_params = {k: v for k, v in (uri_params or {}).items() if k not in SQLITE_URI_KEYS}
+        for source, given in (("keyword", keywords), ("URI parameter", uri_params)):
+            unknown = sorted(set(given) - set(FIELDS_BY_NAME))
+            if unknown:
+                raise ConfigError(
+                    f"unknown litevfs option {unknown[0]!r} ({source}); "
+                    f"valid options: {', '.join(FIELDS_BY_NAME)}")
+        env = env if env is not None else {}
+        values: dict[str, Any] = {}
+        for f in FIELDS:
+            if f.name in keywords and keywords[f.name] is not None:
+                raw, source = keywords[f.name], f"keyword {f.name}"
+            elif f.name in uri_params:
+                raw, source = uri_params[f.name], f"URI parameter {f.name}"
+            else:
+                env_name = next((n for n in f.env if env.get(n)), None)
+                if env_name is None:
+                    values[f.name] = f.default
+                    continue
+                raw, source = env[env_name], f"environment variable {env_name}"
+            try:
+                values[f.name] = f.parse(raw)
+            except (ValueError, TypeError) as exc:
+                raise ConfigError(f"invalid value for option {f.name!r} ({source}): {exc}") from None
+        if not values["replica_url"]:
+            raise ConfigError(
+                "no replica URL: pass replica_url (keyword or URI parameter) "
+                "or set LITESTREAM_REPLICA_URL")
+        return cls(**values)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {f.name: getattr(self, f.name) for f in fields(self)}
+
+
+def describe_options() -> list[dict[str, Any]]:
+    """The option table (for docs and ``litevfs info``)."""
+    return [
+        {"option": f.name, "env": list(f.env), "default": f.default, "doc": f.doc}
+        for f in FIELDS
+    ]

@@ -1,0 +1,276 @@
+"""One shared state per replica per process: storage client, file table, page
+cache, the published view and the poller.
+
+A :class:`View` is an immutable picture of the database at one TXID (page index,
+commit, page size). The poller publishes new views; connections pin one for the
+length of a read transaction (see ``snapshot.py``), so nothing ever changes under
+a reader. Pages are cached by (file, pgno): LTX files are immutable, so cached
+pages never need invalidating and every view can share one cache.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Iterable, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from types import ModuleType
+from typing import Any
+
+from . import _impl
+from .config import Config
+from .errors import LiteVFSError, LTXFormatError, TxNotAvailableError
+from .ltx.decoder import decode_file
+from .ltx.format import FileInfo, is_valid_page_size
+from .ltx.remote import FileIndex, fetch_file_index
+from .restore import calc_restore_plan
+from .storage.base import StorageClient
+
+log = logging.getLogger("litevfs.replica")
+
+MAX_TAIL_READ = 4 * 1024 * 1024
+PREFILL_MAX_FILE = 1024 * 1024  # whole files up to this size seed the cache at once
+
+
+def cache_key(file_id: int, pgno: int) -> int:
+    """One integer key per (file, page): LTX content is immutable."""
+    return (file_id << 32) | pgno
+
+
+def tail_size_for(info: FileInfo) -> int:
+    """Guess the tail read that holds the whole page index (about 9 bytes per page;
+    compressed frames are rarely below ~1 KiB), so big snapshots need one read, not two."""
+    return max(32 * 1024, min(MAX_TAIL_READ, info.size // 96))
+
+
+@dataclass(frozen=True, slots=True)
+class View:
+    """The database as of one TXID. Never mutated once published."""
+
+    index: Any  # impl.PageIndex
+    page_size: int
+    commit: int  # database size in pages
+    txid: int
+    timestamp_ms: int  # header timestamp of the newest file applied
+    l1_max_txid: int  # newest level-1 file merged (so the poller knows which L1 files are new)
+    target_time: str | None = None  # set on time-travel views (the text the user gave)
+
+    @property
+    def size(self) -> int:
+        return self.commit * self.page_size
+
+
+class Replica:
+    """Shared by every connection of the process that opens the same replica URL."""
+
+    def __init__(self, config: Config, storage: StorageClient, impl: ModuleType = _impl) -> None:
+        self.config = config
+        self.storage = storage
+        self.impl = impl
+        self.cache = impl.PageCache(config.cache_size)
+        self.executor = ThreadPoolExecutor(max_workers=16, thread_name_prefix="litevfs-io")
+        self._files: list[FileInfo] = []  # file_id -> FileInfo
+        self._file_ids: dict[tuple[int, int, int], int] = {}
+        self._lock = threading.Lock()
+        self._current: View | None = None
+        self.last_poll_ok: float | None = None  # monotonic time of the last successful poll
+        self.refcount = 0
+        self.poller: Any = None  # set by open_replica (poller imports this module)
+        from .reader import Reader  # late: reader imports cache_key from here
+
+        self.reader = Reader(self)
+
+    # -- files -----------------------------------------------------------------------
+    def file_id(self, info: FileInfo) -> int:
+        key = (info.level, info.min_txid, info.max_txid)
+        with self._lock:
+            fid = self._file_ids.get(key)
+            if fid is None:
+                fid = len(self._files)
+                self._files.append(info)
+                self._file_ids[key] = fid
+            return fid
+
+    def file_info(self, file_id: int) -> FileInfo:
+        return self._files[file_id]
+
+    # -- views -----------------------------------------------------------------------
+    @property
+    def current(self) -> View:
+        view = self._current
+        if view is None:
+            raise LiteVFSError("replica is not open")
+        return view
+
+    def publish(self, view: View) -> bool:
+        """Make ``view`` the latest unless a newer one is already published."""
+        with self._lock:
+            old = self._current
+            if old is not None and view.txid < old.txid:
+                return False
+            self._current = view
+        if old is None or view.txid != old.txid:
+            log.debug("replica %s now at TXID %016x (%d pages)",
+                      self.storage.url, view.txid, view.commit)
+        return True
+
+    def fetch_indexes(self, infos: Sequence[FileInfo]) -> list[FileIndex]:
+        """Page indexes of ``infos``, fetched in parallel (one tail read each)."""
+        def one(info: FileInfo) -> FileIndex:
+            return fetch_file_index(self.storage, info, tail_size=tail_size_for(info),
+                                    executor=self.executor, impl=self.impl)
+        if len(infos) == 1:
+            return [one(infos[0])]
+        return list(self.executor.map(one, infos))
+
+    def extend_view(self, base: View | None, indexes: Iterable[FileIndex],
+                    *, target_time: str | None = None) -> View:
+        """A new view: ``base`` (or nothing) plus ``indexes`` in TXID order. Every page
+        keeps its newest version (highest MaxTXID), so a lagging L1 file can never
+        override a newer L0 page; the index is trimmed to the last file's commit."""
+        indexes = sorted(indexes, key=lambda fi: (fi.info.max_txid, -fi.info.min_txid))
+        if base is None and not indexes:
+            raise TxNotAvailableError("no LTX files to build a view from")
+        index = base.index.copy() if base is not None else self.impl.PageIndex()
+        page_size = base.page_size if base is not None else indexes[0].header.page_size
+        commit = base.commit if base is not None else 0
+        txid = base.txid if base is not None else 0
+        timestamp = base.timestamp_ms if base is not None else 0
+        l1_max = base.l1_max_txid if base is not None else 0
+        for fi in indexes:
+            header = fi.header
+            if header.page_size != page_size or not is_valid_page_size(page_size):
+                raise LTXFormatError(
+                    f"{fi.info.name}: page size {header.page_size} differs from {page_size}")
+            index.merge(self.file_id(fi.info), fi.info.max_txid, fi.pgnos, fi.offsets, fi.sizes)
+            if fi.info.level == 1:
+                l1_max = max(l1_max, fi.info.max_txid)
+            if fi.info.max_txid >= txid:
+                # The newest file defines the database size and position.
+                txid, commit = fi.info.max_txid, header.commit
+                timestamp = max(timestamp, header.timestamp)
+        index.truncate(commit)
+        view = View(index, page_size, commit, txid, timestamp, l1_max, target_time)
+        self._prefill(view, indexes)
+        return view
+
+    def _prefill(self, view: View, indexes: Iterable[FileIndex]) -> None:
+        """Small files came back whole from the index read: verify them and cache the
+        pages they still provide (page 1 and hot pages usually live in the newest L0)."""
+        for fi in indexes:
+            if fi.data is None or len(fi.data) > PREFILL_MAX_FILE:
+                continue
+            fid = self.file_id(fi.info)
+            try:
+                decoded = decode_file(fi.data, verify=True, impl=self.impl)
+            except LTXFormatError as exc:
+                raise LTXFormatError(f"{fi.info.name}: {exc}") from None
+            for pgno, page in decoded.pages:
+                entry = view.index.lookup(pgno)
+                if entry is not None and entry[0] == fid:
+                    self.cache.put(cache_key(fid, pgno), page)
+
+    def build_view(self, plan: Sequence[FileInfo], *, target_time: str | None = None) -> View:
+        return self.extend_view(None, self.fetch_indexes(plan), target_time=target_time)
+
+    def list_levels(self) -> dict[int, list[FileInfo]]:
+        return self.storage.list_all()
+
+    def latest_view(self, levels: Mapping[int, Sequence[FileInfo]] | None = None) -> View:
+        """Build a fresh view from Litestream's latest restore plan."""
+        levels = self.list_levels() if levels is None else levels
+        return self.build_view(calc_restore_plan(levels))
+
+    def replan(self) -> View:
+        """Rebuild from the current listing (after a gap or a missing file) and publish."""
+        view = self.latest_view()
+        self.publish(view)
+        return self.current
+
+    def view_at_txid(self, txid: int) -> View:
+        """A view of exactly ``txid`` from the files that exist now (not published)."""
+        return self.build_view(calc_restore_plan(self.list_levels(), txid=txid))
+
+    def open(self) -> None:
+        """Build the first view, waiting up to ``open_timeout`` for an empty replica."""
+        deadline = time.monotonic() + self.config.open_timeout
+        while True:
+            try:
+                self.publish(self.latest_view())
+                return
+            except TxNotAvailableError:
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    raise TxNotAvailableError(
+                        f"replica {self.storage.url} has no LTX files "
+                        f"(waited {self.config.open_timeout:g}s; is litestream replicating "
+                        "to this path?)") from None
+                time.sleep(min(self.config.poll_interval or 0.1, remaining, 1.0))
+
+    def close(self) -> None:
+        if self.poller is not None:
+            self.poller.stop()
+        self.executor.shutdown(wait=False, cancel_futures=True)
+        self.storage.close()
+
+
+# -- process registry ----------------------------------------------------------------
+_registry: dict[tuple[str, str], Replica] = {}
+_registry_lock = threading.Lock()
+_open_locks: dict[tuple[str, str], threading.Lock] = {}
+
+
+def open_replica(config: Config, impl: ModuleType = _impl,
+                 storage: StorageClient | None = None) -> Replica:
+    """The shared replica for ``config.replica_url`` (opened on first use); pair every
+    call with :func:`release_replica`. Options of the first opener win."""
+    key = (config.replica_url, impl.__name__)
+    with _registry_lock:
+        replica = _registry.get(key)
+        if replica is not None:
+            replica.refcount += 1
+            return replica
+        open_lock = _open_locks.setdefault(key, threading.Lock())
+    with open_lock:  # one open per URL at a time; others wait and share it
+        with _registry_lock:
+            replica = _registry.get(key)
+            if replica is not None:
+                replica.refcount += 1
+                return replica
+        if storage is None:
+            from .storage import open_storage
+
+            storage = open_storage(config.replica_url)
+        replica = Replica(config, storage, impl)
+        try:
+            replica.open()
+        except BaseException:
+            replica.close()
+            raise
+        from .poller import Poller
+
+        replica.poller = Poller(replica)
+        replica.poller.start()
+        with _registry_lock:
+            replica.refcount = 1
+            _registry[key] = replica
+        return replica
+
+
+def release_replica(replica: Replica) -> None:
+    with _registry_lock:
+        replica.refcount -= 1
+        if replica.refcount > 0:
+            return
+        for key, value in list(_registry.items()):
+            if value is replica:
+                del _registry[key]
+    replica.close()
+
+
+def open_replicas() -> list[Replica]:
+    """Replicas currently open in this process (for tests and diagnostics)."""
+    with _registry_lock:
+        return list(_registry.values())

@@ -1,0 +1,243 @@
+"""The read-replica VFS over memory storage, on both core twins."""
+
+from __future__ import annotations
+
+import sqlite3
+import threading
+from pathlib import Path
+from types import ModuleType
+
+import apsw
+import pytest
+
+import litevfs.api as api
+from litevfs.errors import ConfigError, TxNotAvailableError
+from litevfs.poller import poll_once
+from litevfs.replica import open_replicas
+from litevfs.storage.memory import memory_store
+
+from .vfs_support import FakeLitestream, make_accounts_db, transfer, unique_memory_url
+
+QUERIES = [
+    "SELECT count(*), sum(balance) FROM accounts",
+    "SELECT * FROM accounts WHERE id = 17",
+    "SELECT id, name FROM accounts WHERE name BETWEEN 'name-00050' AND 'name-00070' ORDER BY name",
+    "SELECT id, length(data), hex(substr(data, 5000, 8)) FROM blobs ORDER BY id",
+    "SELECT a.id, b.id FROM accounts a JOIN accounts b ON b.id = a.id + 1 WHERE a.id < 30",
+]
+
+
+@pytest.fixture
+def primary(tmp_path: Path) -> FakeLitestream:
+    make_accounts_db(tmp_path / "primary.db").close()
+    ls = FakeLitestream(tmp_path / "primary.db", unique_memory_url())
+    ls.sync()
+    return ls
+
+
+def connect(ls: FakeLitestream, core: ModuleType, **options: object) -> apsw.Connection:
+    options.setdefault("poll_interval", 0)  # tests drive poll_once themselves
+    return api.connect(ls.storage.url, impl=core, **options)
+
+
+def replica_of(con: apsw.Connection):  # type: ignore[no-untyped-def]
+    (replica,) = [r for r in open_replicas() if r.storage.url in con.filename or True][:1]
+    return replica
+
+
+def expected(ls: FakeLitestream, sql: str) -> list[tuple]:
+    con = sqlite3.connect(ls.db_path)
+    try:
+        return [tuple(r) for r in con.execute(sql)]
+    finally:
+        con.close()
+
+
+def rows(con: apsw.Connection, sql: str) -> list[tuple]:
+    return [tuple(r) for r in con.execute(sql)]
+
+
+def test_queries_match_the_primary(primary: FakeLitestream, core: ModuleType) -> None:
+    con = connect(primary, core)
+    for sql in QUERIES:
+        assert rows(con, sql) == expected(primary, sql), sql
+    assert rows(con, "PRAGMA integrity_check") == [("ok",)]
+    con.close()
+
+
+def test_sees_new_commits_between_transactions(primary: FakeLitestream, core: ModuleType) -> None:
+    con = connect(primary, core)
+    from litevfs.replica import open_replicas
+
+    replica = next(r for r in open_replicas() if r.storage.url == primary.storage.url)
+    before = rows(con, QUERIES[0])
+    db = primary.db()
+    transfer(db, 1, 2, 5)
+    db.execute("INSERT INTO accounts VALUES(100000, 'new', 0)")
+    primary.sync()
+    # Inside an open read transaction the old view stays.
+    con.execute("BEGIN")
+    assert rows(con, QUERIES[0]) == before
+    assert poll_once(replica)
+    assert rows(con, QUERIES[0]) == before
+    assert rows(con, "SELECT litestream_txid()") == [("0000000000000001",)]
+    con.execute("COMMIT")
+    assert rows(con, QUERIES[0]) == expected(primary, QUERIES[0])
+    assert rows(con, "PRAGMA litestream_txid") == [("0000000000000002",)]
+    con.close()
+
+
+def test_l1_compaction_then_l0_deletion(primary: FakeLitestream, core: ModuleType) -> None:
+    con = connect(primary, core)
+    replica = next(r for r in open_replicas() if r.storage.url == primary.storage.url)
+    db = primary.db()
+    l0 = [primary.sync()]
+    for i in range(4):
+        transfer(db, i, i + 10, 7)
+        l0.append(primary.sync())
+    poll_once(replica)
+    assert rows(con, QUERIES[0]) == expected(primary, QUERIES[0])
+    # Compact 2..5 into L1, then delete those L0 files: the reader must follow.
+    primary.compact(1, l0[1:])
+    poll_once(replica)
+    primary.storage.delete_ltx(l0)
+    replica.cache.clear()
+    for sql in QUERIES:
+        assert rows(con, sql) == expected(primary, sql), sql
+    con.close()
+
+
+def test_lagging_l1_never_regresses_newer_l0_pages(primary: FakeLitestream, core: ModuleType) -> None:
+    con = connect(primary, core)
+    replica = next(r for r in open_replicas() if r.storage.url == primary.storage.url)
+    db = primary.db()
+    files = []
+    for i in range(3):
+        transfer(db, 1, 2, 1)
+        files.append(primary.sync())
+    poll_once(replica)  # at TXID 4
+    primary.compact(1, files[:2])  # L1 [2..3] arrives late, older than the L0 at 4
+    poll_once(replica)
+    replica.cache.clear()
+    assert rows(con, "SELECT balance FROM accounts WHERE id IN (1, 2) ORDER BY id") == [(997,), (1003,)]
+    con.close()
+
+
+def test_missing_file_replans(primary: FakeLitestream, core: ModuleType) -> None:
+    db = primary.db()
+    files = [primary.sync()]
+    for i in range(3):
+        transfer(db, i, i + 1, 3)
+        files.append(primary.sync())
+    con = connect(primary, core)
+    # Compaction and deletion happen with no poll in between (a stalled follower).
+    primary.compact(1, files)
+    primary.storage.delete_ltx(files)
+    replica = next(r for r in open_replicas() if r.storage.url == primary.storage.url)
+    replica.cache.clear()
+    for sql in QUERIES:
+        assert rows(con, sql) == expected(primary, sql), sql
+    con.close()
+
+
+def test_shrink_trims_the_index(primary: FakeLitestream, core: ModuleType) -> None:
+    con = connect(primary, core)
+    replica = next(r for r in open_replicas() if r.storage.url == primary.storage.url)
+    db = primary.db()
+    db.execute("DELETE FROM blobs")
+    db.execute("VACUUM")
+    primary.sync()
+    poll_once(replica)
+    view = replica.current
+    assert view.index.max_pgno <= view.commit
+    assert con.execute("PRAGMA page_count").fetchall()[0][0] == view.commit
+    assert rows(con, "PRAGMA integrity_check") == [("ok",)]
+    for sql in QUERIES:
+        assert rows(con, sql) == expected(primary, sql), sql
+    con.close()
+
+
+@pytest.mark.parametrize("page_size", [1024, 65536])
+def test_page_sizes_and_block_encoding(tmp_path: Path, core: ModuleType, page_size: int) -> None:
+    make_accounts_db(tmp_path / "p.db", page_size=page_size).close()
+    ls = FakeLitestream(tmp_path / "p.db", unique_memory_url(), encoding="block")
+    ls.sync()
+    con = connect(ls, core)
+    for sql in QUERIES:
+        assert rows(con, sql) == expected(ls, sql), sql
+    con.close()
+
+
+def test_writes_are_refused(primary: FakeLitestream, core: ModuleType) -> None:
+    con = connect(primary, core)
+    with pytest.raises(apsw.ReadOnlyError):
+        con.execute("INSERT INTO accounts VALUES(999999, 'x', 0)")
+    con.close()
+
+
+def test_uri_open_shares_state_and_counts_refs(primary: FakeLitestream, core: ModuleType) -> None:
+    name = f"litevfs-{core.__name__.rsplit('.', 1)[-1]}"
+    api.register(name, core)
+    from urllib.parse import quote
+
+    uri = (f"file:any.db?vfs={name}&replica_url={quote(primary.storage.url, safe='')}"
+           "&poll_interval=0")
+    a = apsw.Connection(uri, flags=apsw.SQLITE_OPEN_READONLY | apsw.SQLITE_OPEN_URI)
+    b = apsw.Connection(uri, flags=apsw.SQLITE_OPEN_READWRITE | apsw.SQLITE_OPEN_URI)
+    mine = [r for r in open_replicas() if r.storage.url == primary.storage.url]
+    assert len(mine) == 1 and mine[0].refcount == 2
+    assert rows(a, QUERIES[0]) == rows(b, QUERIES[0]) == expected(primary, QUERIES[0])
+    assert rows(b, "SELECT litestream_txid()") == [("0000000000000001",)]
+    with pytest.raises(apsw.ReadOnlyError):
+        b.execute("DELETE FROM accounts")
+    a.close()
+    b.close()
+    assert not [r for r in open_replicas() if r.storage.url == primary.storage.url]
+
+
+def test_bad_uri_option_is_named(primary: FakeLitestream, core: ModuleType) -> None:
+    with pytest.raises(ConfigError, match="pol_interval"):
+        connect(primary, core, pol_interval="1s")
+    name = f"litevfs-cfg-{core.__name__}"
+    api.register(name, core)
+    with pytest.raises(ConfigError, match="cache_size"):
+        apsw.Connection(f"file:x.db?vfs={name}&replica_url={primary.storage.url}"
+                        "&cache_size=lots", flags=apsw.SQLITE_OPEN_READONLY | apsw.SQLITE_OPEN_URI)
+
+
+def test_empty_replica_times_out(core: ModuleType) -> None:
+    with pytest.raises(TxNotAvailableError, match="no LTX files"):
+        api.connect(unique_memory_url(), impl=core, open_timeout="300ms", poll_interval="50ms")
+
+
+def test_unfetchable_page_is_an_ioerror(primary: FakeLitestream, core: ModuleType) -> None:
+    con = connect(primary, core, fetch_retries=1)
+    store = memory_store(primary.storage.url.removeprefix("memory://"))
+    store.fail_next(1000, ops=["read"])
+    with pytest.raises(apsw.IOError, match="cannot read page"):
+        rows(con, "SELECT sum(length(data)) FROM blobs")
+    store.clear_failures()
+    assert rows(con, QUERIES[3]) == expected(primary, QUERIES[3])
+    con.close()
+
+
+def test_concurrent_readers_share_fetches(primary: FakeLitestream, core: ModuleType) -> None:
+    cons = [connect(primary, core) for _ in range(4)]
+    want = expected(primary, QUERIES[3])
+    errors: list[BaseException] = []
+
+    def run(c: apsw.Connection) -> None:
+        try:
+            for _ in range(5):
+                assert rows(c, QUERIES[3]) == want
+        except BaseException as exc:  # pragma: no cover - reported below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=run, args=(c,)) for c in cons]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not errors
+    for c in cons:
+        c.close()
