@@ -185,8 +185,12 @@ def transfer(db: str | os.PathLike[str] | sqlite3.Connection, n: int = 10, *, se
             conn.close()
 
 
-def shrink(db: str | os.PathLike[str] | sqlite3.Connection, keep_fraction: float = 0.1) -> None:
-    """DELETE most rows (and every overflow blob but one) and VACUUM: the file shrinks."""
+def shrink(db: str | os.PathLike[str] | sqlite3.Connection, keep_fraction: float = 0.1,
+           *, vacuum: bool = True) -> None:
+    """DELETE most rows (and every overflow blob but one) and VACUUM: the file shrinks.
+
+    Two commits (the DELETE, then the VACUUM); ``vacuum=False`` stops after the first
+    (then call :func:`vacuum`)."""
     conn, own = _conn(db)
     try:
         conn.execute("BEGIN IMMEDIATE")
@@ -199,11 +203,21 @@ def shrink(db: str | os.PathLike[str] | sqlite3.Connection, keep_fraction: float
             conn.execute("DELETE FROM kv")
         conn.execute("DELETE FROM blobs WHERE id != (SELECT min(id) FROM blobs)")
         conn.execute("COMMIT")
-        conn.execute("VACUUM")
+        if vacuum:
+            conn.execute("VACUUM")
     except BaseException:
         if conn.in_transaction:
             conn.execute("ROLLBACK")
         raise
+    finally:
+        if own:
+            conn.close()
+
+
+def vacuum(db: str | os.PathLike[str] | sqlite3.Connection) -> None:
+    conn, own = _conn(db)
+    try:
+        conn.execute("VACUUM")
     finally:
         if own:
             conn.close()
