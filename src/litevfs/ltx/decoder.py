@@ -68,12 +68,12 @@ class FileDecoder:
         self.header = Header.unpack(data)
         self.header.validate()
         self.trailer = Trailer.unpack(data)
-        self.trailer.validate(self.header)
         loc = locate_index(memoryview(data)[size - TRAILER_SIZE - INDEX_LEN_SIZE:], size)
         pgnos, offsets, sizes, end = impl.decode_page_index(data, loc.start)
         if end != loc.end:
             raise LTXFormatError(
                 f"page index ends at {end} but its length field says {loc.end}")
+        self.trailer.validate(self.header)
         self.index_start = loc.start
         self.pgnos, self.offsets, self.sizes = pgnos, offsets, sizes
         self._check_page_numbers()
