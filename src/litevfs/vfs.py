@@ -10,6 +10,7 @@ from __future__ import annotations
 import itertools
 import os
 import threading
+import weakref
 from types import ModuleType
 from typing import Any
 
@@ -31,6 +32,7 @@ class LiteVFS(apsw.VFS):
         self._tokens = itertools.count(1)
         self._lock = threading.Lock()
         self._main_names: dict[str, int] = {}  # full names of open main files
+        self._files: weakref.WeakValueDictionary[str, LiteFile] = weakref.WeakValueDictionary()
         super().__init__(name, base="")
 
     # -- connect() hand-over ---------------------------------------------------------
@@ -65,7 +67,9 @@ class LiteVFS(apsw.VFS):
         flags[1] = inflags
         with self._lock:
             self._main_names[filename] = self._main_names.get(filename, 0) + 1
-        return LiteFile(replica, filename, on_close=self._closed)
+        file = LiteFile(replica, filename, on_close=self._closed)
+        self._files[filename] = file
+        return file
 
     def _closed(self, file: LiteFile) -> None:
         with self._lock:
@@ -85,6 +89,15 @@ class LiteVFS(apsw.VFS):
 
 
 _vfs_by_name: dict[str, LiteVFS] = {}
+
+
+def file_of(con: apsw.Connection) -> LiteFile:
+    """The LiteFile serving ``con``'s main database (diagnostics and tests)."""
+    for vfs in _vfs_by_name.values():
+        file = vfs._files.get(con.filename)
+        if file is not None and not file._closed:
+            return file
+    raise LookupError(f"{con.filename!r} is not a litevfs database")
 _register_lock = threading.Lock()
 
 
