@@ -7,12 +7,15 @@ file: ``<path>/ltx/<level>/<min>-<max>.ltx``). Callers only ever name LTX files 
 
 from __future__ import annotations
 
+import struct
 import threading
+import time
 from abc import ABC, abstractmethod
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
-from ..ltx.format import MAX_LEVEL, FileInfo
+from ..errors import TransientStorageError
+from ..ltx.format import MAGIC, MAX_LEVEL, FileInfo
 
 
 @dataclass
@@ -87,3 +90,86 @@ class StorageClient(ABC):
 
     def close(self) -> None:  # noqa: B027 - optional hook
         """Release connections."""
+
+    def delete_object(self, name: str) -> None:
+        """Remove a side object; a missing one is fine. Optional (not every backend)."""
+        raise NotImplementedError(f"{type(self).__name__} cannot delete side objects")
+
+    # Optional helpers (backends with latency override them to run in parallel).
+
+    def read_many(
+        self, requests: Sequence[tuple[FileInfo, int, int | None]],
+    ) -> list[bytes]:
+        """``read_range`` for each ``(info, offset, length)``, results in request order.
+        The first failure is raised."""
+        return [self.read_range(info, offset, length) for info, offset, length in requests]
+
+    def __enter__(self) -> StorageClient:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+# Helpers shared by the backends, so that every backend answers edge cases alike.
+
+_MAX_TXID = (1 << 64) - 1
+
+
+def check_ltx_args(level: int, min_txid: int, max_txid: int) -> None:
+    """Reject what Litestream could never name: bad level, zero or reversed TXIDs."""
+    if not 0 <= level <= MAX_LEVEL:
+        raise ValueError(f"LTX level {level} out of range 0..{MAX_LEVEL}")
+    if not 1 <= min_txid <= max_txid <= _MAX_TXID:
+        raise ValueError(f"invalid LTX TXID range {min_txid}..{max_txid}")
+
+
+def check_range(offset: int, length: int | None) -> None:
+    if offset < 0:
+        raise ValueError(f"negative read offset {offset}")
+    if length is not None and length < 0:
+        raise ValueError(f"negative read length {length}")
+
+
+def check_object_name(name: str) -> str:
+    """A side-object name relative to the replica path: no absolute names, no ``..``,
+    no empty components (the file backend must never leave its root; the S3 backend
+    applies the same rule so names mean the same thing everywhere)."""
+    if (not isinstance(name, str) or not name or name.startswith("/")
+            or "\\" in name or "\0" in name):
+        raise ValueError(f"invalid object name {name!r}")
+    parts = name.split("/")
+    if any(p in ("", ".", "..") for p in parts):
+        raise ValueError(f"invalid object name {name!r}: empty, '.' or '..' component")
+    return name
+
+
+def slice_range(data: bytes, offset: int, length: int | None, what: str) -> bytes:
+    """The requested bytes of a whole object held in memory, with the short-read rule:
+    asking for bytes past the end is an error, never a shorter answer."""
+    check_range(offset, length)
+    end = len(data) if length is None else offset + length
+    if length == 0:
+        return b""
+    if offset >= len(data) or end > len(data):
+        raise TransientStorageError(short_read_message(what, offset, length, len(data)))
+    return bytes(data[offset:end])
+
+
+def short_read_message(what: str, offset: int, length: int | None, size: int | None) -> str:
+    want = f"bytes {offset}.." + ("end" if length is None else str(offset + length - 1))
+    have = "" if size is None else f" (object is {size} bytes)"
+    return f"short read of {what}: asked for {want}{have}"
+
+
+_TIMESTAMP = struct.Struct(">q")
+
+
+def ltx_timestamp_ms(data: bytes | bytearray | memoryview) -> int:
+    """The LTX header timestamp (ms since the epoch) when ``data`` starts with an LTX
+    header, else the current time: what Litestream stores as the file's timestamp."""
+    if len(data) >= 40 and bytes(data[:4]) == MAGIC:
+        ts = _TIMESTAMP.unpack_from(data, 32)[0]
+        if ts > 0:
+            return int(ts)
+    return int(time.time() * 1000)

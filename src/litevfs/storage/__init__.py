@@ -1,0 +1,46 @@
+"""Storage backends behind one interface, chosen by replica URL.
+
+``open_storage`` does no network I/O and imports boto3 only for ``s3://`` URLs (and
+even then lazily, when the first request needs the client).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ..errors import ConfigError
+from .base import StorageClient, StorageStats
+from .url import ReplicaURL, merge_options, parse_replica_url
+
+__all__ = ["StorageClient", "StorageStats", "open_storage", "parse_replica_url", "ReplicaURL"]
+
+
+def open_storage(url: str, **options: Any) -> StorageClient:
+    """Open replica storage for ``url``:
+
+    * ``s3://bucket/path?endpoint=...&region=...&forcePathStyle=true`` (Litestream's query
+      options, camelCase or kebab-case; keyword arguments override them, in any spelling,
+      plus keyword-only ``access_key_id``, ``secret_access_key``, ``session_token``,
+      ``connect_timeout``, ``read_timeout``, ``max_pool_connections``, ``retry``,
+      ``probe_conditional_writes``);
+    * ``file:///abs/dir`` or a plain directory path (Litestream's file layout);
+    * ``memory://name`` (a process-wide in-memory store, for tests).
+
+    Unknown schemes and options raise ConfigError naming them.
+    """
+    parsed = parse_replica_url(url)
+    if parsed.scheme == "s3":
+        from .s3 import S3Storage  # boto3 stays unimported until the client is needed
+
+        return S3Storage.from_url(parsed, **options)
+    # file:// and memory:// take no options; merge_options names any that were given.
+    merge_options(parsed, options, {}, {})
+    if parsed.scheme == "file":
+        from .file import FileStorage
+
+        return FileStorage(parsed.path)
+    if parsed.scheme == "memory":
+        from .memory import MemoryStorage
+
+        return MemoryStorage(parsed.path)
+    raise ConfigError(f"unsupported replica URL scheme {parsed.scheme!r}")  # pragma: no cover

@@ -1,0 +1,80 @@
+"""The one retry policy for storage requests: exponential backoff with full jitter,
+bounded both in attempts and in total time.
+
+botocore's own retries are switched off in the S3 backend so this is the only policy:
+one place decides what is retryable, and every retry is counted in ``stats.retries``.
+"""
+
+from __future__ import annotations
+
+import random
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import TypeVar
+
+from ..errors import TransientStorageError
+
+T = TypeVar("T")
+
+
+class Retryable(Exception):
+    """Raised inside a retried operation to ask for another attempt. ``cause`` is what
+    went wrong (shown in the final TransientStorageError); ``retry`` False means give up
+    at once (e.g. a short read that the object's size proves deterministic)."""
+
+    def __init__(self, message: str, *, retry: bool = True) -> None:
+        super().__init__(message)
+        self.retry = retry
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    max_attempts: int = 5
+    base_delay: float = 0.05  # seconds before the first retry (before jitter)
+    max_delay: float = 2.0  # cap of one backoff sleep
+    max_elapsed: float = 20.0  # no new attempt starts after this many seconds
+
+    def delay(self, retry_number: int, rng: random.Random | None = None) -> float:
+        """Sleep before retry ``retry_number`` (1-based): full jitter over an exponential
+        ceiling, so many clients failing together do not retry in lock-step."""
+        ceiling = min(self.max_delay, self.base_delay * (2 ** (retry_number - 1)))
+        return (rng or random).uniform(ceiling / 2, ceiling)
+
+
+DEFAULT_POLICY = RetryPolicy()
+NO_RETRY = RetryPolicy(max_attempts=1)
+
+
+def call_with_retry(
+    operation: Callable[[], T],
+    *,
+    what: str,
+    policy: RetryPolicy = DEFAULT_POLICY,
+    on_retry: Callable[[], None] | None = None,
+    sleep: Callable[[float], None] = time.sleep,
+    clock: Callable[[], float] = time.monotonic,
+) -> T:
+    """Run ``operation`` until it returns; it raises :class:`Retryable` for transient
+    failures. Any other exception propagates at once. When attempts or time run out the
+    last transient failure becomes a :class:`TransientStorageError` naming ``what``."""
+    start = clock()
+    attempt = 0
+    while True:
+        attempt += 1
+        try:
+            return operation()
+        except Retryable as exc:
+            last = exc
+        out_of_attempts = attempt >= policy.max_attempts
+        delay = policy.delay(attempt)
+        out_of_time = clock() - start + delay > policy.max_elapsed
+        if not last.retry or out_of_attempts or out_of_time:
+            if attempt == 1:
+                message = f"{what}: {last}"
+            else:
+                message = f"{what} failed after {attempt} attempts: {last}"
+            raise TransientStorageError(message) from (last.__cause__ or last)
+        if on_retry is not None:
+            on_retry()
+        sleep(delay)

@@ -1,0 +1,654 @@
+"""S3 (and S3-compatible) storage through botocore, the engine under boto3.
+
+Key layout (Litestream's, reference section 2.1): ``<prefix>/<level %04x>/<min>-<max>.ltx``,
+side objects at ``<prefix>/<name>``. botocore is imported when the first request needs
+the client, never at module import, and one client per storage object is shared by all
+threads (its urllib3 pool keeps connections warm). botocore's own retries are off:
+``retry.py`` is the only retry policy, so attempts and time are bounded in one place and
+counted in ``stats.retries``.
+
+Counters: ``lists``/``gets``/``puts``/``deletes`` count HTTP requests sent, retries
+included (a HEAD counts as a get); ``bytes_read``/``bytes_written`` count payload bytes of
+successful requests only.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+import logging
+import re
+import secrets
+import threading
+from collections.abc import Callable, Iterable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from datetime import datetime, timezone
+from typing import Any, TypeVar
+
+from .._version import __version__
+from ..errors import (
+    AccessDeniedError, AlreadyExistsError, BucketNotFoundError, EndpointUnreachableError,
+    NotFoundError, StorageError,
+)
+from ..ltx.format import MAX_LEVEL, FileInfo, format_filename, parse_filename
+from .base import (
+    StorageClient, check_ltx_args, check_object_name, check_range, ltx_timestamp_ms,
+    short_read_message,
+)
+from .retry import DEFAULT_POLICY, Retryable, RetryPolicy, call_with_retry
+from .url import ReplicaURL, S3Config, parse_replica_url, resolve_s3_config
+
+log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+MAX_DELETE_BATCH = 1000  # S3's DeleteObjects limit
+TIMESTAMP_METADATA = "litestream-timestamp"
+
+_ACCESS_CODES = {
+    "AccessDenied", "InvalidAccessKeyId", "SignatureDoesNotMatch", "AllAccessDisabled",
+    "ExpiredToken", "InvalidToken", "TokenRefreshRequired", "AccountProblem",
+    "InvalidSecurity", "InvalidClientTokenId", "UnrecognizedClientException",
+}
+_TRANSIENT_CODES = {
+    "SlowDown", "RequestTimeout", "InternalError", "ServiceUnavailable", "Throttling",
+    "ThrottlingException", "RequestLimitExceeded", "TooManyRequestsException",
+    "RequestThrottled", "BandwidthLimitExceeded", "ConditionalRequestConflict",
+    "OperationAborted",
+}
+_CONTENT_RANGE = re.compile(r"bytes (\d+)-(\d+)/(\d+|\*)")
+
+
+def format_timestamp(ms: int) -> str:
+    """Go's ``time.RFC3339Nano`` of a millisecond timestamp, UTC, trailing zeros of the
+    fraction trimmed (``2026-01-02T03:04:05.123Z``, ``...05.1Z``, ``...05Z``), which is
+    what Litestream writes in ``x-amz-meta-litestream-timestamp``."""
+    seconds, frac = divmod(ms, 1000)
+    text = datetime.fromtimestamp(seconds, timezone.utc).strftime("%Y-%m-%dT%H:%M:%S")
+    if frac:
+        text += "." + f"{frac:03d}".rstrip("0")
+    return text + "Z"
+
+
+def parse_timestamp(text: str) -> float | None:
+    """Seconds since the epoch from an RFC 3339 timestamp (metadata written by Litestream
+    or by us), or None when it does not parse."""
+    try:
+        m = re.fullmatch(r"(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d)(?:\.(\d+))?(Z|[+-]\d\d:\d\d)", text)
+        if m is None:
+            return None
+        base = datetime.fromisoformat(m.group(1) + ("+00:00" if m.group(3) == "Z" else m.group(3)))
+        return base.timestamp() + (int(m.group(2)) / 10 ** len(m.group(2)) if m.group(2) else 0)
+    except ValueError:
+        return None
+
+
+# --------------------------------------------------------------------------------------
+# Client construction (the ~100 ms part: loading the service model)
+
+_session_lock = threading.Lock()
+_session: Any = None
+
+
+def _new_client(cfg: S3Config) -> Any:
+    global _session
+    import botocore.session
+    from botocore.config import Config
+
+    if cfg.force_path_style:
+        style = "path"
+    else:
+        style = "virtual" if cfg.endpoint else "auto"
+    s3_opts: dict[str, Any] = {"addressing_style": style}
+    if cfg.sign_payload is not None:
+        s3_opts["payload_signing_enabled"] = cfg.sign_payload
+    extra: dict[str, Any] = {}
+    if cfg.endpoint:
+        # S3-compatible servers often reject the SDK's default flexible checksums
+        # (aws-chunked trailers); Litestream turns them off for custom endpoints too.
+        extra = {"request_checksum_calculation": "when_required",
+                 "response_checksum_validation": "when_required"}
+    config = Config(
+        region_name=cfg.region,
+        connect_timeout=cfg.connect_timeout,
+        read_timeout=cfg.read_timeout,
+        retries={"total_max_attempts": 1, "mode": "standard"},  # ours are the only retries
+        max_pool_connections=cfg.max_pool_connections,
+        tcp_keepalive=True,
+        user_agent_extra=f"litevfs/{__version__}",
+        s3=s3_opts,
+        **extra,
+    )
+    # One botocore session per process: the second client then costs ~5 ms instead of
+    # ~100 ms because the loaded service model is cached. Sessions are not thread-safe.
+    with _session_lock:
+        if _session is None:
+            _session = botocore.session.get_session()
+        client = _session.create_client(
+            "s3",
+            region_name=cfg.region,
+            endpoint_url=cfg.endpoint,
+            verify=not cfg.skip_verify,
+            aws_access_key_id=cfg.access_key_id,
+            aws_secret_access_key=cfg.secret_access_key,
+            aws_session_token=cfg.session_token,
+            config=config,
+        )
+    events = client.meta.events
+    if cfg.is_tigris:
+        events.register("before-sign.s3", _tigris_consistent)
+    if cfg.require_content_md5:
+        events.register("before-sign.s3.DeleteObjects", _content_md5)
+        events.register("before-sign.s3.PutObject", _content_md5)
+    return client
+
+
+def _tigris_consistent(request: Any, **_: Any) -> None:
+    request.headers["X-Tigris-Consistent"] = "true"
+
+
+def _content_md5(request: Any, **_: Any) -> None:
+    body = request.body
+    if isinstance(body, bytes | bytearray) and "Content-MD5" not in request.headers:
+        request.headers["Content-MD5"] = base64.b64encode(hashlib.md5(body).digest()).decode()
+
+
+def _sse_customer_key(raw: str) -> bytes | str:
+    """Litestream takes the SSE-C key base64-encoded (Go SDK convention); botocore wants
+    the raw key and encodes it itself."""
+    try:
+        decoded = base64.b64decode(raw, validate=True)
+    except (binascii.Error, ValueError):
+        return raw
+    return decoded if len(decoded) == 32 else raw
+
+
+# --------------------------------------------------------------------------------------
+
+
+class S3Storage(StorageClient):
+    #: Keys per ListObjectsV2 page (S3's maximum; tests lower it).
+    page_size = 1000
+
+    def __init__(self, config: S3Config) -> None:
+        super().__init__()
+        self.config = config
+        self.url = config.redacted_url or f"s3://{config.bucket}/{config.prefix}"
+        self.bucket = config.bucket
+        self.prefix = config.prefix
+        self.policy: RetryPolicy = config.retry or DEFAULT_POLICY
+        self._client: Any = None
+        self._client_lock = threading.Lock()
+        self._executor: ThreadPoolExecutor | None = None
+        self._executor_lock = threading.Lock()
+        self._conditional: bool | None = None  # does the server honour If-None-Match?
+        self._conditional_lock = threading.Lock()
+        self._suffix_ranges_ok = True
+        self._closed = False
+        sse: dict[str, Any] = {}
+        if config.sse_customer_key:
+            sse["SSECustomerAlgorithm"] = config.sse_customer_algorithm or "AES256"
+            sse["SSECustomerKey"] = _sse_customer_key(config.sse_customer_key)
+        self._sse_read = sse
+
+    @classmethod
+    def from_url(cls, url: str | ReplicaURL, **options: Any) -> S3Storage:
+        parsed = parse_replica_url(url) if isinstance(url, str) else url
+        return cls(resolve_s3_config(parsed, options))
+
+    # Client ----------------------------------------------------------------------
+
+    @property
+    def client(self) -> Any:
+        """The botocore S3 client, built on first use (no network I/O)."""
+        client = self._client
+        if client is None:
+            with self._client_lock:
+                if self._client is None:
+                    self._client = _new_client(self.config)
+                client = self._client
+        return client
+
+    def prewarm(self) -> threading.Thread:
+        """Build the client in a background thread (imports and model loading, ~100 ms
+        cold), so a caller can overlap it with its own start-up work."""
+        t = threading.Thread(target=lambda: self.client, name="litevfs-s3-prewarm", daemon=True)
+        t.start()
+        return t
+
+    @property
+    def endpoint(self) -> str:
+        if self.config.endpoint:
+            return self.config.endpoint
+        if self._client is not None:
+            return str(self._client.meta.endpoint_url)
+        return f"https://s3.{self.config.region}.amazonaws.com"
+
+    def _pool(self) -> ThreadPoolExecutor:
+        if self._executor is None:
+            with self._executor_lock:
+                if self._executor is None:
+                    workers = self.config.concurrency or 16
+                    self._executor = ThreadPoolExecutor(
+                        max_workers=min(workers, self.config.max_pool_connections),
+                        thread_name_prefix="litevfs-s3")
+        return self._executor
+
+    def close(self) -> None:
+        self._closed = True
+        if self._executor is not None:
+            self._executor.shutdown(wait=False, cancel_futures=True)
+            self._executor = None
+        if self._client is not None:
+            try:
+                self._client.close()
+            except Exception:  # pragma: no cover - best effort
+                pass
+            self._client = None
+
+    # Keys --------------------------------------------------------------------------
+
+    def level_prefix(self, level: int) -> str:
+        return f"{self.prefix}/{level:04x}/"
+
+    def ltx_key(self, level: int, min_txid: int, max_txid: int) -> str:
+        return self.level_prefix(level) + format_filename(min_txid, max_txid)
+
+    def object_key(self, name: str) -> str:
+        return f"{self.prefix}/{check_object_name(name)}"
+
+    # Requests ----------------------------------------------------------------------
+
+    def _request(self, counter: str, what: str, fn: Callable[[Any], T],
+                 key: str | None = None) -> T:
+        """One logical request with our retry policy; botocore errors are mapped."""
+        def attempt() -> T:
+            self.stats.add(**{counter: 1})
+            try:
+                return fn(self.client)
+            except (Retryable, StorageError, ValueError):
+                raise
+            except Exception as exc:  # botocore's and urllib3's exceptions
+                raise self._map_error(exc, what, key) from exc
+
+        return call_with_retry(attempt, what=what, policy=self.policy,
+                               on_retry=lambda: self.stats.add(retries=1))
+
+    def _map_error(self, exc: Exception, what: str, key: str | None) -> Exception:
+        """botocore exception -> our error class, or Retryable for transient ones."""
+        from botocore import exceptions as bex
+        try:
+            from urllib3 import exceptions as uex
+            transport: tuple[type[BaseException], ...] = (uex.HTTPError,)
+        except ImportError:  # pragma: no cover
+            transport = ()
+
+        bucket = self.bucket
+        if isinstance(exc, bex.ClientError):
+            err = exc.response.get("Error", {})
+            code = str(err.get("Code", ""))
+            status = int(exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0) or 0)
+            detail = f"{code or status}" + (f": {err['Message']}" if err.get("Message") else "")
+            if code == "NoSuchBucket" or (key is None and status == 404):
+                return BucketNotFoundError(
+                    f"bucket {bucket!r} does not exist at {self.endpoint}")
+            if code in ("NoSuchKey", "NotFound", "404") or status == 404:
+                return NotFoundError(f"s3://{bucket}/{key} does not exist")
+            if code in _ACCESS_CODES or status in (401, 403):
+                return AccessDeniedError(
+                    f"access denied to bucket {bucket!r} at {self.endpoint} during {what} "
+                    f"({code or status}; credentials from {self.config.credential_source})")
+            if code == "PreconditionFailed" or status == 412:
+                return AlreadyExistsError(f"s3://{bucket}/{key} already exists")
+            if code == "InvalidRange" or status == 416:
+                return Retryable("range not satisfiable (HTTP 416)", retry=False)
+            if status >= 500 or status == 429 or code in _TRANSIENT_CODES:
+                return Retryable(f"{detail} (HTTP {status})")
+            if code in ("PermanentRedirect", "AuthorizationHeaderMalformed",
+                        "IllegalLocationConstraintException"):
+                return StorageError(
+                    f"{what}: bucket {bucket!r} is not in region {self.config.region!r} "
+                    f"({detail}); set ?region= in the replica URL")
+            return StorageError(f"{what} on bucket {bucket!r} failed: {detail} (HTTP {status})")
+        if isinstance(exc, bex.SSLError):
+            return StorageError(f"TLS error talking to {self.endpoint}: {exc} "
+                                "(skipVerify=true disables certificate checks)")
+        if isinstance(exc, bex.ConnectTimeoutError | bex.EndpointConnectionError):
+            return EndpointUnreachableError(
+                f"cannot reach S3 endpoint {self.endpoint} (bucket {bucket!r}): {exc}")
+        if isinstance(exc, bex.NoCredentialsError | bex.PartialCredentialsError):
+            return AccessDeniedError(
+                f"no usable AWS credentials for bucket {bucket!r}: set AWS_ACCESS_KEY_ID and "
+                "AWS_SECRET_ACCESS_KEY (or LITESTREAM_ACCESS_KEY_ID/_SECRET_ACCESS_KEY)")
+        if isinstance(exc, (bex.HTTPClientError, bex.IncompleteReadError, bex.ConnectionError,
+                            ConnectionError, TimeoutError, *transport)):
+            return Retryable(f"{type(exc).__name__}: {exc}")
+        if isinstance(exc, bex.ParamValidationError):
+            return ValueError(str(exc))
+        return StorageError(f"{what} on bucket {bucket!r} failed: {type(exc).__name__}: {exc}")
+
+    # Listing -----------------------------------------------------------------------
+
+    def list_level(self, level: int) -> list[FileInfo]:
+        check_ltx_args(level, 1, 1)
+        prefix = self.level_prefix(level)
+        infos: list[FileInfo] = []
+        token: str | None = None
+        while True:
+            args: dict[str, Any] = {"Bucket": self.bucket, "Prefix": prefix,
+                                    "MaxKeys": self.page_size}
+            if token:
+                args["ContinuationToken"] = token
+            page = self._request("lists", f"LIST {prefix}",
+                                 lambda c, a=args: c.list_objects_v2(**a))
+            for obj in page.get("Contents", ()):
+                key = obj["Key"]
+                if not key.startswith(prefix):
+                    continue
+                txids = parse_filename(key[len(prefix):])  # also rejects nested names
+                if txids is None:
+                    continue
+                modified = obj.get("LastModified")
+                created = modified.timestamp() if modified is not None else 0.0
+                infos.append(FileInfo(level, txids[0], txids[1], int(obj.get("Size", 0)),
+                                      created))
+            token = page.get("NextContinuationToken")
+            if not page.get("IsTruncated") or not token:
+                break
+        infos.sort(key=lambda i: (i.min_txid, i.max_txid))
+        return infos
+
+    def list_all(self) -> dict[int, list[FileInfo]]:
+        """All ten levels at once: one round trip of latency instead of ten."""
+        levels = range(MAX_LEVEL + 1)
+        results = self._map_parallel(self.list_level, levels)
+        return dict(zip(levels, results, strict=True))
+
+    def _map_parallel(self, fn: Callable[[Any], T], items: Iterable[Any]) -> list[T]:
+        items = list(items)
+        if len(items) <= 1:
+            return [fn(i) for i in items]
+        self.client  # build the client once, not racing in every worker  # noqa: B018
+        futures = [self._pool().submit(fn, i) for i in items]
+        try:
+            return [f.result() for f in futures]
+        finally:
+            for f in futures:
+                f.cancel()
+
+    # Reading -------------------------------------------------------------------------
+
+    def read_range(self, info: FileInfo, offset: int = 0, length: int | None = None) -> bytes:
+        check_range(offset, length)
+        if length == 0:
+            return b""
+        key = self.ltx_key(info.level, info.min_txid, info.max_txid)
+        return self._read_range_key(key, offset, length)
+
+    def _read_range_key(self, key: str, offset: int, length: int | None) -> bytes:
+        what = f"GET s3://{self.bucket}/{key}"
+        # A whole-object read sends no Range at all: "bytes=0-" is a 416 on empty objects.
+        rng = None if (offset == 0 and length is None) else (
+            f"bytes={offset}-" + ("" if length is None else str(offset + length - 1)))
+
+        def checked(c: Any) -> bytes:
+            data, start, total, status = self._get_raw(c, key, rng)
+            if start != offset:
+                if start == 0 and total is not None and len(data) == total:
+                    data = data[offset:]  # whole object returned: cut our range out of it
+                else:
+                    raise Retryable(f"server answered from byte {start}, asked for {offset}")
+            if length is not None and len(data) > length:
+                data = data[:length]
+            want = (total - offset) if (length is None and total is not None) else length
+            if want is not None and len(data) < want:
+                # Deterministic when the object itself is too small: do not retry that.
+                too_small = total is not None and offset + want > total
+                raise Retryable(short_read_message("object", offset, length, total)
+                                + f", got {len(data)}", retry=not too_small)
+            return data
+
+        data = self._request("gets", what, checked, key)
+        self.stats.add(bytes_read=len(data))
+        return data
+
+    def _get_raw(self, c: Any, key: str, rng: str | None
+                 ) -> tuple[bytes, int, int | None, int]:
+        """GET, with a Range header unless ``rng`` is None: (body, first byte offset, object
+        size or None, status). The body is read here, inside the retried attempt, so a
+        reset mid-body retries."""
+        args = {"Range": rng} if rng else {}
+        resp = c.get_object(Bucket=self.bucket, Key=key, **args, **self._sse_read)
+        body = resp["Body"]
+        try:
+            data = body.read()
+        finally:
+            body.close()
+        status = int(resp.get("ResponseMetadata", {}).get("HTTPStatusCode", 200))
+        start, total = 0, None
+        m = _CONTENT_RANGE.match(resp.get("ContentRange") or "")
+        if m:
+            start = int(m.group(1))
+            total = None if m.group(3) == "*" else int(m.group(3))
+        elif status == 200:
+            total = len(data)  # the server ignored Range: this is the whole object
+        return data, start, total, status
+
+    def read_tail(self, info: FileInfo, length: int) -> bytes:
+        check_range(0, length)
+        if length == 0:
+            return b""
+        key = self.ltx_key(info.level, info.min_txid, info.max_txid)
+        if not self._suffix_ranges_ok and info.size > 0:
+            # Known-bad suffix ranges: an explicit range from the listed size.
+            start = max(0, info.size - length)
+            return self._read_range_key(key, start, info.size - start)
+        what = f"GET tail s3://{self.bucket}/{key}"
+
+        def checked(c: Any) -> bytes | None:
+            # A suffix range needs no size, so it works before (or without) a listing.
+            try:
+                data, start, total, _ = self._get_raw(c, key, f"bytes=-{length}")
+            except Exception as exc:
+                mapped = exc if isinstance(exc, Retryable | StorageError) else \
+                    self._map_error(exc, what, key)
+                if isinstance(mapped, Retryable) and not mapped.retry:
+                    return None  # 416 for a suffix range: the server does not do them
+                raise mapped from exc
+            if total is not None and start + len(data) == total and \
+                    len(data) >= min(length, total):
+                return data[len(data) - min(length, total):]  # the tail (or whole object)
+            return None  # an answer that is not the tail: the server mishandles "-N"
+
+        data = self._request("gets", what, checked, key)
+        if data is None:
+            if self._suffix_ranges_ok:
+                log.warning("%s mishandles suffix ranges; using explicit ranges", self.endpoint)
+            self._suffix_ranges_ok = False
+            size = info.size if info.size > 0 else self._head_size(key)
+            if size == 0:
+                return b""
+            start = max(0, size - length)
+            return self._read_range_key(key, start, size - start)
+        self.stats.add(bytes_read=len(data))
+        return data
+
+    def _head(self, key: str) -> dict[str, Any]:
+        return self._request("gets", f"HEAD s3://{self.bucket}/{key}",
+                             lambda c: c.head_object(Bucket=self.bucket, Key=key,
+                                                     **self._sse_read), key)
+
+    def _head_size(self, key: str) -> int:
+        return int(self._head(key).get("ContentLength", 0))
+
+    def read_many(
+        self, requests: Sequence[tuple[FileInfo, int, int | None]],
+    ) -> list[bytes]:
+        """All ranges at once on the shared connection pool."""
+        return self._map_parallel(lambda r: self.read_range(*r), requests)
+
+    def stat_ltx(self, info: FileInfo) -> FileInfo:
+        """HEAD one LTX file: its size and its header timestamp from metadata (falls
+        back to LastModified), as Litestream does for accurate timestamps."""
+        key = self.ltx_key(info.level, info.min_txid, info.max_txid)
+        head = self._head(key)
+        created = parse_timestamp(head.get("Metadata", {}).get(TIMESTAMP_METADATA, ""))
+        if created is None:
+            modified = head.get("LastModified")
+            created = modified.timestamp() if modified is not None else info.created_at
+        return FileInfo(info.level, info.min_txid, info.max_txid,
+                        int(head.get("ContentLength", info.size)), created)
+
+    # Writing -------------------------------------------------------------------------
+
+    def _put_args(self, key: str, data: bytes, metadata: dict[str, str] | None) -> dict[str, Any]:
+        args: dict[str, Any] = {"Bucket": self.bucket, "Key": key, "Body": data}
+        if metadata:
+            args["Metadata"] = metadata
+        cfg = self.config
+        if cfg.storage_class:
+            args["StorageClass"] = cfg.storage_class
+        if cfg.sse_kms_key_id:
+            args["ServerSideEncryption"] = "aws:kms"
+            args["SSEKMSKeyId"] = cfg.sse_kms_key_id
+        args.update(self._sse_read)
+        return args
+
+    def _put(self, key: str, data: bytes, *, if_absent: bool,
+             metadata: dict[str, str] | None = None) -> None:
+        what = f"PUT s3://{self.bucket}/{key}"
+        data = bytes(data)
+        args = self._put_args(key, data, metadata)
+        if if_absent:
+            if not self._conditional_supported():
+                self._put_guarded(key, data, args, what)
+                self.stats.add(bytes_written=len(data))
+                return
+            args["IfNoneMatch"] = "*"
+        attempts = 0
+
+        def call(c: Any) -> Any:
+            nonlocal attempts
+            attempts += 1
+            return c.put_object(**args)
+
+        try:
+            self._request("puts", what, call, key)
+        except AlreadyExistsError:
+            # A retried conditional PUT can meet its own earlier attempt (the response was
+            # lost, the write was not): that is success, not a conflict.
+            if attempts > 1 and self._holds(key, data):
+                self.stats.add(bytes_written=len(data))
+                return
+            raise
+        self.stats.add(bytes_written=len(data))
+
+    def _holds(self, key: str, data: bytes) -> bool:
+        try:
+            return self._read_range_key(key, 0, None) == data
+        except NotFoundError:
+            return False
+
+    def _conditional_supported(self) -> bool:
+        """Whether the server honours ``If-None-Match: *`` on PUT, probed once with a tiny
+        object (two conditional PUTs of one fresh key: the second must fail). Servers that
+        silently ignore the header would otherwise turn a conditional create into an
+        overwrite."""
+        if self._conditional is not None:
+            return self._conditional
+        if not self.config.probe_conditional_writes:
+            self._conditional = True
+            return True
+        with self._conditional_lock:
+            if self._conditional is None:
+                key = self.object_key(f".litevfs-probe-{secrets.token_hex(8)}")
+                what = f"PUT probe s3://{self.bucket}/{key}"
+                try:
+                    body = b"litevfs conditional-write probe"
+                    self._request("puts", what,
+                                  lambda c: c.put_object(Bucket=self.bucket, Key=key, Body=body,
+                                                         IfNoneMatch="*"), key)
+                    try:
+                        self._request("puts", what,
+                                      lambda c: c.put_object(Bucket=self.bucket, Key=key,
+                                                             Body=body, IfNoneMatch="*"), key)
+                        supported = False
+                    except AlreadyExistsError:
+                        supported = True
+                    except StorageError as exc:
+                        if "NotImplemented" not in str(exc):
+                            raise
+                        supported = False
+                finally:
+                    try:
+                        self._delete_keys([key])
+                    except StorageError:
+                        pass
+                if not supported:
+                    log.warning(
+                        "%s ignores If-None-Match on PUT: conditional creates in %s fall back "
+                        "to HEAD before and after the upload, which cannot exclude every race",
+                        self.endpoint, self.url)
+                self._conditional = supported
+        return self._conditional
+
+    def _put_guarded(self, key: str, data: bytes, args: dict[str, Any], what: str) -> None:
+        """Best effort conditional create for servers without If-None-Match: refuse if the
+        key exists, upload, then check the stored ETag is ours (a concurrent writer that
+        overwrote us is reported as a conflict). A writer whose HEAD and PUT both fall
+        between our HEAD and our PUT can still be overwritten unnoticed."""
+        try:
+            self._head(key)
+            raise AlreadyExistsError(f"s3://{self.bucket}/{key} already exists")
+        except NotFoundError:
+            pass
+        args = dict(args, IfNoneMatch="*")  # harmless, and right if the server learns it
+        out = self._request("puts", what, lambda c: c.put_object(**args), key)
+        etag = out.get("ETag")
+        if etag and self._head(key).get("ETag") != etag:
+            raise AlreadyExistsError(
+                f"s3://{self.bucket}/{key} was written concurrently by another writer")
+
+    def write_ltx(
+        self, level: int, min_txid: int, max_txid: int, data: bytes, *,
+        if_absent: bool = False, timestamp_ms: int | None = None,
+    ) -> FileInfo:
+        check_ltx_args(level, min_txid, max_txid)
+        ts = ltx_timestamp_ms(data) if timestamp_ms is None else timestamp_ms
+        key = self.ltx_key(level, min_txid, max_txid)
+        self._put(key, data, if_absent=if_absent,
+                  metadata={TIMESTAMP_METADATA: format_timestamp(ts)})
+        return FileInfo(level, min_txid, max_txid, len(data), ts / 1000.0)
+
+    def get_object(self, name: str) -> bytes:
+        return self._read_range_key(self.object_key(name), 0, None)
+
+    def put_object(self, name: str, data: bytes, *, if_absent: bool = False) -> None:
+        self._put(self.object_key(name), data, if_absent=if_absent)
+
+    # Deleting ------------------------------------------------------------------------
+
+    def delete_ltx(self, infos: Iterable[FileInfo]) -> None:
+        self._delete_keys([self.ltx_key(i.level, i.min_txid, i.max_txid) for i in infos])
+
+    def delete_object(self, name: str) -> None:
+        self._delete_keys([self.object_key(name)])
+
+    def _delete_keys(self, keys: list[str]) -> None:
+        for i in range(0, len(keys), MAX_DELETE_BATCH):
+            batch = keys[i:i + MAX_DELETE_BATCH]
+            request = {"Objects": [{"Key": k} for k in batch], "Quiet": True}
+            out = self._request(
+                "deletes", f"DELETE {len(batch)} objects",
+                lambda c, r=request: c.delete_objects(Bucket=self.bucket, Delete=r))
+            errors = [e for e in out.get("Errors", ()) if e.get("Code") != "NoSuchKey"]
+            if errors:
+                codes = {e.get("Code", "") for e in errors}
+                first = ", ".join(f"{e.get('Key')}: {e.get('Code')}" for e in errors[:3])
+                if codes & _ACCESS_CODES:
+                    raise AccessDeniedError(
+                        f"access denied deleting from bucket {self.bucket!r} at "
+                        f"{self.endpoint}: {first}")
+                raise StorageError(f"could not delete {len(errors)} objects from bucket "
+                                   f"{self.bucket!r}: {first}")
