@@ -155,3 +155,25 @@ def test_parse_txid_forms():
     assert parse_txid("0x2a") == 42
     with pytest.raises(ValueError, match="TXID"):
         parse_txid("zz")
+
+
+@settings(max_examples=150, deadline=None)
+@given(data=st.data())
+def test_twins_agree_on_corrupt_files(data):
+    """Both twins decode a corrupted file to the same pages or the same error."""
+    import litevfs._pagecache as compiled
+    import litevfs._pagecache_py as pure
+
+    buf = bytearray(encode_file([(p, _page(p, 512)) for p in (1, 2, 3)], page_size=512, commit=3,
+                                min_txid=1, max_txid=2, encoding=data.draw(st.sampled_from(["frame", "block"])),
+                                impl=pure))
+    for _ in range(data.draw(st.integers(1, 3))):
+        buf[data.draw(st.integers(0, len(buf) - 1))] = data.draw(st.integers(0, 255))
+    buf = bytes(buf[: data.draw(st.integers(0, len(buf)))])
+    outcomes = []
+    for core in (compiled, pure):
+        try:
+            outcomes.append(("ok", decode_file(buf, impl=core).pages))
+        except LTXFormatError as exc:
+            outcomes.append((type(exc), str(exc)))
+    assert outcomes[0] == outcomes[1]
