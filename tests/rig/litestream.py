@@ -46,7 +46,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
-from tests.rig.seaweed import REGION, SeaweedServer, clean_aws_env, s3_replica_url
+from tests.rig.seaweed import SeaweedServer, child_preexec, clean_aws_env, s3_replica_url
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 TOOLS_DIR = REPO_ROOT / ".tools"
@@ -385,6 +385,7 @@ class Litestream:
             [self.binary, "replicate", "-config", str(self.config_path)],
             cwd=self.workdir, env=self.env, stdin=subprocess.DEVNULL,
             stdout=self._log, stderr=subprocess.STDOUT, start_new_session=True,
+            preexec_fn=child_preexec(),
         )
         return self
 
@@ -482,25 +483,35 @@ class Litestream:
             pass
         return best
 
-    def wait_synced(self, *, timeout: float = 15.0, settle: float = 0.0) -> int:
-        """Wait until the replica's L0 holds everything litestream has seen locally.
-
-        Call after a write; returns the replica's max L0 TXID. The monitor must have
-        picked the write up first: we wait for the local TXID to move past ``before``
-        when the caller gives one via :meth:`wait_for_local`.
-        """
-        if settle:
-            time.sleep(settle)
-        local = self.local_txid()
-        if local == 0:
-            local = 1
-        self.wait_for_txid(local, timeout=timeout)
-        return self.max_txid(0)
-
     def wait_for_local(self, after: int, *, timeout: float = 15.0) -> int:
         """Wait until litestream's local TXID exceeds ``after``; return it."""
         return _wait(lambda: (t := self.local_txid()) > after and t, timeout,
                      f"local TXID > {after:#x}", self)
+
+    def wait_caught_up(self, after: int | None = None, *, settle: float = 0.12,
+                       timeout: float = 15.0) -> int:
+        """Wait until litestream has captured the writes made so far and uploaded them.
+
+        Usage: ``before = ls.local_txid(); <commit>; txid = ls.wait_caught_up(before)``.
+        Waits for the local TXID to pass ``after`` (if given), then for it to stay put
+        for ``settle`` s (> 2 monitor intervals), then for the replica's L0 to reach
+        it. Returns that TXID: the content at it is the database as it is now.
+        Several commits between two monitor ticks share one TXID.
+        """
+        if after is not None:
+            self.wait_for_local(after, timeout=timeout)
+        deadline = time.monotonic() + timeout
+        txid = self.local_txid()
+        while True:
+            time.sleep(settle)
+            now = self.local_txid()
+            if now == txid:
+                break
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"litestream's TXID never settled\n{self.log_tail()}")
+            txid = now
+        self.wait_for_txid(max(txid, 1), timeout=timeout)
+        return txid
 
     def restore(self, out_path: str | os.PathLike[str], *, txid: int | None = None,
                 timestamp: dt.datetime | str | None = None,
@@ -573,3 +584,27 @@ def restore(
 
 class RestoreError(RuntimeError):
     pass
+
+
+# -- inspecting LTX files -------------------------------------------------------------
+
+LZ4_FRAME_MAGIC = b"\x04\x22\x4d\x18"
+
+
+def page_encoding(ltx: bytes) -> str:
+    """How the first page frame of an LTX file is encoded.
+
+    ``"block"`` (page-header flags 0x0001: size-prefixed LZ4 block, litestream >= 0.5.16),
+    ``"frame"`` (flags 0: legacy LZ4 frame, litestream <= 0.5.15) or ``"empty"``.
+    """
+    if ltx[:4] != b"LTX1":
+        raise ValueError("not an LTX file")
+    pgno = int.from_bytes(ltx[100:104], "big")
+    flags = int.from_bytes(ltx[104:106], "big")
+    if pgno == 0:
+        return "empty"
+    if flags == 1:
+        return "block"
+    if flags == 0 and ltx[106:110] == LZ4_FRAME_MAGIC:
+        return "frame"
+    raise ValueError(f"unknown page frame flags {flags:#x}")

@@ -75,17 +75,7 @@ class _Stepper:
         before = self.ls.local_txid()
         if fn is not None:
             fn()
-            self.ls.wait_for_local(before)
-        # let litestream settle (a commit is never split, but be sure nothing trails)
-        deadline = time.monotonic() + 10
-        txid = self.ls.local_txid()
-        while True:
-            time.sleep(self.settle)
-            now = self.ls.local_txid()
-            if now == txid or time.monotonic() > deadline:
-                break
-            txid = now
-        self.ls.wait_for_txid(txid)
+        txid = self.ls.wait_caught_up(before if fn is not None else None, settle=self.settle)
         st = dbgen.state(self.db)
         if self.states and self.states[-1][0] == txid:
             self.states[-1] = (txid, st)
@@ -156,7 +146,6 @@ def build_scenario(
         ls.wait_for_txid(marks["snapshot"], level=9)
     finally:
         ls.stop()
-    version_used = None
 
     # Phase 2: compaction/snapshots pushed out, so this tail stays in L0 only.
     ls = Litestream(db, replica, workdir=workdir / "ls2", version=version,
@@ -173,10 +162,8 @@ def build_scenario(
         ls.stop()
 
     levels = list_levels(replica)
-    if version is not None:
-        version_used = version
     return Scenario(
         url=replica.url, replica=replica, page_size=page_size, db_path=db,
         states=states, steps=steps, levels=levels, env=replica.env(),
-        seconds=time.monotonic() - t0, litestream_version=version_used, marks=marks,
+        seconds=time.monotonic() - t0, litestream_version=version, marks=marks,
     )

@@ -102,6 +102,27 @@ def _free_port_pair(offset: int, exclude: set[int]) -> int:
     raise RuntimeError("could not find a free port pair")
 
 
+def _set_pdeathsig() -> None:  # runs in the child between fork and exec
+    try:
+        import ctypes
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+    except Exception:
+        pass
+
+
+def child_preexec() -> Any:
+    """``preexec_fn`` making a child die with us (SIGKILL) if we die without cleanup.
+
+    Linux delivers it when the *thread* that forked exits, so it is only used for
+    children started from the main thread (None otherwise).
+    """
+    import threading
+    if sys.platform.startswith("linux") and threading.current_thread() is threading.main_thread():
+        return _set_pdeathsig
+    return None
+
+
 def weed_binary() -> str:
     found = shutil.which("weed")
     if found:
@@ -246,6 +267,7 @@ class SeaweedServer:
             stdout=self._log_file,
             stderr=subprocess.STDOUT,
             start_new_session=True,  # own process group: stop() kills everything
+            preexec_fn=child_preexec(),  # and no orphan if the test process is killed
         )
 
     def _wait_ready(self) -> None:
@@ -361,8 +383,13 @@ class SeaweedServer:
         })
         return env
 
-    def client(self, **config_kwargs: Any) -> Any:
-        """A new boto3 S3 client: explicit credentials, path style, modest retries."""
+    def client(self, *, endpoint: str | None = None, access_key: str | None = None,
+               secret_key: str | None = None, **config_kwargs: Any) -> Any:
+        """A new boto3 S3 client: explicit credentials, path style, modest retries.
+
+        ``endpoint`` points it elsewhere (e.g. a LatencyProxy's ``endpoint``);
+        ``access_key``/``secret_key`` override the server's credentials.
+        """
         import boto3
         from botocore.config import Config
 
@@ -379,11 +406,11 @@ class SeaweedServer:
             **config_kwargs,
         )
         session = boto3.session.Session(
-            aws_access_key_id=self.access_key,
-            aws_secret_access_key=self.secret_key,
+            aws_access_key_id=access_key or self.access_key,
+            aws_secret_access_key=secret_key or self.secret_key,
             region_name=self.region,
         )
-        return session.client("s3", endpoint_url=self.endpoint, config=cfg)
+        return session.client("s3", endpoint_url=endpoint or self.endpoint, config=cfg)
 
     @property
     def shared_client(self) -> Any:
