@@ -144,7 +144,7 @@ def test_readers_see_consistent_snapshots_while_l0_is_deleted(
             for p in [writer, *readers]:
                 if p.poll() is None:
                     p.kill()
-        final = ls.wait_synced(settle=0.2)
+        final = ls.wait_caught_up(settle=0.2)
     for (stdout, stderr), proc in zip(outs, readers, strict=True):
         assert proc.returncode == 0, stderr[-3000:]
         report = json.loads(stdout.strip().splitlines()[-1])
