@@ -139,8 +139,8 @@ def _new_client(cfg: S3Config) -> Any:
     if cfg.is_tigris:
         events.register("before-sign.s3", _tigris_consistent)
     if cfg.require_content_md5:
+        # PutObject gets ContentMD5 as a parameter; DeleteObjects' body is built by botocore.
         events.register("before-sign.s3.DeleteObjects", _content_md5)
-        events.register("before-sign.s3.PutObject", _content_md5)
     return client
 
 
@@ -185,6 +185,7 @@ class S3Storage(StorageClient):
         self._conditional: bool | None = None  # does the server honour If-None-Match?
         self._conditional_lock = threading.Lock()
         self._suffix_ranges_ok = True
+        self._suffix_anomalies = 0
         self._closed = False
         sse: dict[str, Any] = {}
         if config.sse_customer_key:
@@ -333,6 +334,7 @@ class S3Storage(StorageClient):
     def list_level(self, level: int) -> list[FileInfo]:
         check_ltx_args(level, 1, 1)
         prefix = self.level_prefix(level)
+        level_dir = prefix.rstrip("/").lstrip("/")
         infos: list[FileInfo] = []
         token: str | None = None
         while True:
@@ -344,9 +346,12 @@ class S3Storage(StorageClient):
                                  lambda c, a=args: c.list_objects_v2(**a))
             for obj in page.get("Contents", ()):
                 key = obj["Key"]
-                if not key.startswith(prefix):
+                directory, _, name = key.rpartition("/")
+                # Only direct children of the level directory. Compare without leading
+                # slashes: SeaweedFS stores "/0000/x" (the s3://bucket/ quirk) as "0000/x".
+                if directory.lstrip("/") != level_dir:
                     continue
-                txids = parse_filename(key[len(prefix):])  # also rejects nested names
+                txids = parse_filename(name)
                 if txids is None:
                     continue
                 modified = obj.get("LastModified")
@@ -440,13 +445,11 @@ class S3Storage(StorageClient):
         if length == 0:
             return b""
         key = self.ltx_key(info.level, info.min_txid, info.max_txid)
-        if not self._suffix_ranges_ok and info.size > 0:
-            # Known-bad suffix ranges: an explicit range from the listed size.
-            start = max(0, info.size - length)
-            return self._read_range_key(key, start, info.size - start)
+        if not self._suffix_ranges_ok:
+            return self._read_tail_explicit(key, info.size, length)
         what = f"GET tail s3://{self.bucket}/{key}"
 
-        def checked(c: Any) -> bytes | None:
+        def checked(c: Any) -> bytes | str:
             # A suffix range needs no size, so it works before (or without) a listing.
             try:
                 data, start, total, _ = self._get_raw(c, key, f"bytes=-{length}")
@@ -454,25 +457,35 @@ class S3Storage(StorageClient):
                 mapped = exc if isinstance(exc, Retryable | StorageError) else \
                     self._map_error(exc, what, key)
                 if isinstance(mapped, Retryable) and not mapped.retry:
-                    return None  # 416 for a suffix range: the server does not do them
+                    return "unsupported"  # 416 for a suffix range
                 raise mapped from exc
             if total is not None and start + len(data) == total and \
                     len(data) >= min(length, total):
                 return data[len(data) - min(length, total):]  # the tail (or whole object)
-            return None  # an answer that is not the tail: the server mishandles "-N"
+            return "odd"  # an answer that is not the tail
 
         data = self._request("gets", what, checked, key)
-        if data is None:
-            if self._suffix_ranges_ok:
+        if isinstance(data, str):
+            # Ask again with an explicit range computed from the size. One odd answer may
+            # be a glitch; a 416 or a second odd answer means the server mishandles
+            # suffix ranges (seen on some S3 clones): then skip them from now on.
+            self.stats.add(retries=1)
+            self._suffix_anomalies += 1
+            if self._suffix_ranges_ok and (data == "unsupported" or self._suffix_anomalies > 1):
                 log.warning("%s mishandles suffix ranges; using explicit ranges", self.endpoint)
-            self._suffix_ranges_ok = False
-            size = info.size if info.size > 0 else self._head_size(key)
-            if size == 0:
-                return b""
-            start = max(0, size - length)
-            return self._read_range_key(key, start, size - start)
+                self._suffix_ranges_ok = False
+            return self._read_tail_explicit(key, info.size, length)
         self.stats.add(bytes_read=len(data))
         return data
+
+    def _read_tail_explicit(self, key: str, size: int, length: int) -> bytes:
+        """The tail by an explicit range, from the listed size (or a HEAD without one)."""
+        if size <= 0:
+            size = self._head_size(key)
+            if size == 0:
+                return b""
+        start = max(0, size - length)
+        return self._read_range_key(key, start, size - start)
 
     def _head(self, key: str) -> dict[str, Any]:
         return self._request("gets", f"HEAD s3://{self.bucket}/{key}",
@@ -507,6 +520,8 @@ class S3Storage(StorageClient):
         if metadata:
             args["Metadata"] = metadata
         cfg = self.config
+        if cfg.require_content_md5:
+            args["ContentMD5"] = base64.b64encode(hashlib.md5(data).digest()).decode()
         if cfg.storage_class:
             args["StorageClass"] = cfg.storage_class
         if cfg.sse_kms_key_id:
