@@ -12,6 +12,7 @@ fetched wait for that fetch instead of issuing their own.
 from __future__ import annotations
 
 import logging
+import struct
 import threading
 import time
 from concurrent.futures import Future
@@ -37,6 +38,28 @@ class FileMissingError(PageFetchError):
     def __init__(self, message: str, file_id: int) -> None:
         super().__init__(message)
         self.file_id = file_id
+
+
+INTERIOR_PAGE_TYPES = (2, 5)  # index / table b-tree interior pages
+
+
+def btree_children(page: bytes, pgno: int) -> list[int] | None:
+    """Child page numbers of a b-tree interior page in key order, else None."""
+    base = 100 if pgno == 1 else 0
+    if len(page) < base + 12 or page[base] not in INTERIOR_PAGE_TYPES:
+        return None
+    ncells, = struct.unpack_from(">H", page, base + 3)
+    right, = struct.unpack_from(">I", page, base + 8)
+    end = base + 12 + 2 * ncells
+    if end > len(page):
+        return None
+    children = []
+    for ptr in struct.unpack_from(f">{ncells}H", page, base + 12):
+        if ptr + 4 > len(page):
+            return None
+        children.append(struct.unpack_from(">I", page, ptr)[0])
+    children.append(right)
+    return children
 
 
 class Reader:
@@ -76,9 +99,13 @@ class Reader:
         if not owner:
             pages = pending.result()  # raises the owner's error
             return pages[pgno]
+        return self._complete(view, file_id, run, pending)[pgno]
+
+    def _complete(self, view: View, file_id: int, run: list, pending: Future) -> dict[int, bytes]:
         try:
-            pages = self._fetch_run(view, file_id, run, offset)
+            pages = self._fetch_run(view, file_id, run, run[0][1])
             pending.set_result(pages)
+            return pages
         except BaseException as exc:
             pending.set_exception(exc)
             raise
@@ -86,7 +113,48 @@ class Reader:
             with self._lock:
                 for p, _, _ in run:
                     self._inflight.pop(cache_key(file_id, p), None)
-        return pages[pgno]
+
+    def prefetch(self, view: View, pgnos: list[int], *, max_gap: int = 64 * 1024,
+                 max_run: int = 4 * 1024 * 1024) -> int:
+        """Start fetching ``pgnos`` in the background: uncached frames of one file that
+        lie close together become one ranged GET (gaps up to ``max_gap`` bytes are read
+        and skipped), runs go out in parallel. Reads of these pages wait for them.
+        Returns the number of requests started."""
+        lookup, cache, inflight = view.index.lookup, self.cache, self._inflight
+        by_file: dict[int, list[tuple[int, int, int]]] = {}
+        with self._lock:
+            for pgno in pgnos:
+                entry = lookup(pgno)
+                if entry is None:
+                    continue
+                k = cache_key(entry[0], pgno)
+                if k in inflight or k in cache:
+                    continue
+                by_file.setdefault(entry[0], []).append((pgno, entry[1], entry[2]))
+            runs: list[tuple[int, list, Future]] = []
+            for file_id, frames in by_file.items():
+                frames.sort(key=lambda f: f[1])
+                run = [frames[0]]
+                for frame in frames[1:]:
+                    end = run[-1][1] + run[-1][2]
+                    if frame[1] - end <= max_gap and frame[1] + frame[2] - run[0][1] <= max_run:
+                        run.append(frame)
+                    else:
+                        runs.append((file_id, run, Future()))
+                        run = [frame]
+                runs.append((file_id, run, Future()))
+            for file_id, run, pending in runs:
+                for p, _, _ in run:
+                    inflight[cache_key(file_id, p)] = pending
+        for file_id, run, pending in runs:
+            self.replica.executor.submit(self._complete_quietly, view, file_id, run, pending)
+        return len(runs)
+
+    def _complete_quietly(self, view: View, file_id: int, run: list, pending: Future) -> None:
+        try:
+            self._complete(view, file_id, run, pending)
+        except BaseException as exc:  # the reader that needs the page reports it
+            log.debug("prefetch of pages %d.. failed: %s", run[0][0], exc)
 
     def _plan_run(self, view: View, pgno: int, file_id: int, offset: int, size: int,
                   ahead_bytes: int) -> list[tuple[int, int, int]]:
@@ -113,7 +181,7 @@ class Reader:
     def _fetch_run(self, view: View, file_id: int, run: list, start: int) -> dict[int, bytes]:
         replica = self.replica
         info = replica.file_info(file_id)
-        length = sum(size for _, _, size in run)
+        length = run[-1][1] + run[-1][2] - start  # frames in offset order; gaps are skipped
         decode = replica.impl.decode_page_frame
         page_size = view.page_size
         attempts = replica.config.fetch_retries + 1
@@ -149,3 +217,66 @@ class Reader:
         for pgno, page in pages.items():
             put(cache_key(file_id, pgno), page)
         return pages
+
+
+class ScanTracker:
+    """Per connection: recognises scans and decides how much to fetch ahead.
+
+    * Sequential page numbers (table scans of a freshly written table) grow the
+      read-ahead of the ranged GET, doubling up to ``read_ahead`` bytes.
+    * B-tree scans: interior pages list their children; when SQLite reads two
+      consecutive children of one interior page, the remaining children are fetched
+      at once (coalesced, in parallel), so a scan costs a few round trips per interior
+      page instead of one per leaf.
+    """
+
+    MAX_TRACKED = 50_000  # child -> parent entries kept before starting over
+
+    def __init__(self, reader: Reader, read_ahead: int) -> None:
+        self.reader = reader
+        self.read_ahead = read_ahead
+        self.ahead = 0
+        self.last_pgno = 0
+        self._parent_of: dict[int, tuple[int, int]] = {}  # child -> (parent, index)
+        self._children: dict[int, list[int]] = {}
+        self._last_index: dict[int, int] = {}
+        self._prefetched_to: dict[int, int] = {}
+        self._view_txid = -1
+
+    def before_read(self, view: View, pgno: int) -> int:
+        """Read-ahead bytes for a read of ``pgno``; may start a b-tree prefetch."""
+        if view.txid != self._view_txid:  # page numbers mean new pages in a new view
+            self._view_txid = view.txid
+            self._parent_of.clear()
+            self._children.clear()
+            self._last_index.clear()
+            self._prefetched_to.clear()
+        if 0 < pgno - self.last_pgno <= 2:
+            self.ahead = min(self.read_ahead, max(self.ahead * 2, view.page_size * 4))
+        else:
+            self.ahead = 0
+        self.last_pgno = pgno
+        parent = self._parent_of.get(pgno)
+        if parent is not None and self.read_ahead:
+            ppgno, i = parent
+            if self._last_index.get(ppgno) == i - 1 and self._prefetched_to.get(ppgno, 0) <= i:
+                budget = max(1, self.read_ahead // view.page_size)
+                wanted = self._children[ppgno][i:i + budget]
+                self.reader.prefetch(view, wanted)
+                self._prefetched_to[ppgno] = i + len(wanted)
+            self._last_index[ppgno] = i
+        return self.ahead
+
+    def after_read(self, pgno: int, page: bytes) -> None:
+        kind = page[100] if pgno == 1 else page[0]
+        if kind not in INTERIOR_PAGE_TYPES or pgno in self._children:
+            return
+        children = btree_children(page, pgno)
+        if not children:
+            return
+        if len(self._parent_of) > self.MAX_TRACKED:
+            self._parent_of.clear()
+            self._children.clear()
+        self._children[pgno] = children
+        for i, child in enumerate(children):
+            self._parent_of[child] = (pgno, i)

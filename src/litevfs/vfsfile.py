@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING
 import apsw
 
 from .errors import LiteVFSError, RestoreError
-from .reader import FileMissingError, PageFetchError
+from .reader import FileMissingError, PageFetchError, ScanTracker
 from .snapshot import Snapshot
 
 if TYPE_CHECKING:
@@ -66,9 +66,7 @@ class LiteFile:
         self.filename = filename
         self.lock_level = apsw.SQLITE_LOCK_NONE
         self._on_close = on_close
-        self._last_pgno = 0
-        self._ahead = 0  # read-ahead bytes, doubled on each sequential miss
-        self._read_ahead_max = replica.config.read_ahead
+        self.scans = ScanTracker(replica.reader, replica.config.read_ahead)
         self._closed = False
 
     # -- reads -----------------------------------------------------------------------
@@ -91,24 +89,21 @@ class LiteFile:
         return bytes(out)
 
     def _page(self, view: View, pgno: int) -> bytes:
-        # Sequential access (scans) grows the read-ahead window; a jump resets it.
-        if 0 < pgno - self._last_pgno <= 2:
-            self._ahead = min(self._read_ahead_max, max(self._ahead * 2, view.page_size * 4))
-        else:
-            self._ahead = 0
-        self._last_pgno = pgno
+        ahead = self.scans.before_read(view, pgno)
         try:
             try:
-                return self.reader.read_page(view, pgno, self._ahead)
+                page = self.reader.read_page(view, pgno, ahead)
             except FileMissingError as exc:
                 view = self._recover(view, exc)
-                return self.reader.read_page(view, pgno, self._ahead)
+                page = self.reader.read_page(view, pgno, ahead)
         except PageFetchError as exc:
             log.error("%s: %s", self.replica.storage.url, exc)
             raise io_error(f"litevfs: {exc}", cause=exc) from exc
         except LiteVFSError as exc:
             log.error("%s: reading page %d failed: %s", self.replica.storage.url, pgno, exc)
             raise io_error(f"litevfs: reading page {pgno} failed: {exc}", cause=exc) from exc
+        self.scans.after_read(pgno, page)
+        return page
 
     def _recover(self, view: View, missing: FileMissingError) -> View:
         """A file the view uses was deleted: re-plan, and keep serving the same TXID
