@@ -66,6 +66,7 @@ class LiteFile:
         self.filename = filename
         self.lock_level = apsw.SQLITE_LOCK_NONE
         self._on_close = on_close
+        self._patched_page1: tuple[View, bytes] | None = None
         self.scans = ScanTracker(replica.reader, replica.config.read_ahead)
         self._closed = False
 
@@ -81,12 +82,22 @@ class LiteFile:
             return self._page(view, pgno)
         out = bytearray()
         while len(out) < amount and pgno <= view.commit:
-            page = self._page(view, pgno)
             if pgno == 1:
-                page = patch_page1(page, view)
+                page = self._page1(view)
+            else:
+                page = self._page(view, pgno)
             out += page[in_page:in_page + amount - len(out)]
             pgno, in_page = pgno + 1, 0
         return bytes(out)
+
+    def _page1(self, view: View) -> bytes:
+        # SQLite re-reads bytes 24..39 at every transaction start: keep the patched copy.
+        cached = self._patched_page1
+        if cached is not None and cached[0] is view:
+            return cached[1]
+        page = patch_page1(self._page(view, 1), view)
+        self._patched_page1 = (view, page)
+        return page
 
     def _page(self, view: View, pgno: int) -> bytes:
         ahead = self.scans.before_read(view, pgno)
