@@ -513,6 +513,10 @@ class Litestream:
         self.wait_for_txid(max(txid, 1), timeout=timeout)
         return txid
 
+    def wait_synced(self, *, timeout: float = 15.0, settle: float = 0.12) -> int:
+        """Older name of :meth:`wait_caught_up` (no ``after``)."""
+        return self.wait_caught_up(settle=max(settle, 0.06), timeout=timeout)
+
     def restore(self, out_path: str | os.PathLike[str], *, txid: int | None = None,
                 timestamp: dt.datetime | str | None = None,
                 use_config: bool = False) -> Path:
