@@ -241,3 +241,57 @@ def test_concurrent_readers_share_fetches(primary: FakeLitestream, core: ModuleT
     assert not errors
     for c in cons:
         c.close()
+
+
+def test_time_travel_pragma_and_functions(primary: FakeLitestream, core: ModuleType) -> None:
+    from litevfs.timetravel import format_ms
+
+    db = primary.db()
+    stamps = [primary.timestamp_ms]
+    for i in range(3):
+        transfer(db, 1, 2, 10)
+        primary.sync()
+        stamps.append(primary.timestamp_ms)
+    con = connect(primary, core)
+    assert rows(con, "SELECT litestream_txid()") == [("0000000000000004",)]
+    assert rows(con, "SELECT litestream_time()") == [(format_ms(stamps[-1]),)]
+    # Just after the second file's timestamp: the state as of TXID 2.
+    moment = format_ms(stamps[1] + 500)
+    con.execute(f"PRAGMA litestream_time = '{moment}'")
+    assert rows(con, "PRAGMA litestream_txid") == [("0000000000000002",)]
+    assert rows(con, "SELECT litestream_time()") == [(moment,)]
+    assert rows(con, "SELECT balance FROM accounts WHERE id = 1") == [(990,)]
+    # Set inside a transaction: applied when it ends.
+    con.execute("BEGIN")
+    assert rows(con, "SELECT balance FROM accounts WHERE id = 1") == [(990,)]
+    con.execute("SELECT litestream_set_time('LATEST')")
+    assert rows(con, "SELECT balance FROM accounts WHERE id = 1") == [(990,)]
+    con.execute("COMMIT")
+    assert rows(con, "SELECT balance FROM accounts WHERE id = 1") == [(970,)]
+    assert rows(con, "SELECT litestream_txid()") == [("0000000000000004",)]
+    with pytest.raises(apsw.SQLError, match="invalid timestamp"):
+        con.execute("PRAGMA litestream_time = 'the day after tomorrow'")
+    with pytest.raises(apsw.SQLError, match="no backup files"):
+        con.execute("PRAGMA litestream_time = '1999-01-01T00:00:00Z'")
+    with pytest.raises(apsw.SQLError, match="read-only"):
+        con.execute("PRAGMA litestream_txid = '1'")
+    assert rows(con, "SELECT litestream_lag()") == [(-1,)]  # never polled (poll_interval 0)
+    con.close()
+
+
+def test_time_parsing() -> None:
+    from datetime import datetime, timedelta, timezone
+
+    from litevfs.timetravel import TimeTravelError, format_time, parse_time
+
+    now = datetime(2026, 1, 2, 3, 4, 5, tzinfo=timezone.utc)
+    assert parse_time("5 minutes ago", now) == now - timedelta(minutes=5)
+    assert parse_time("2 hours ago", now) == now - timedelta(hours=2)
+    assert parse_time("yesterday", now) == now - timedelta(days=1)
+    assert parse_time("2026-01-02T03:04:05.123456789Z") == datetime(
+        2026, 1, 2, 3, 4, 5, 123456, tzinfo=timezone.utc)
+    assert format_time(datetime(2026, 1, 2, 3, 4, 5, 123000, tzinfo=timezone.utc)) == \
+        "2026-01-02T03:04:05.123Z"
+    assert format_time(parse_time("2026-01-02T03:04:05+02:00")) == "2026-01-02T03:04:05+02:00"
+    with pytest.raises(TimeTravelError, match="RFC3339"):
+        parse_time("soon")

@@ -8,6 +8,7 @@ replica handed over by token) or from the URI parameters and environment.
 from __future__ import annotations
 
 import itertools
+import logging
 import os
 import threading
 import weakref
@@ -63,6 +64,8 @@ class LiteVFS(apsw.VFS):
             if token:
                 raise apsw.CantOpenError(f"litevfs: stale open token {token!r}")
             config = Config.resolve(None, params, os.environ)
+            if config.log_level is not None:
+                logging.getLogger("litevfs").setLevel(config.log_level)
             replica = open_replica(config, self.impl)
         flags[1] = inflags
         with self._lock:
