@@ -19,6 +19,7 @@ its own TXID and uploaded it, so ``states`` maps each TXID to the content exactl
 
 from __future__ import annotations
 
+import datetime as dt
 import os
 import shutil
 import time
@@ -46,6 +47,11 @@ class Scenario:
     seconds: float = 0.0
     litestream_version: str | None = None
     marks: dict[str, int] = field(default_factory=dict)  # named TXIDs, see build_scenario
+    # TXID -> UTC time after it was uploaded and before the next commit: a target for
+    # ``restore(timestamp=...)``. Litestream refuses timestamps after the newest file's
+    # CreatedAt ("timestamp does not exist"), and S3 LastModified has 1 s resolution,
+    # so only times well before the end (e.g. marks "initial", "l1") are safe on S3.
+    times: dict[int, dt.datetime] = field(default_factory=dict)
 
     @property
     def final_txid(self) -> int:
@@ -67,9 +73,10 @@ class Scenario:
 
 
 class _Stepper:
-    def __init__(self, ls: Litestream, db: Path, states: list, steps: list,
+    def __init__(self, ls: Litestream, db: Path, states: list, steps: list, times: dict,
                  settle: float) -> None:
         self.ls, self.db, self.states, self.steps, self.settle = ls, db, states, steps, settle
+        self.times = times
 
     def __call__(self, what: str, fn: Callable[[], object] | None = None) -> int:
         before = self.ls.local_txid()
@@ -82,6 +89,8 @@ class _Stepper:
         else:
             self.states.append((txid, st))
         self.steps.append((txid, what))
+        self.times[txid] = dt.datetime.now(dt.timezone.utc)
+        time.sleep(0.01)  # the next commit is strictly later
         return txid
 
 
@@ -127,13 +136,14 @@ def build_scenario(
     states: list[tuple[int, dbgen.DbState]] = []
     steps: list[tuple[int, str]] = []
     marks: dict[str, int] = {}
+    times: dict[int, dt.datetime] = {}
 
     # Phase 1: fast L1 compaction and snapshots.
     ls = Litestream(db, replica, workdir=workdir / "ls1", version=version,
                     l1_interval="1s", snapshot_interval="2s")
     ls.start()
     try:
-        step = _Stepper(ls, db, states, steps, settle=0.12)
+        step = _Stepper(ls, db, states, steps, times, settle=0.12)
         ls.wait_for_txid(1)
         marks["initial"] = step("initial image")
         step("grow", lambda: dbgen.grow(db, 60, seed=seed + 1))
@@ -152,7 +162,7 @@ def build_scenario(
                     l1_interval="1h", snapshot_interval="1h")
     ls.start()
     try:
-        step = _Stepper(ls, db, states, steps, settle=0.12)
+        step = _Stepper(ls, db, states, steps, times, settle=0.12)
         step("update", lambda: dbgen.update(db, 25, seed=seed + 6))
         marks["deleted"] = step("delete 90%", lambda: dbgen.shrink(db, 0.1, vacuum=False))
         marks["vacuumed"] = step("vacuum", lambda: dbgen.vacuum(db))
@@ -166,4 +176,5 @@ def build_scenario(
         url=replica.url, replica=replica, page_size=page_size, db_path=db,
         states=states, steps=steps, levels=levels, env=replica.env(),
         seconds=time.monotonic() - t0, litestream_version=version, marks=marks,
+        times=times,
     )
