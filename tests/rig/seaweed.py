@@ -123,6 +123,39 @@ def child_preexec() -> Any:
     return None
 
 
+DIR_PREFIX = "litevfs-seaweed-"
+OWNER_FILE = "rig-owner.json"
+
+
+def _pid_alive(pid: int) -> bool:
+    try:  # a zombie waiting to be reaped counts as dead
+        stat = Path(f"/proc/{pid}/stat").read_text()
+        if stat.rsplit(")", 1)[1].split()[0] in ("Z", "X"):
+            return False
+    except (OSError, IndexError):
+        pass
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def sweep_stale_dirs() -> None:
+    """Remove temp dirs of SeaweedServers whose owner and weed process are both gone
+    (a test process that was SIGKILLed cannot clean up after itself)."""
+    for d in Path(tempfile.gettempdir()).glob(DIR_PREFIX + "*"):
+        try:
+            info = json.loads((d / OWNER_FILE).read_text())
+            owner, weed = int(info["owner"]), int(info["weed"])
+        except (OSError, ValueError, KeyError, TypeError):
+            continue  # not ours, or still starting
+        if not _pid_alive(owner) and not _pid_alive(weed):
+            shutil.rmtree(d, ignore_errors=True)
+
+
 def weed_binary() -> str:
     found = shutil.which("weed")
     if found:
@@ -187,7 +220,8 @@ class SeaweedServer:
         if self.proc is not None:
             raise RuntimeError("already started")
         if self._base_dir is None:
-            self.dir = Path(tempfile.mkdtemp(prefix="litevfs-seaweed-"))
+            sweep_stale_dirs()
+            self.dir = Path(tempfile.mkdtemp(prefix=DIR_PREFIX))
         else:
             self.dir = Path(self._base_dir)
             self.dir.mkdir(parents=True, exist_ok=True)
@@ -269,6 +303,9 @@ class SeaweedServer:
             start_new_session=True,  # own process group: stop() kills everything
             preexec_fn=child_preexec(),  # and no orphan if the test process is killed
         )
+        # lets a later session remove this directory if we die without cleanup
+        (self.dir / OWNER_FILE).write_text(json.dumps({"owner": os.getpid(),
+                                                       "weed": self.proc.pid}))
 
     def _wait_ready(self) -> None:
         deadline = self._t0 + self.startup_timeout
