@@ -142,6 +142,7 @@ def _replicate_and_restore(db, replica, litestream_factory, tmp_path, env):
     dbgen.grow(db, 30, blobs=1, seed=8)
     dbgen.transfer(db, 5)  # two commits: one or two TXIDs, depending on timing
     assert ls.wait_caught_up(before) >= 2
+    assert len(ls.wait_for_files(0, 2)) >= 2
     # a restore while replicating, and at an earlier TXID
     latest = restore(replica.url, tmp_path / "latest.db", env=env)
     assert dbgen.state(latest) == dbgen.state(db)

@@ -6,8 +6,14 @@ No pytest here: benchmarks import it too.
         bucket = s3.create_bucket()
         target = S3Replica(s3, bucket, "db")          # or FileReplica(some_dir)
         with Litestream(db_path, target, workdir=tmp) as ls:
-            ls.wait_for_txid(3)
-        restore(target.url, out_path, env=target.env(), txid=2)
+            ls.wait_for_txid(1)                       # the initial full image is up
+            before = ls.local_txid()
+            dbgen.grow(db_path, 10)                   # one commit ...
+            txid = ls.wait_caught_up(before)          # ... captured and uploaded
+        restore(target.url, out_path, env=target.env(), txid=txid)
+
+Several commits between two monitor ticks become one TXID; commit, then wait, to
+give every state its own TXID (``tests/rig/scenarios.py`` does this).
 
 Fast compaction (litestream 0.5.x config keys, read from ``cmd/litestream/main.go`` and
 ``store.go``; verified by ``tests/test_rig.py``):
