@@ -114,7 +114,7 @@ class Reader:
                 for p, _, _ in run:
                     self._inflight.pop(cache_key(file_id, p), None)
 
-    def prefetch(self, view: View, pgnos: list[int], *, max_gap: int = 64 * 1024,
+    def prefetch(self, view: View, pgnos: list[int], *, max_gap: int = 128 * 1024,
                  max_run: int = 4 * 1024 * 1024) -> int:
         """Start fetching ``pgnos`` in the background: uncached frames of one file that
         lie close together become one ranged GET (gaps up to ``max_gap`` bytes are read
@@ -170,7 +170,7 @@ class Reader:
             if entry is None or entry[0] != file_id or entry[1] != end:
                 break
             k = cache_key(file_id, nxt)
-            if k in inflight or cache.get(k) is not None:
+            if k in inflight or k in cache:
                 break
             run.append((nxt, entry[1], entry[2]))
             end += entry[2]
@@ -267,7 +267,7 @@ class ScanTracker:
             self._last_index[ppgno] = i
         return self.ahead
 
-    def after_read(self, pgno: int, page: bytes) -> None:
+    def after_read(self, view: View, pgno: int, page: bytes) -> None:
         kind = page[100] if pgno == 1 else page[0]
         if kind not in INTERIOR_PAGE_TYPES or pgno in self._children:
             return
@@ -280,3 +280,11 @@ class ScanTracker:
         self._children[pgno] = children
         for i, child in enumerate(children):
             self._parent_of[child] = (pgno, i)
+        parent = self._parent_of.get(pgno)
+        if parent is not None and self._prefetched_to.get(parent[0], 0) > parent[1]:
+            # An interior page reached by a scan: its children are next, fetch them now
+            # instead of waiting for two of them to be read one by one.
+            budget = max(1, self.read_ahead // view.page_size)
+            self.reader.prefetch(view, children[:budget])
+            self._prefetched_to[pgno] = min(budget, len(children))
+            self._last_index[pgno] = -1

@@ -70,7 +70,7 @@ class Replica:
         self.storage = storage
         self.impl = impl
         self.cache = impl.PageCache(config.cache_size)
-        self.executor = ThreadPoolExecutor(max_workers=16, thread_name_prefix="litevfs-io")
+        self.executor = ThreadPoolExecutor(max_workers=32, thread_name_prefix="litevfs-io")
         self._files: list[FileInfo] = []  # file_id -> FileInfo
         self._file_ids: dict[tuple[int, int, int], int] = {}
         self._lock = threading.Lock()

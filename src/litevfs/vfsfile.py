@@ -113,7 +113,7 @@ class LiteFile:
         except LiteVFSError as exc:
             log.error("%s: reading page %d failed: %s", self.replica.storage.url, pgno, exc)
             raise io_error(f"litevfs: reading page {pgno} failed: {exc}", cause=exc) from exc
-        self.scans.after_read(pgno, page)
+        self.scans.after_read(view, pgno, page)
         return page
 
     def _recover(self, view: View, missing: FileMissingError) -> View:
