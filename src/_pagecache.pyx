@@ -17,7 +17,7 @@ from cpython cimport array
 from cpython.buffer cimport (
     PyBUF_READ, PyBUF_SIMPLE, PyBuffer_Release, PyObject_CheckBuffer, PyObject_GetBuffer,
 )
-from cpython.mem cimport PyMem_RawFree, PyMem_RawMalloc, PyMem_RawRealloc
+from cpython.mem cimport PyMem_RawCalloc, PyMem_RawFree, PyMem_RawRealloc
 from cpython.memoryview cimport PyMemoryView_FromMemory
 from cpython.number cimport PyNumber_Index
 from libc.stdint cimport int64_t, uint8_t, uint32_t, uint64_t
@@ -449,14 +449,22 @@ def encode_page_frame(pgno, page, block=False):
 
 
 cdef void* _realloc_array(void* p, Py_ssize_t old_n, Py_ssize_t new_n, size_t item) noexcept:
-    """Resize a C array to ``new_n`` items, zeroing the new tail. NULL on failure."""
+    """Resize a C array to ``new_n`` items, the new tail zeroed. NULL on failure (``p``
+    is then left untouched and still owned by the caller).
+
+    Growth goes through calloc + memcpy rather than realloc + memset, so the zero
+    tail of a large array stays untouched (lazily mapped) memory until written.
+    """
     cdef void* q
     if new_n == 0:
         PyMem_RawFree(p)
         return NULL
-    q = PyMem_RawRealloc(p, <size_t>new_n * item)
-    if q != NULL and new_n > old_n:
-        memset(<char*>q + <size_t>old_n * item, 0, <size_t>(new_n - old_n) * item)
+    if new_n <= old_n:
+        return PyMem_RawRealloc(p, <size_t>new_n * item)
+    q = PyMem_RawCalloc(<size_t>new_n, item)
+    if q != NULL and old_n > 0:
+        memcpy(q, p, <size_t>old_n * item)
+        PyMem_RawFree(p)
     return q
 
 
@@ -520,21 +528,51 @@ Dense pgno -> (file id, frame offset, frame size) map.
     # -- internals
 
     cdef int _resize(self, Py_ssize_t new) except -1:
-        cdef void* p
-        if new == self._capacity:
+        """Set the capacity to ``new`` pages; all or nothing (MemoryError leaves it as is)."""
+        cdef void* a
+        cdef void* b
+        cdef void* c
+        cdef Py_ssize_t old = self._capacity
+        if new == old:
             return 0
-        p = _realloc_array(self._slots, self._capacity, new, sizeof(uint32_t))
-        if p == NULL and new:
-            raise MemoryError()
-        self._slots = <uint32_t*>p
-        p = _realloc_array(self._offsets, self._capacity, new, sizeof(uint64_t))
-        if p == NULL and new:
-            raise MemoryError()
-        self._offsets = <uint64_t*>p
-        p = _realloc_array(self._sizes, self._capacity, new, sizeof(uint32_t))
-        if p == NULL and new:
-            raise MemoryError()
-        self._sizes = <uint32_t*>p
+        if new == 0:
+            PyMem_RawFree(self._slots)
+            PyMem_RawFree(self._offsets)
+            PyMem_RawFree(self._sizes)
+            self._slots = NULL
+            self._offsets = NULL
+            self._sizes = NULL
+        elif new < old:
+            # shrinking in place; should realloc fail, the old (larger) block stays valid
+            a = PyMem_RawRealloc(self._slots, <size_t>new * sizeof(uint32_t))
+            if a != NULL:
+                self._slots = <uint32_t*>a
+            b = PyMem_RawRealloc(self._offsets, <size_t>new * sizeof(uint64_t))
+            if b != NULL:
+                self._offsets = <uint64_t*>b
+            c = PyMem_RawRealloc(self._sizes, <size_t>new * sizeof(uint32_t))
+            if c != NULL:
+                self._sizes = <uint32_t*>c
+        else:
+            # calloc: the zero tail stays untouched (lazily mapped) until pages land there
+            a = PyMem_RawCalloc(<size_t>new, sizeof(uint32_t))
+            b = PyMem_RawCalloc(<size_t>new, sizeof(uint64_t))
+            c = PyMem_RawCalloc(<size_t>new, sizeof(uint32_t))
+            if a == NULL or b == NULL or c == NULL:
+                PyMem_RawFree(a)
+                PyMem_RawFree(b)
+                PyMem_RawFree(c)
+                raise MemoryError(f"PageIndex: cannot grow to {new} pages")
+            if old:
+                memcpy(a, self._slots, <size_t>old * sizeof(uint32_t))
+                memcpy(b, self._offsets, <size_t>old * sizeof(uint64_t))
+                memcpy(c, self._sizes, <size_t>old * sizeof(uint32_t))
+            PyMem_RawFree(self._slots)
+            PyMem_RawFree(self._offsets)
+            PyMem_RawFree(self._sizes)
+            self._slots = <uint32_t*>a
+            self._offsets = <uint64_t*>b
+            self._sizes = <uint32_t*>c
         self._capacity = new
         return 0
 
@@ -549,16 +587,22 @@ Dense pgno -> (file id, frame offset, frame size) map.
             self._resize(keep)
         return 0
 
-    cdef Py_ssize_t _acquire_slot(self, object file_id, object max_txid) except -1:
-        cdef Py_ssize_t slot, new_cap
-        cdef void* p
+    cdef int _check_txid(self, object file_id, object max_txid) except -1:
+        cdef Py_ssize_t slot
         found = self._slot_of.get(file_id)
         if found is not None:
             slot = found
             if self._slot_txid[slot] != max_txid:
                 raise ValueError(f"file id {file_id} is already in the index with max TXID "
                                  f"{self._slot_txid[slot]}, not {max_txid}")
-            return slot
+        return 0
+
+    cdef Py_ssize_t _acquire_slot(self, object file_id, object max_txid) except -1:
+        cdef Py_ssize_t slot, new_cap
+        cdef void* p
+        found = self._slot_of.get(file_id)
+        if found is not None:
+            return found
         if self._free:
             slot = self._free.pop()
         else:
@@ -655,8 +699,9 @@ Dense pgno -> (file id, frame offset, frame size) map.
             raise ValueError("page number 0 in merge")
         if zero_size:
             raise ValueError("frame size 0 in merge")
+        self._check_txid(file_id, max_txid)
+        self._reserve(<Py_ssize_t>top + 1)  # before the slot: a MemoryError leaves no trace
         slot = self._acquire_slot(file_id, max_txid)
-        self._reserve(<Py_ssize_t>top + 1)
         installed = self._install(pg.data.as_uints, off.data.as_ulonglongs, sz.data.as_uints,
                                   n, <uint32_t>slot, <uint64_t>max_txid)
         if installed and top > self._max:
@@ -889,8 +934,11 @@ Byte-bounded LRU of decompressed pages keyed by int (no locking: callers hold on
         cdef Py_ssize_t n, s
         if not isinstance(value, bytes):
             raise TypeError(f"PageCache values must be bytes, not {type(value).__name__!r}")
-        old = self._index.pop(key, None)
+        # get() then del, not pop(): dict.pop skips hashing when the dict is
+        # empty, and an unhashable key must raise as it does in the pure twin
+        old = self._index.get(key)
         if old is not None:
+            del self._index[key]
             self._drop_slot(old)
         n = len(<bytes>value)
         if n > self._capacity or self._capacity == 0:
@@ -909,8 +957,9 @@ Byte-bounded LRU of decompressed pages keyed by int (no locking: callers hold on
         self._nbytes += n
 
     def discard(self, key):
-        old = self._index.pop(key, None)
+        old = self._index.get(key)
         if old is not None:
+            del self._index[key]
             self._drop_slot(old)
 
     def clear(self):

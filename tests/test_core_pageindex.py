@@ -283,3 +283,24 @@ def test_against_dict_model(core, ops):
         assert ix.nbytes <= 16 * 2 * (ix.max_pgno + 61)
         for p in range(0, 72):
             assert ix.lookup(p) == model.get(p)
+
+
+def test_huge_pgno_is_all_or_nothing(core):
+    """pgno 2**32-1 asks for 64 GiB of dense arrays. The compiled twin grows with
+    calloc (untouched pages stay unmapped): it either succeeds or raises MemoryError
+    and keeps the index unchanged. The pure twin would really allocate, so only the
+    compiled one is exercised; callers bound pgnos by the commit size first."""
+    if core.IMPLEMENTATION_NAME != "cython":
+        pytest.skip("the pure twin would zero-fill tens of GiB")
+    ix = core.PageIndex()
+    ix.merge(1, 1, *entries([1, 2]))
+    try:
+        installed = ix.merge(2, 2, [(1 << 32) - 1], [100], [10])
+    except MemoryError as exc:
+        assert "cannot grow to 4294967296 pages" in str(exc)
+        assert (len(ix), ix.max_pgno, ix.nbytes, ix.file_ids()) == (2, 2, 16 * 3, {1})
+    else:
+        assert installed == 1 and ix.lookup((1 << 32) - 1) == (2, 100, 10)
+        ix.truncate(2)
+        assert ix.nbytes == 16 * 3
+    assert ix.lookup(2) == (1, 5000, 4000)

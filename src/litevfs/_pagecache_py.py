@@ -334,11 +334,16 @@ class PageIndex:
     def _reserve(self, needed: int) -> None:
         if needed <= self._capacity:
             return
-        new = max(needed, self._capacity + self._capacity // 2)
-        grow = new - self._capacity
-        self._slots.frombytes(bytes(4 * grow))
-        self._offsets.frombytes(bytes(8 * grow))
-        self._sizes.frombytes(bytes(4 * grow))
+        old = self._capacity
+        new = max(needed, old + old // 2)
+        grow = new - old
+        try:
+            self._slots.frombytes(bytes(4 * grow))
+            self._offsets.frombytes(bytes(8 * grow))
+            self._sizes.frombytes(bytes(4 * grow))
+        except MemoryError:  # all or nothing, as in the compiled twin
+            del self._slots[old:], self._offsets[old:], self._sizes[old:]
+            raise MemoryError(f"PageIndex: cannot grow to {new} pages") from None
         self._capacity = new
 
     def _shrink(self) -> None:
@@ -349,12 +354,15 @@ class PageIndex:
             del self._sizes[keep:]
             self._capacity = keep
 
+    def _check_txid(self, file_id: int, max_txid: int) -> None:
+        slot = self._slot_of.get(file_id)
+        if slot is not None and self._slot_txid[slot] != max_txid:
+            raise ValueError(f"file id {file_id} is already in the index with max TXID "
+                             f"{self._slot_txid[slot]}, not {max_txid}")
+
     def _acquire_slot(self, file_id: int, max_txid: int) -> int:
         slot = self._slot_of.get(file_id)
         if slot is not None:
-            if self._slot_txid[slot] != max_txid:
-                raise ValueError(f"file id {file_id} is already in the index with max TXID "
-                                 f"{self._slot_txid[slot]}, not {max_txid}")
             return slot
         if self._free:
             slot = self._free.pop()
@@ -401,8 +409,9 @@ class PageIndex:
         if min(sz) == 0:
             raise ValueError("frame size 0 in merge")
         top = max(pg)
+        self._check_txid(file_id, max_txid)
+        self._reserve(top + 1)  # before the slot: a MemoryError leaves no trace
         slot = self._acquire_slot(file_id, max_txid)
-        self._reserve(top + 1)
         slots, offs, sizes_, txids, refs = (
             self._slots, self._offsets, self._sizes, self._slot_txid, self._slot_refs)
         installed = 0
