@@ -792,6 +792,9 @@ Dense pgno -> (file id, frame offset, frame size) map.
     def __repr__(self):
         return f"<PageIndex pages={self._count} max_pgno={self._max} files={len(self._slot_of)}>"
 
+    def __reduce__(self):
+        raise TypeError("PageIndex cannot be pickled or copied by the copy module: use .copy()")
+
 
 # --------------------------------------------------------------------------- PageCache
 
@@ -1002,6 +1005,9 @@ Byte-bounded LRU of decompressed pages keyed by int (no locking: callers hold on
     def __repr__(self):
         return (f"<PageCache entries={len(self._index)} nbytes={self._nbytes} "
                 f"capacity={self._capacity}>")
+
+    def __reduce__(self):
+        raise TypeError("PageCache cannot be pickled or copied")
 
 
 __all__ = [

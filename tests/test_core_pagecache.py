@@ -139,6 +139,16 @@ def test_properties_are_read_only(core):
         c.capacity = 5  # type: ignore[misc]
 
 
+def test_no_pickle_or_copy(core):
+    import copy
+    import pickle
+
+    c = core.PageCache(10)
+    for fn in (pickle.dumps, copy.copy, copy.deepcopy):
+        with pytest.raises(TypeError, match="PageCache cannot be pickled or copied"):
+            fn(c)
+
+
 def test_large_capacity_and_many_entries(core):
     c = core.PageCache((1 << 63) - 1)
     for k in range(5000):

@@ -217,6 +217,16 @@ def test_copy_is_independent(core):
     assert core.PageIndex().copy().nbytes == 0
 
 
+def test_no_pickle_or_shallow_copy(core):
+    import copy
+    import pickle
+
+    ix = core.PageIndex()
+    for fn in (pickle.dumps, copy.copy, copy.deepcopy):
+        with pytest.raises(TypeError, match="PageIndex cannot be pickled"):
+            fn(ix)
+
+
 def test_memory_262144_pages(core):
     n = 262_144
     ix = core.PageIndex()

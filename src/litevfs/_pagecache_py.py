@@ -504,6 +504,9 @@ class PageIndex:
     def __repr__(self) -> str:
         return f"<PageIndex pages={self._count} max_pgno={self._max} files={len(self._slot_of)}>"
 
+    def __reduce__(self) -> tuple:
+        raise TypeError("PageIndex cannot be pickled or copied by the copy module: use .copy()")
+
 
 # --------------------------------------------------------------------------- PageCache
 
@@ -589,6 +592,9 @@ class PageCache:
     def __repr__(self) -> str:
         return (f"<PageCache entries={len(self._data)} nbytes={self._nbytes} "
                 f"capacity={self._capacity}>")
+
+    def __reduce__(self) -> tuple:
+        raise TypeError("PageCache cannot be pickled or copied")
 
 
 __all__ = [
