@@ -8,6 +8,15 @@ from dataclasses import dataclass
 from types import ModuleType
 
 import pytest
+from hypothesis import HealthCheck, settings
+
+# Hypothesis budgets: "dev" explores, "ci" is smaller and derandomised.
+settings.register_profile("dev", max_examples=100, deadline=None)
+settings.register_profile("ci", max_examples=50, deadline=None, derandomize=True,
+                          suppress_health_check=[HealthCheck.too_slow])
+settings.register_profile("fuzz", max_examples=5000, deadline=None,
+                          suppress_health_check=[HealthCheck.too_slow])
+settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "dev"))
 
 # Network safety: SDKs must never probe the cloud metadata address.
 os.environ["AWS_EC2_METADATA_DISABLED"] = "true"
