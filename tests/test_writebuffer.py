@@ -1,0 +1,135 @@
+"""WriteBuffer: append/recover, torn and corrupt tails, sync marks, reset, locking."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+
+from litevfs.writebuffer import BufferError, WriteBuffer, read_buffer
+
+URL = "memory://wb"
+PS = 512
+
+
+def page(b: int) -> bytes:
+    return bytes([b]) * PS
+
+
+def open_buf(path, **kw):
+    kw.setdefault("url", URL)
+    kw.setdefault("page_size", PS)
+    kw.setdefault("base_txid", 7)
+    return WriteBuffer.open(str(path), **kw)
+
+
+def test_append_and_recover(tmp_path):
+    path = tmp_path / "b.wbuf"
+    buf, rec = open_buf(path)
+    assert rec.transactions == 0 and buf.empty
+    buf.append({1: page(1), 2: page(2)}, 2)
+    buf.append({2: page(3), 3: page(4)}, 3)
+    buf.close()
+    buf, rec = open_buf(path, base_txid=99, page_size=4096)
+    assert rec.transactions == 2 and rec.dropped_bytes == 0
+    assert buf.base_txid == 7 and buf.page_size == PS  # the file's own values win
+    assert buf.pages == {1: page(1), 2: page(3), 3: page(4)} and buf.commit == 3
+    buf.close()
+
+
+@pytest.mark.parametrize("cut", [1, 7, 100, PS + 30])
+def test_torn_tail_dropped(tmp_path, cut):
+    path = tmp_path / "b.wbuf"
+    buf, _ = open_buf(path)
+    buf.append({1: page(1)}, 1)
+    good = buf.size
+    buf.append({1: page(2), 2: page(2)}, 2)
+    full = buf.size
+    buf.close()
+    with open(path, "r+b") as f:
+        f.truncate(full - cut)
+    buf, rec = open_buf(path)
+    assert rec.transactions == 1 and rec.dropped_bytes == full - cut - good
+    assert buf.pages == {1: page(1)} and buf.commit == 1
+    assert os.path.getsize(path) == good
+    buf.append({3: page(3)}, 3)  # appends continue after the cut
+    buf.close()
+    buf, rec = open_buf(path)
+    assert rec.transactions == 2 and buf.pages[3] == page(3)
+    buf.close()
+
+
+def test_corrupt_record_dropped_with_everything_after(tmp_path):
+    path = tmp_path / "b.wbuf"
+    buf, _ = open_buf(path)
+    buf.append({1: page(1)}, 1)
+    first = buf.size
+    buf.append({1: page(2)}, 1)
+    buf.append({1: page(3)}, 1)
+    buf.close()
+    with open(path, "r+b") as f:
+        f.seek(first + 40)
+        f.write(b"\xff")
+    buf, rec = open_buf(path)
+    assert rec.transactions == 1 and buf.pages == {1: page(1)}
+    buf.close()
+
+
+def test_shrink_drops_pages_and_tracks_floor(tmp_path):
+    buf, _ = open_buf(tmp_path / "b.wbuf")
+    buf.append({1: page(1), 5: page(5)}, 5)
+    buf.append({1: page(2)}, 3)
+    assert buf.pages == {1: page(2)} and buf.commit == 3 and buf.floor == 3
+    buf.close()
+
+
+def test_marks_and_reset(tmp_path):
+    path = tmp_path / "b.wbuf"
+    buf, _ = open_buf(path)
+    buf.append({1: page(1)}, 1)
+    covered = buf.size
+    buf.mark_sync(8, covered, 0xABC)
+    buf.append({2: page(2)}, 2)  # committed while the upload was in flight
+    buf.close()
+    buf, rec = open_buf(path)
+    assert [(m.txid, m.covered, m.checksum) for m in rec.marks] == [(8, covered, 0xABC)]
+    buf.reset(covered, 8)
+    assert buf.base_txid == 8 and buf.pages == {2: page(2)} and buf.transactions == 1
+    assert buf.marks == []
+    buf.close()
+    buf, rec = open_buf(path)
+    assert buf.base_txid == 8 and rec.transactions == 1 and rec.marks == []
+    assert buf.pages == {2: page(2)} and buf.commit == 2
+    buf.clear(9)
+    assert buf.empty and buf.base_txid == 9
+    buf.close()
+    info, txns = read_buffer(str(path))
+    assert info["base_txid"] == 9 and txns == []
+
+
+def test_second_opener_refused_and_other_replica_refused(tmp_path):
+    path = tmp_path / "b.wbuf"
+    buf, _ = open_buf(path)
+    with pytest.raises(BufferError, match="in use"):
+        open_buf(path)
+    buf.close()
+    with pytest.raises(BufferError, match="belongs to replica"):
+        open_buf(path, url="memory://other")
+
+
+def test_fsync_option_and_bad_page(tmp_path):
+    buf, _ = open_buf(tmp_path / "b.wbuf", fsync=True)
+    buf.append({1: page(1)}, 1)
+    with pytest.raises(ValueError):
+        buf.append({2: b"x"}, 2)
+    assert buf.transactions == 1
+    buf.close()
+    info, txns = read_buffer(str(tmp_path / "b.wbuf"))
+    assert txns == [({1: page(1)}, 1)] and info["url"] == URL
+
+
+def test_garbage_file_refused(tmp_path):
+    path = tmp_path / "b.wbuf"
+    path.write_bytes(b"not a buffer at all, definitely not" * 3)
+    with pytest.raises(BufferError, match="bad header"):
+        open_buf(path)
