@@ -140,6 +140,16 @@ FIELDS: tuple[Field, ...] = (
           "Retries of a failed page fetch before SQLITE_IOERR."),
     Field("log_level", parse_log_level, None, ("LITESTREAM_LOG_LEVEL", "LITEVFS_LOG_LEVEL"),
           "Level of the 'litevfs' logger; unset leaves logging configuration alone."),
+    Field("hydration", parse_bool, False,
+          ("LITESTREAM_HYDRATION_ENABLED", "LITEVFS_HYDRATION_ENABLED"),
+          "Download the whole database to a local file in the background and serve "
+          "pages from it as they arrive."),
+    Field("hydration_path", parse_str, None,
+          ("LITESTREAM_HYDRATION_PATH", "LITEVFS_HYDRATION_PATH"),
+          "Keep the hydrated file at this path (with a sidecar) so a restart resumes; "
+          "unset: a temporary file removed on close."),
+    Field("hydration_concurrency", parse_int, 16, ("LITEVFS_HYDRATION_CONCURRENCY",),
+          "Parallel ranged GETs of the hydrator."),
 )
 FIELDS_BY_NAME = {f.name: f for f in FIELDS}
 
@@ -153,6 +163,9 @@ class Config:
     read_ahead: int = 2 * 1024**2
     fetch_retries: int = 4
     log_level: str | None = None
+    hydration: bool = False
+    hydration_path: str | None = None
+    hydration_concurrency: int = 16
 
     @classmethod
     def resolve(
