@@ -17,7 +17,7 @@ from urllib.parse import quote
 
 from ..errors import AccessDeniedError, AlreadyExistsError, NotFoundError, StorageError
 from ..errors import TransientStorageError
-from ..ltx.format import FileInfo, format_filename, parse_filename
+from ..ltx.format import MAX_LEVEL, FileInfo, format_filename, parse_filename
 from .base import (
     StorageClient, check_ltx_args, check_object_name, check_range, ltx_timestamp_ms,
     short_read_message,
@@ -90,6 +90,9 @@ class FileStorage(StorageClient):
     def list_level(self, level: int) -> list[FileInfo]:
         check_ltx_args(level, 1, 1)
         self.stats.add(lists=1)
+        return self._list_dir(level)
+
+    def _list_dir(self, level: int) -> list[FileInfo]:
         directory = self.level_dir(level)
         infos: list[FileInfo] = []
         try:
@@ -111,6 +114,21 @@ class FileStorage(StorageClient):
             raise _storage_error(exc, directory) from exc
         infos.sort(key=lambda i: (i.min_txid, i.max_txid))
         return infos
+
+    def list_all(self) -> dict[int, list[FileInfo]]:
+        """Every level; only level directories that exist are read, and the whole
+        listing counts as one request (it is one directory walk)."""
+        try:
+            names = os.listdir(os.path.join(self.root, "ltx"))
+        except (FileNotFoundError, NotADirectoryError):
+            names = []
+        except OSError as exc:
+            raise _storage_error(exc, os.path.join(self.root, "ltx")) from exc
+        present = {int(n) for n in names if n.isdigit() and 0 <= int(n) <= MAX_LEVEL}
+        levels = {lvl: self._list_dir(lvl) if lvl in present else []
+                  for lvl in range(MAX_LEVEL + 1)}
+        self.stats.add(lists=1)
+        return levels
 
     def _read(self, path: str, what: str, offset: int, length: int | None,
               tail: bool = False) -> bytes:

@@ -31,7 +31,7 @@ from ..errors import (
     AccessDeniedError, AlreadyExistsError, BucketNotFoundError, EndpointUnreachableError,
     NotFoundError, StorageError,
 )
-from ..ltx.format import MAX_LEVEL, FileInfo, format_filename, parse_filename
+from ..ltx.format import FileInfo, format_filename, parse_filename
 from .base import (
     StorageClient, check_ltx_args, check_object_name, check_range, ltx_timestamp_ms,
     short_read_message,
@@ -365,10 +365,11 @@ class S3Storage(StorageClient):
         return infos
 
     def list_all(self) -> dict[int, list[FileInfo]]:
-        """All ten levels at once: one round trip of latency instead of ten."""
-        levels = range(MAX_LEVEL + 1)
-        results = self._map_parallel(self.list_level, levels)
-        return dict(zip(levels, results, strict=True))
+        """All ten levels, usually from one ListObjectsV2 over the whole prefix (see
+        ``listing.py``; huge listings fall back to per-level LISTs in parallel)."""
+        from .listing import list_all_s3
+
+        return list_all_s3(self)
 
     def _map_parallel(self, fn: Callable[[Any], T], items: Iterable[Any]) -> list[T]:
         items = list(items)
