@@ -18,6 +18,7 @@ from .errors import (
 
 __all__ = [
     "IMPLEMENTATION", "__version__", "connect", "register", "restore", "open_storage",
+    "hydration_status",
     "AccessDeniedError", "AlreadyExistsError", "BucketNotFoundError", "ChecksumMismatchError",
     "ConfigError", "ConflictError", "EndpointUnreachableError", "LiteVFSError", "LTXFormatError",
     "NonContiguousError", "NotFoundError", "RestoreError", "StorageError",
@@ -27,7 +28,7 @@ __all__ = [
 
 def __getattr__(name: str) -> Any:
     # apsw and boto3 load only when used: `import litevfs` stays cheap.
-    if name in ("connect", "register"):
+    if name in ("connect", "register", "hydration_status"):
         from . import api
 
         return getattr(api, name)

@@ -79,3 +79,16 @@ def connect(url: str | None = None, *, impl: ModuleType | None = None, **options
             release_replica(replica)
         raise
     return con
+
+
+def hydration_status(con: apsw.Connection) -> dict[str, Any]:
+    """Background hydration of ``con``'s replica: state ("off", "pending", "hydrating",
+    "complete", "failed", "closed"), pages_done/pages_total, percent, bytes_fetched,
+    bytes_written, requests, txid, path, persistent, resumed_pages, local_reads, error."""
+    from .vfs import file_of
+
+    hydrator = file_of(con).replica.hydrator
+    if hydrator is None:
+        return {"state": "off", "pages_done": 0, "pages_total": 0, "percent": 0.0,
+                "bytes_fetched": 0, "bytes_written": 0, "path": None}
+    return hydrator.status()

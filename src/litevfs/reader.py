@@ -82,6 +82,11 @@ class Reader:
                 f"page {pgno} is not in the replica's index at TXID {view.txid:016x} "
                 f"(database has {view.commit} pages)")
         file_id, offset, size = entry
+        hydrator = self.replica.hydrator
+        if hydrator is not None:  # the local copy, when it holds this very version
+            page = hydrator.read(pgno, file_id)
+            if page is not None:
+                return page
         key = cache_key(file_id, pgno)
         page = self.cache.get(key)
         if page is not None:
@@ -121,6 +126,7 @@ class Reader:
         and skipped), runs go out in parallel. Reads of these pages wait for them.
         Returns the number of requests started."""
         lookup, cache, inflight = view.index.lookup, self.cache, self._inflight
+        hydrator = self.replica.hydrator
         by_file: dict[int, list[tuple[int, int, int]]] = {}
         with self._lock:
             for pgno in pgnos:
@@ -128,7 +134,8 @@ class Reader:
                 if entry is None:
                     continue
                 k = cache_key(entry[0], pgno)
-                if k in inflight or k in cache:
+                if k in inflight or k in cache or (
+                        hydrator is not None and hydrator.has(pgno, entry[0])):
                     continue
                 by_file.setdefault(entry[0], []).append((pgno, entry[1], entry[2]))
             runs: list[tuple[int, list, Future]] = []
@@ -164,13 +171,15 @@ class Reader:
         end = offset + size
         total = size
         lookup, cache, inflight = view.index.lookup, self.cache, self._inflight
+        hydrator = self.replica.hydrator
         nxt = pgno + 1
         while total < ahead_bytes and nxt <= view.commit:
             entry = lookup(nxt)
             if entry is None or entry[0] != file_id or entry[1] != end:
                 break
             k = cache_key(file_id, nxt)
-            if k in inflight or k in cache:
+            if k in inflight or k in cache or (
+                    hydrator is not None and hydrator.has(nxt, file_id)):
                 break
             run.append((nxt, entry[1], entry[2]))
             end += entry[2]

@@ -78,6 +78,7 @@ class Replica:
         self.last_poll_ok: float | None = None  # monotonic time of the last successful poll
         self.refcount = 0
         self.poller: Any = None  # set by open_replica (poller imports this module)
+        self.hydrator: Any = None  # set by open_replica when hydration is on (hydrator.py)
         from .reader import Reader  # late: reader imports cache_key from here
 
         self.reader = Reader(self)
@@ -212,6 +213,8 @@ class Replica:
     def close(self) -> None:
         if self.poller is not None:
             self.poller.stop()
+        if self.hydrator is not None:  # before the storage client goes
+            self.hydrator.close()
         self.executor.shutdown(wait=False, cancel_futures=True)
         self.storage.close()
 
@@ -253,6 +256,10 @@ def open_replica(config: Config, impl: ModuleType = _impl,
 
         replica.poller = Poller(replica)
         replica.poller.start()
+        if config.hydration:
+            from .hydrator import start_hydrator
+
+            replica.hydrator = start_hydrator(replica)
         with _registry_lock:
             replica.refcount = 1
             _registry[key] = replica

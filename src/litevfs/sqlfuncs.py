@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING
 import apsw
 
 from .errors import LiteVFSError
+from .hydrator import progress_text
 from .timetravel import format_ms, is_latest, view_at
 
 if TYPE_CHECKING:
@@ -66,8 +67,9 @@ def handle_pragma(file: LiteFile, pragma: apsw.VFSFcntlPragma) -> bool:
     readers = {
         "litestream_txid": lambda: f"{file.snapshot.view.txid:016x}",
         "litestream_lag": lambda: str(lag_seconds(file)),
-        "litestream_hydration_progress": lambda: "0",
-        "litestream_hydration_file": lambda: "",
+        "litestream_hydration_progress": lambda: progress_text(file.replica.hydrator),
+        "litestream_hydration_file": lambda: (
+            (file.replica.hydrator.path or "") if file.replica.hydrator is not None else ""),
         "litestream_write_enabled": lambda: "0",
     }
     reader = readers.get(name)

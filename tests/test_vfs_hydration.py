@@ -1,0 +1,162 @@
+"""Hydration through the VFS (apsw) over memory storage, both core twins: options,
+PRAGMAs, status, reads switching to the local file, following the primary."""
+
+from __future__ import annotations
+
+import os
+import time
+from pathlib import Path
+from types import ModuleType
+
+import apsw
+import pytest
+
+import litevfs
+import litevfs.api as api
+from litevfs.poller import poll_once
+from litevfs.vfs import file_of
+
+from .vfs_support import FakeLitestream, make_accounts_db, transfer, unique_memory_url
+
+QUERIES = [
+    "SELECT count(*), sum(balance) FROM accounts",
+    "SELECT id, name FROM accounts WHERE name BETWEEN 'name-00050' AND 'name-00070' ORDER BY name",
+    "SELECT id, length(data), hex(substr(data, 5000, 8)) FROM blobs ORDER BY id",
+]
+
+
+@pytest.fixture
+def primary(tmp_path: Path) -> FakeLitestream:
+    make_accounts_db(tmp_path / "primary.db", accounts=500, blob_rows=40).close()
+    ls = FakeLitestream(tmp_path / "primary.db", unique_memory_url("vfs-hyd"))
+    ls.sync()
+    return ls
+
+
+def rows(con: apsw.Connection, sql: str) -> list[tuple]:
+    return [tuple(r) for r in con.execute(sql)]
+
+
+def wait_complete(con: apsw.Connection, txid: int | None = None, timeout: float = 20) -> dict:
+    deadline = time.monotonic() + timeout
+    while True:
+        st = litevfs.hydration_status(con)
+        if st["state"] == "complete" and (txid is None or st["txid"] == txid):
+            return st
+        assert st["state"] not in ("failed", "off"), st
+        assert time.monotonic() < deadline, st
+        time.sleep(0.01)
+
+
+def test_off_by_default(primary: FakeLitestream, core: ModuleType) -> None:
+    con = api.connect(primary.storage.url, impl=core, poll_interval=0)
+    try:
+        assert rows(con, "PRAGMA litestream_hydration_progress") == [("0",)]
+        assert rows(con, "PRAGMA litestream_hydration_file") == [("",)]
+        assert litevfs.hydration_status(con)["state"] == "off"
+    finally:
+        con.close()
+
+
+def test_hydrates_and_switches_to_local_reads(primary: FakeLitestream, core: ModuleType) -> None:
+    con = api.connect(primary.storage.url, impl=core, poll_interval=0, hydration=True,
+                      hydration_concurrency=2)
+    try:
+        before = [rows(con, q) for q in QUERIES]  # served at once, hydration or not
+        st = wait_complete(con)
+        path = rows(con, "PRAGMA litestream_hydration_file")[0][0]
+        assert path and os.path.exists(path) and path == st["path"]
+        assert rows(con, "PRAGMA litestream_hydration_progress") == [("100.0",)]
+        assert Path(path).read_bytes() == primary.db_path.read_bytes()
+        hydrator = file_of(con).replica.hydrator
+        remote_before = hydrator.storage.stats.snapshot()["gets"]
+        local_before = st["local_reads"]
+        rows(con, "PRAGMA cache_size=0")
+        after = [rows(con, q) for q in QUERIES]
+        assert after == before
+        assert rows(con, "PRAGMA integrity_check") == [("ok",)]
+        assert litevfs.hydration_status(con)["local_reads"] > local_before
+        assert hydrator.storage.stats.snapshot()["gets"] == remote_before  # all local
+    finally:
+        con.close()
+    assert not os.path.exists(path)  # temporary file gone with the last connection
+
+
+def test_follows_the_primary_with_isolation(primary: FakeLitestream, core: ModuleType) -> None:
+    con = api.connect(primary.storage.url, impl=core, poll_interval=0, hydration=True)
+    other = api.connect(primary.storage.url, impl=core, poll_interval=0, hydration=True)
+    try:
+        wait_complete(con)
+        replica = file_of(con).replica
+        other.execute("BEGIN")
+        pinned = rows(other, "SELECT id, balance FROM accounts ORDER BY id")
+        w = primary.db()
+        transfer(w, 1, 2, 50)
+        w.execute("UPDATE blobs SET data = randomblob(9000) WHERE id = 5")
+        w.close()
+        primary.sync()
+        assert poll_once(replica)
+        wait_complete(con, replica.current.txid)
+        # the open transaction still sees its snapshot, through the updated local file
+        assert rows(other, "SELECT id, balance FROM accounts ORDER BY id") == pinned
+        assert rows(other, "PRAGMA litestream_txid") == [(f"{1:016x}",)]
+        other.execute("COMMIT")
+        new = rows(other, "SELECT balance FROM accounts WHERE id IN (1, 2) ORDER BY id")
+        assert new == [(950,), (1050,)]
+        assert Path(litevfs.hydration_status(con)["path"]).read_bytes() == \
+            primary.db_path.read_bytes()
+    finally:
+        other.close()
+        con.close()
+
+
+def test_uri_parameters_and_persistent_path(primary: FakeLitestream, core: ModuleType,
+                                             tmp_path: Path) -> None:
+    vfs = api.register(api._vfs_name_for(core), core)
+    path = tmp_path / "keep" / "db.hydrated"
+    uri = (f"file:x.db?vfs={vfs.vfs_name}&replica_url={primary.storage.url}"
+           f"&poll_interval=0&hydration=true&hydration_path={path}")
+    con = apsw.Connection(uri, flags=apsw.SQLITE_OPEN_READONLY | apsw.SQLITE_OPEN_URI)
+    try:
+        wait_complete(con)
+        assert rows(con, "PRAGMA litestream_hydration_file") == [(str(path),)]
+    finally:
+        con.close()
+    assert path.exists() and Path(str(path) + ".litevfs-hydration").exists()
+    assert path.read_bytes() == primary.db_path.read_bytes()
+
+
+def test_environment_variables(primary: FakeLitestream, core: ModuleType, tmp_path: Path,
+                               monkeypatch: pytest.MonkeyPatch) -> None:
+    path = tmp_path / "env.hydrated"
+    monkeypatch.setenv("LITESTREAM_HYDRATION_ENABLED", "true")
+    monkeypatch.setenv("LITESTREAM_HYDRATION_PATH", str(path))
+    con = api.connect(primary.storage.url, impl=core, poll_interval=0)
+    try:
+        st = wait_complete(con)
+        assert st["path"] == str(path) and st["persistent"]
+    finally:
+        con.close()
+    # restart: resumes without downloading anything
+    con = api.connect(primary.storage.url, impl=core, poll_interval=0)
+    try:
+        st = wait_complete(con)
+        assert st["resumed_pages"] == st["pages_total"] and st["bytes_fetched"] == 0
+        assert rows(con, QUERIES[0]) == [(500, 500 * 1000)]
+    finally:
+        con.close()
+
+
+def test_unwritable_path_keeps_reads_working(primary: FakeLitestream, core: ModuleType,
+                                             tmp_path: Path) -> None:
+    blocker = tmp_path / "file"
+    blocker.write_text("not a directory")
+    con = api.connect(primary.storage.url, impl=core, poll_interval=0, hydration=True,
+                      hydration_path=str(blocker / "db"))
+    try:
+        st = litevfs.hydration_status(con)
+        assert st["state"] == "failed" and "cannot create" in st["error"]
+        assert rows(con, QUERIES[0]) == [(500, 500 * 1000)]
+        assert rows(con, "PRAGMA integrity_check") == [("ok",)]
+    finally:
+        con.close()
