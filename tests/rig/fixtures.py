@@ -32,7 +32,7 @@ import pytest
 from tests.rig.litestream import Litestream, Replica
 from tests.rig.proxy import LatencyProxy
 from tests.rig.scenarios import Scenario, build_scenario
-from tests.rig.seaweed import SeaweedServer, s3_replica_url, unique_bucket_name
+from tests.rig.seaweed import SeaweedServer, s3_replica_url
 
 S3_PREFIX = "db"
 
@@ -63,8 +63,9 @@ def seaweed() -> Iterator[SeaweedServer]:
 
 @pytest.fixture
 def s3_bucket(seaweed: SeaweedServer) -> str:
-    """A fresh bucket (left in place: the server and its data go at session end)."""
-    return seaweed.create_bucket(unique_bucket_name())
+    """A fresh, empty bucket, pre-warmed so its first PUT costs no volume allocation
+    (left in place: the server and its data go at session end)."""
+    return seaweed.warm_bucket()
 
 
 @pytest.fixture
