@@ -62,6 +62,19 @@ def parse_duration(value: Any) -> float:
     return seconds
 
 
+def parse_duration_list(value: Any) -> tuple[float, ...]:
+    """``"30s,5m,1h"`` (or a sequence) -> durations; ``off``/empty -> ()."""
+    if isinstance(value, (list, tuple)):
+        parts = list(value)
+    else:
+        text = str(value).strip().lower()
+        parts = [] if text in ("", "off", "none", "false", "0") else text.split(",")
+    out = tuple(parse_duration(p) for p in parts)
+    if len(out) > 8 or any(d <= 0 for d in out):
+        raise ValueError(f"expected up to 8 positive durations, got {value!r}")
+    return out
+
+
 def parse_size(value: Any) -> int:
     """Bytes from ``64MiB``, ``10MB``, ``4096``, ``1.5GiB`` (K/M/G alone are binary)."""
     if isinstance(value, bool):
@@ -150,6 +163,26 @@ FIELDS: tuple[Field, ...] = (
           "unset: a temporary file removed on close."),
     Field("hydration_concurrency", parse_int, 16, ("LITEVFS_HYDRATION_CONCURRENCY",),
           "Parallel ranged GETs of the hydrator."),
+    Field("write", parse_bool, False, ("LITESTREAM_WRITE_ENABLED", "LITEVFS_WRITE_ENABLED"),
+          "Write mode: commits go to a local crash-safe buffer and are uploaded as one "
+          "L0 LTX file per sync interval (one writer per replica)."),
+    Field("sync_interval", parse_duration, 1.0,
+          ("LITESTREAM_SYNC_INTERVAL", "LITEVFS_SYNC_INTERVAL"),
+          "Write mode: how often buffered commits are uploaded (0: only on sync/close)."),
+    Field("buffer_path", parse_str, None, ("LITESTREAM_BUFFER_PATH", "LITEVFS_BUFFER_PATH"),
+          "Write mode: the local write buffer; unset: a per-user, per-replica file under "
+          "the temp directory (found again after a crash)."),
+    Field("buffer_fsync", parse_bool, False, ("LITEVFS_BUFFER_FSYNC",),
+          "Write mode: fdatasync the buffer at every COMMIT (survives power loss, slower)."),
+    Field("compaction_levels", parse_duration_list, (30.0, 300.0, 3600.0),
+          ("LITEVFS_COMPACTION_LEVELS",),
+          "Write mode: compaction interval of levels 1, 2, 3... (e.g. 30s,5m,1h; off)."),
+    Field("snapshot_interval", parse_duration, 86400.0, ("LITEVFS_SNAPSHOT_INTERVAL",),
+          "Write mode: how often a level-9 snapshot is written (0: never)."),
+    Field("l0_retention", parse_duration, 300.0, ("LITEVFS_L0_RETENTION",),
+          "Write mode: L0 files covered by level 1 are deleted after this long."),
+    Field("snapshot_retention", parse_duration, 86400.0, ("LITEVFS_SNAPSHOT_RETENTION",),
+          "Write mode: snapshots older than this are deleted (the newest stays)."),
 )
 FIELDS_BY_NAME = {f.name: f for f in FIELDS}
 
@@ -166,6 +199,14 @@ class Config:
     hydration: bool = False
     hydration_path: str | None = None
     hydration_concurrency: int = 16
+    write: bool = False
+    sync_interval: float = 1.0
+    buffer_path: str | None = None
+    buffer_fsync: bool = False
+    compaction_levels: tuple[float, ...] = (30.0, 300.0, 3600.0)
+    snapshot_interval: float = 86400.0
+    l0_retention: float = 300.0
+    snapshot_retention: float = 86400.0
 
     @classmethod
     def resolve(
