@@ -50,6 +50,18 @@ def test_seaweed_serves_s3_with_sigv4(seaweed, s3_bucket, s3_url):
 
 
 @pytest.mark.s3
+def test_seaweed_warm_buckets_are_empty_and_distinct(seaweed, s3_bucket):
+    # many buckets must work: each is a collection with its own volume (-volume.max)
+    assert "-volume.max=10000" in seaweed.command
+    names = {s3_bucket, seaweed.warm_bucket(), seaweed.warm_bucket()}
+    assert len(names) == 3
+    c = seaweed.shared_client
+    for name in names:
+        assert c.list_objects_v2(Bucket=name)["KeyCount"] == 0
+        c.put_object(Bucket=name, Key="k", Body=b"x")
+
+
+@pytest.mark.s3
 def test_seaweed_ranged_get(seaweed, s3_bucket):
     c = seaweed.shared_client
     body = bytes(range(256)) * 4

@@ -31,7 +31,7 @@ from tests.rig import dbgen
 from tests.rig.litestream import (
     FileReplica, Litestream, LtxName, Replica, S3Replica, list_levels,
 )
-from tests.rig.seaweed import SeaweedServer, unique_bucket_name
+from tests.rig.seaweed import SeaweedServer
 
 
 @dataclass
@@ -118,7 +118,7 @@ def build_scenario(
     workdir = Path(workdir)
     workdir.mkdir(parents=True, exist_ok=True)
     if isinstance(target, SeaweedServer):
-        bucket = bucket or target.create_bucket(unique_bucket_name("scn"))
+        bucket = bucket or target.warm_bucket()
         replica: Replica = S3Replica(target, bucket, path)
     else:
         rdir = Path(target)
