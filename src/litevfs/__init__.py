@@ -18,7 +18,7 @@ from .errors import (
 
 __all__ = [
     "IMPLEMENTATION", "__version__", "connect", "register", "restore", "open_storage",
-    "hydration_status",
+    "hydration_status", "stats",
     "AccessDeniedError", "AlreadyExistsError", "BucketNotFoundError", "ChecksumMismatchError",
     "ConfigError", "ConflictError", "EndpointUnreachableError", "LiteVFSError", "LTXFormatError",
     "NonContiguousError", "NotFoundError", "RestoreError", "StorageError",
@@ -28,7 +28,7 @@ __all__ = [
 
 def __getattr__(name: str) -> Any:
     # apsw and boto3 load only when used: `import litevfs` stays cheap.
-    if name in ("connect", "register", "hydration_status"):
+    if name in ("connect", "register", "hydration_status", "stats"):
         from . import api
 
         return getattr(api, name)

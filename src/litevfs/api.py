@@ -92,3 +92,14 @@ def hydration_status(con: apsw.Connection) -> dict[str, Any]:
         return {"state": "off", "pages_done": 0, "pages_total": 0, "percent": 0.0,
                 "bytes_fetched": 0, "bytes_written": 0, "path": None}
     return hydrator.status()
+
+
+def stats(con: apsw.Connection) -> dict[str, Any]:
+    """Cost and health counters of ``con``'s replica (shared by every connection of the
+    process to it): LIST/GET/PUT counts, bytes, memory/disk cache hits and misses,
+    remote time, estimated request cost in USD; the same JSON as
+    ``PRAGMA litevfs_stats``."""
+    from .metrics import metrics_of
+    from .vfs import file_of
+
+    return metrics_of(file_of(con).replica).snapshot()

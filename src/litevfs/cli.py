@@ -116,6 +116,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("sql")
     p.add_argument("--json", action="store_true", help="print a JSON array of rows, each a list")
     p.set_defaults(func=_cmd_query)
+
+    from .info import add_info_parser
+
+    add_info_parser(sub)
     return parser
 
 

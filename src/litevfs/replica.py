@@ -79,6 +79,9 @@ class Replica:
         self.refcount = 0
         self.poller: Any = None  # set by open_replica (poller imports this module)
         self.hydrator: Any = None  # set by open_replica when hydration is on (hydrator.py)
+        from .metrics import Metrics  # request/cache/cost counters (PRAGMA litevfs_stats)
+
+        self.metrics = Metrics(self)
         from .reader import Reader  # late: reader imports cache_key from here
 
         self.reader = Reader(self)
@@ -200,6 +203,7 @@ class Replica:
         while True:
             try:
                 self.publish(self.latest_view())
+                self.metrics.opened()
                 return
             except TxNotAvailableError:
                 remaining = deadline - time.monotonic()

@@ -53,6 +53,15 @@ def handle_pragma(file: LiteFile, pragma: apsw.VFSFcntlPragma) -> bool:
     """Answer a litestream_* PRAGMA; False lets SQLite handle any other name."""
     name = pragma.name.lower()
     value = pragma.value
+    if name == "litevfs_stats":  # cost and health counters of the replica (metrics.py)
+        if value is not None:
+            raise apsw.SQLError(_read_only(name))
+        import json
+
+        from .metrics import metrics_of
+
+        pragma.result = json.dumps(metrics_of(file.replica).snapshot())
+        return True
     if not name.startswith("litestream_"):
         return False
     if name == "litestream_time":
