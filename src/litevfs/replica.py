@@ -79,6 +79,7 @@ class Replica:
         self.refcount = 0
         self.poller: Any = None  # set by open_replica (poller imports this module)
         self.hydrator: Any = None  # set by open_replica when hydration is on (hydrator.py)
+        self.writer: Any = None  # write-mode state (writer.py), set by open_replica
         from .metrics import Metrics  # request/cache/cost counters (PRAGMA litevfs_stats)
 
         self.metrics = Metrics(self)
@@ -206,6 +207,9 @@ class Replica:
                 self.metrics.opened()
                 return
             except TxNotAvailableError:
+                if self.config.write:  # write mode creates the database: start empty
+                    self.publish(View(self.impl.PageIndex(), 4096, 0, 0, 0, 0))
+                    return
                 remaining = deadline - time.monotonic()
                 if remaining <= 0:
                     raise TxNotAvailableError(
@@ -215,6 +219,13 @@ class Replica:
                 time.sleep(min(self.config.poll_interval or 0.1, remaining, 1.0))
 
     def close(self) -> None:
+        try:  # the final upload needs storage; a failure still closes the rest, then raises
+            if self.writer is not None:
+                self.writer.close()
+        finally:
+            self._close_rest()
+
+    def _close_rest(self) -> None:
         if self.poller is not None:
             self.poller.stop()
         if self.hydrator is not None:  # before the storage client goes
@@ -253,6 +264,10 @@ def open_replica(config: Config, impl: ModuleType = _impl,
         replica = Replica(config, storage, impl)
         try:
             replica.open()
+            if config.write:
+                from .writer import attach_writer
+
+                attach_writer(replica)
         except BaseException:
             replica.close()
             raise

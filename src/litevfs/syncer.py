@@ -1,0 +1,285 @@
+"""Upload buffered transactions: ``sync_once()`` turns every page dirtied since the
+last sync into one L0 LTX file; :class:`Syncer` is the thin thread around it.
+
+One sync:
+
+1. Cut: under the writer lock, the dirty layer becomes the frozen layer (merged with
+   a previous frozen layer whose upload failed) and the buffer offset is noted.
+   Commits continue meanwhile into a new dirty layer.
+2. Position check: LIST levels 0 and 1; if the remote went past our base TXID another
+   writer won: conflict, nothing is uploaded.
+3. Encode (legacy LZ4 frames: every Litestream 0.5.x reads them) TXID = base + 1,
+   commit = size at the cut, pages > commit and the lock page never included.
+4. A SYNC mark (TXID, offset, file checksum) is appended to the buffer, then the
+   conditional create (``If-None-Match: *``). If the key exists, its checksum tells
+   our own earlier attempt (response lost, or crash after upload) from another
+   writer's file (conflict). Transient failures are retried with backoff; the buffer
+   and the frozen layer stay until an upload succeeds.
+5. The view containing the new file is published (index entries from our encoder,
+   pages into the shared cache), then the frozen layer is dropped and the buffer is
+   rewritten without the synced records.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from typing import TYPE_CHECKING
+
+from .errors import AlreadyExistsError, ConflictError, LiteVFSError, NotFoundError, StorageError
+from .ltx.decoder import locate_index
+from .ltx.encoder import encode_file
+from .ltx.format import ENCODING_FRAME, HEADER_SIZE, FileInfo, Header
+from .ltx.remote import FileIndex
+from .replica import cache_key
+from .writer import Local
+
+if TYPE_CHECKING:
+    from .writer import Writer
+
+log = logging.getLogger("litevfs.syncer")
+
+UPLOAD_ATTEMPTS = 4
+_U64_MASK = (1 << 64) - 1
+
+
+class SyncTimeout(LiteVFSError, TimeoutError):
+    """The sync did not finish within the caller's timeout (nothing is lost)."""
+
+
+def file_checksum(data: bytes) -> int:
+    return int.from_bytes(data[-8:], "big")
+
+
+def _cut(writer: Writer) -> tuple[Local, int, int] | None:
+    """Freeze the dirty layer. Returns (local, buffer offset covered, base TXID)."""
+    with writer.lock:
+        local = writer.local
+        if local.empty:
+            return None
+        if local.dirty_commit is not None:
+            frozen = dict(local.frozen) if local.frozen is not None else {}
+            if local.frozen_commit is not None and local.dirty_commit < local.frozen_commit:
+                frozen = {p: d for p, d in frozen.items() if p <= local.dirty_commit}
+            frozen.update(local.dirty)
+            floor = local.floor
+            local = Local({}, frozen, None, None, local.dirty_commit, floor, local.gen)
+            writer.local = local
+        return local, writer.buffer.size, writer.base_txid
+
+
+def remote_max_txid(writer: Writer) -> int:
+    storage = writer.replica.storage
+    executor = writer.replica.executor
+    l1 = executor.submit(storage.list_level, 1)
+    files = storage.list_level(0) + l1.result()
+    return max((f.max_txid for f in files), default=0)
+
+
+def encode_frozen(writer: Writer, local: Local, txid: int) -> bytes:
+    commit = local.frozen_commit
+    assert commit is not None and local.frozen is not None
+    frozen = local.frozen
+    lock = writer.lock_pgno
+    # Pages past the smallest size since the base view were cut off by a truncate; any
+    # not rewritten since are zeros, as they would be in a real file.
+    floor = 0 if txid == 1 else (local.frozen_floor or commit)
+    zero = bytes(writer.page_size)
+    pages = [(p, d) for p, d in sorted(frozen.items()) if p <= commit and p != lock]
+    missing = [p for p in range(floor + 1, commit + 1) if p not in frozen and p != lock]
+    if missing:
+        pages = sorted(pages + [(p, zero) for p in missing])
+    return encode_file(pages, page_size=writer.page_size, commit=commit, min_txid=txid,
+                       max_txid=txid, timestamp_ms=int(time.time() * 1000),
+                       encoding=ENCODING_FRAME, impl=writer.replica.impl)
+
+
+def local_file_index(info: FileInfo, data: bytes, impl) -> FileIndex:
+    """The index of a file we just encoded (no need to read it back)."""
+    loc = locate_index(data[-64:] if len(data) > 64 else data, len(data))
+    pgnos, offsets, sizes, _ = impl.decode_page_index(data, loc.start)
+    return FileIndex(info, Header.unpack(data[:HEADER_SIZE]), pgnos, offsets, sizes, None)
+
+
+def _upload(writer: Writer, txid: int, data: bytes, checksum: int) -> tuple[FileInfo, int | None]:
+    """Conditional create with retries. Returns (info, covered offset of the earlier
+    attempt that is already there, or None when this attempt created it)."""
+    storage = writer.replica.storage
+    delay = 0.1
+    for attempt in range(UPLOAD_ATTEMPTS):
+        try:
+            return storage.write_ltx(0, txid, txid, data, if_absent=True), None
+        except AlreadyExistsError:
+            info = FileInfo(0, txid, txid, 0, 0.0)
+            for f in storage.list_level(0):
+                if (f.min_txid, f.max_txid) == (txid, txid):
+                    info = f
+            try:
+                remote = file_checksum(storage.read_tail(info, 16))
+            except NotFoundError:
+                remote = None
+            mine = [m for m in writer.buffer.marks if m.txid == txid and m.checksum == remote]
+            if remote == checksum:  # this very attempt landed; only its response was lost
+                return info, None
+            if mine:
+                log.info("TXID %016x already uploaded by an earlier attempt of ours", txid)
+                return info, mine[-1].covered
+            raise writer.set_conflict(
+                f"another writer created TXID {txid:016x} first ({storage.url})") from None
+        except StorageError as exc:
+            writer.last_error = exc
+            if attempt + 1 == UPLOAD_ATTEMPTS:
+                raise
+            log.warning("upload of TXID %016x failed (attempt %d): %s; retrying",
+                        txid, attempt + 1, exc)
+            time.sleep(delay)
+            delay *= 2
+    raise AssertionError("unreachable")
+
+
+def sync_once(writer: Writer) -> int:
+    """Upload what is buffered; returns the TXID that now holds every local commit
+    made before the call (the current position when nothing was dirty)."""
+    with writer.sync_lock:
+        if writer.conflict is not None:
+            raise writer.conflict
+        cut = _cut(writer)
+        if cut is None:
+            return writer.base_txid
+        local, covered, base = cut
+        remote = remote_max_txid(writer)
+        if remote > base:
+            raise writer.set_conflict(
+                f"the replica advanced to TXID {remote:016x} but this writer's buffer builds "
+                f"on {base:016x}: another writer committed")
+        txid = base + 1
+        data = encode_frozen(writer, local, txid)
+        checksum = file_checksum(data)
+        with writer.lock:
+            writer.buffer.mark_sync(txid, covered, checksum)
+        info, earlier = _upload(writer, txid, data, checksum)
+        if earlier is None:
+            _install(writer, info, data, local)
+        else:  # an earlier attempt landed (it covered less): re-read it like a poll
+            covered = earlier
+            writer.replica.replan()
+        with writer.lock:
+            writer.base_txid = txid
+            writer.buffer.reset(covered, txid)
+            # Everything committed after the covered offset is dirty again (normally
+            # exactly the dirty layer; more when an earlier, smaller attempt landed).
+            writer.local = writer._local_from_buffer(writer.local.gen + (earlier is not None))
+        writer.last_error = None
+        log.debug("synced TXID %016x (%d bytes)", txid, len(data))
+        return txid
+
+
+def _install(writer: Writer, info: FileInfo, data: bytes, local: Local) -> None:
+    """Publish the view with our new file and seed the cache with its pages."""
+    replica = writer.replica
+    current = replica.current
+    fi = local_file_index(info, data, replica.impl)
+    if current.txid == info.max_txid - 1:
+        view = replica.extend_view(current, [fi])
+        replica.publish(view)
+    elif current.txid < info.max_txid:
+        replica.replan()
+    fid = replica.file_id(info)
+    put = replica.cache.put
+    assert local.frozen is not None
+    for pgno in fi.pgnos:
+        page = local.frozen.get(pgno)
+        if page is not None:
+            put(cache_key(fid, pgno), page)
+
+
+def sync_now(writer: Writer, timeout: float | None = None) -> int:
+    """``sync_once`` that waits at most ``timeout`` seconds for a sync in progress."""
+    if timeout is not None:
+        if not writer.sync_lock.acquire(timeout=timeout):
+            raise SyncTimeout(f"a sync is still running after {timeout:g}s")
+        writer.sync_lock.release()
+    return sync_once(writer)
+
+
+def recover(writer: Writer) -> None:
+    """After opening a buffer that holds transactions: decide whether the remote is
+    where the buffer expects it, or our last upload landed before a crash, or another
+    writer got there first (conflict: writes refused, buffer kept)."""
+    buf = writer.buffer
+    remote = writer.replica.current.txid
+    if buf.empty:
+        if buf.base_txid != remote:
+            buf.clear(remote)
+        writer.base_txid = remote
+        if remote:
+            writer.page_size = writer.replica.current.page_size
+        return
+    base = buf.base_txid
+    if remote > base:
+        marks = [m for m in buf.marks if m.txid == base + 1]
+        info = next((f for f in writer.replica.storage.list_level(0)
+                     if (f.min_txid, f.max_txid) == (base + 1, base + 1)), None)
+        if marks and info is not None:
+            theirs = file_checksum(writer.replica.storage.read_tail(info, 16))
+            mine = [m for m in marks if m.checksum == theirs]
+            if mine:
+                log.info("our upload of TXID %016x landed before the crash", base + 1)
+                buf.reset(mine[-1].covered, base + 1)
+                writer.base_txid = base = base + 1
+                writer.local = writer._local_from_buffer(writer.local.gen + 1)
+                if buf.empty:
+                    return recover(writer)
+    if remote != base:
+        writer.set_conflict(
+            f"the replica is at TXID {remote:016x} but the recovered buffer builds on "
+            f"{base:016x}")
+
+
+class Syncer:
+    """Calls :func:`sync_once` every ``sync_interval``; backs off after failures."""
+
+    def __init__(self, writer: Writer, interval: float) -> None:
+        self.writer = writer
+        self.interval = interval
+        self._stop = threading.Event()
+        self._wake = threading.Event()
+        self._thread: threading.Thread | None = None
+        self.failures = 0
+
+    def start(self) -> None:
+        if self.interval <= 0 or self._thread is not None:
+            return
+        self._thread = threading.Thread(
+            target=self._run, name=f"litevfs-sync {self.writer.config.replica_url}",
+            daemon=True)
+        self._thread.start()
+
+    def wake(self) -> None:
+        self._wake.set()
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._wake.set()
+        thread = self._thread
+        if thread is not None and thread is not threading.current_thread():
+            thread.join(timeout=60)
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            wait = self.interval * min(2 ** self.failures, 30) if self.failures else self.interval
+            self._wake.wait(wait)
+            self._wake.clear()
+            if self._stop.is_set():
+                return
+            try:
+                sync_once(self.writer)
+                self.failures = 0
+            except ConflictError:
+                return  # nothing more can be uploaded; the buffer keeps the writes
+            except Exception as exc:  # storage down: keep the buffer, retry later
+                self.failures += 1
+                self.writer.last_error = exc
+                log.warning("sync of %s failed (%d in a row): %s",
+                            self.writer.config.replica_url, self.failures, exc)
