@@ -283,3 +283,39 @@ def test_second_process_cannot_share_a_persistent_file(
     b.close()
     a.close()
     replica.close()
+
+
+def test_compaction_relabels_instead_of_downloading(
+        primary: FakeLitestream, core: ModuleType) -> None:
+    """An L1 file re-points every unchanged page to itself: same bytes, no download."""
+    con = primary.db()
+    transfer(con, 1, 2, 5)
+    con.close()
+    primary.sync()
+    replica = open_replica(primary, core)
+    h = Hydrator(replica)
+    try:
+        con = primary.db()
+        transfer(con, 2, 3, 5)
+        con.close()
+        primary.sync()
+        assert poll_once(replica)
+        run(h)  # hydrated at TXID 3
+        fetched = h.bytes_fetched
+        primary.compact(1, primary.storage.list_level(0))  # L1 [1..3]: the whole database
+        con = primary.db()
+        transfer(con, 3, 4, 5)
+        con.close()
+        primary.sync()  # L0 4 arrives in the same poll
+        assert poll_once(replica)
+        view = replica.current
+        l1 = replica.file_id(primary.storage.list_level(1)[0])
+        relabelled = sum(view.index.lookup(p)[0] == l1 for p in range(1, view.commit + 1))
+        assert relabelled > view.commit - 5
+        run(h)
+        assert h.bytes_fetched - fetched < 5 * 4096  # only the pages TXID 4 changed
+        assert all(h.has(p, view.index.lookup(p)[0]) for p in range(1, view.commit + 1))
+        assert local_bytes(h) == primary.db_path.read_bytes()
+    finally:
+        h.close()
+        replica.close()

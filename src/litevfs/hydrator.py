@@ -8,6 +8,10 @@ so a transaction sees exactly the bytes its view names whether they come from
 the local file, the cache or the bucket: snapshot isolation holds during the
 switch, while the poller publishes new views, and under time travel. File ids
 are immutable content (LTX files never change), which is why this is sound.
+Each page also records the TXID ``t`` as of which its local copy is the newest
+version. When a new view maps the page to another file F whose MaxTXID is <= t
+(typically an L1 compaction or snapshot re-pointing pages that did not change),
+the bytes are provably the same: the page is re-labelled with F, not downloaded.
 
 Writers never overwrite a page a reader may be copying: a per-page generation
 counter is odd while the page is rewritten (a seqlock); a reader checks it
@@ -118,7 +122,8 @@ class Hydrator:
         self.page_size = 0
         self._tmpdir: str | None = None
         self._fd = -1
-        self._have = array("I")  # per pgno: file id + 1 of the local copy, 0 = none
+        self._have = array("I")  # per pgno: file id + 1 of the local copy, 0 = none/unknown
+        self._txid = array("Q")  # per pgno: local copy is the newest as of this TXID, 0 = none
         self._gen = array("I")  # per pgno: odd while the page is being rewritten
         self._lock = threading.Lock()
         self._target: View | None = None
@@ -201,7 +206,7 @@ class Hydrator:
                             self.storage.url, exc)
         self.state = "closed"
         fd, self._fd = self._fd, -1
-        self._have, self._gen = array("I"), array("I")
+        self._have, self._txid, self._gen = array("I"), array("Q"), array("I")
         if fd >= 0:
             os.close(fd)  # also releases the flock
         if not self.persistent:
@@ -259,10 +264,11 @@ class Hydrator:
                 self._round_done()
                 return False
             self.state = "hydrating"
-            batch = [self._queue.pop() for _ in range(min(self.concurrency, len(self._queue)))]
+            batch = [(self._queue.pop(), view.txid)
+                     for _ in range(min(self.concurrency, len(self._queue)))]
             if self._pool is None or len(batch) == 1:
-                for run in batch:
-                    self._fetch_and_store(run)
+                for item in batch:
+                    self._fetch_and_store(item)
             else:
                 list(self._pool.map(self._fetch_and_store, batch))
             if self.persistent and time.monotonic() - self._last_checkpoint \
@@ -310,6 +316,7 @@ class Hydrator:
         extra = n + 1 - len(self._have)
         if extra > 0:
             self._have.frombytes(bytes(4 * extra))
+            self._txid.frombytes(bytes(8 * extra))
             self._gen.frombytes(bytes(4 * extra))
 
     def _retarget(self, view: View) -> None:
@@ -323,11 +330,12 @@ class Hydrator:
         ps, commit = self.page_size, view.commit
         with self._lock:
             self._grow(commit)
-            have, gen = self._have, self._gen
+            have, txids, gen = self._have, self._txid, self._gen
             for p in range(commit + 1, len(have)):
-                if have[p]:
+                if have[p] or txids[p]:
                     gen[p] += 1
                     have[p] = 0
+                    txids[p] = 0
                     gen[p] += 1
         try:
             if os.fstat(self._fd).st_size != commit * ps:
@@ -335,16 +343,30 @@ class Hydrator:
         except OSError as exc:
             raise HydrationDiskError(f"cannot resize {self.path}: {exc}") from exc
         self._commit = commit
-        lookup, have = view.index.lookup, self._have
+        lookup, have, txids, v = view.index.lookup, self._have, self._txid, view.txid
+        max_of: dict[int, int] = {}
         wanted: list[tuple[int, int, int, int]] = []
         total = 0
-        for p in range(1, commit + 1):
-            e = lookup(p)
-            if e is None:
-                continue  # the lock page (never stored)
-            total += 1
-            if have[p] != e[0] + 1:
-                wanted.append((e[0], e[1], e[2], p))
+        with self._lock:  # store_pages must not interleave with the re-labelling
+            for p in range(1, commit + 1):
+                e = lookup(p)
+                if e is None:
+                    continue  # the lock page (never stored)
+                total += 1
+                fid = e[0]
+                if have[p] == fid + 1:
+                    txids[p] = v  # still the newest version
+                    continue
+                t = txids[p]
+                if t:
+                    m = max_of.get(fid)
+                    if m is None:
+                        m = max_of[fid] = self.replica.file_info(fid).max_txid
+                    if m <= t <= v:  # unchanged since t: same bytes, new label
+                        have[p] = fid + 1
+                        txids[p] = v
+                        continue
+                wanted.append((fid, e[1], e[2], p))
         runs = plan_runs(wanted, max_gap=self.max_gap, run_bytes=self.run_bytes)
         runs.reverse()
         with self._lock:
@@ -385,7 +407,8 @@ class Hydrator:
                 time.sleep(min(1.0, 0.05 * 2 ** attempt))
         raise AssertionError("unreachable")
 
-    def _fetch_and_store(self, run: Run) -> None:
+    def _fetch_and_store(self, item: tuple[Run, int]) -> None:
+        run, txid = item
         info = self.replica.file_info(run.file_id)
         data = self._read_range(info, run.start, run.length)
         decode, ps = self.replica.impl.decode_page_frame, self.page_size
@@ -397,16 +420,16 @@ class Hydrator:
                                      f"index says page {pgno}")
             pages.append((pgno, page))
         pages.sort()
-        self.store_pages(run.file_id, pages)
+        self.store_pages(run.file_id, txid, pages)
         with self._lock:
             self.bytes_fetched += len(data)
             self.requests += 1
             self._remaining -= len(run.frames)
 
-    def store_pages(self, file_id: int, pages: list[tuple[int, bytes]]) -> int:
-        """Write ``pages`` (pgno-sorted) as the versions held by ``file_id``. Also the hook
-        for write mode: synced pages enter the local copy with their new file's id.
-        Returns the number of pages written."""
+    def store_pages(self, file_id: int, txid: int, pages: list[tuple[int, bytes]]) -> int:
+        """Write ``pages`` (pgno-sorted): the versions held by ``file_id``, each the newest
+        as of ``txid``. Also the hook for write mode: synced pages enter the local copy
+        with their new file's id and TXID. Returns the number of pages written."""
         if self._fd < 0 or self.state in ("failed", "closed"):
             return 0
         ps = self.page_size
@@ -420,6 +443,7 @@ class Hydrator:
                     continue  # another writer has it; the next plan fixes it up
                 gen[pgno] += 1
                 have[pgno] = 0
+                self._txid[pgno] = 0
                 mine.append((pgno, page))
         written = 0
         try:
@@ -438,9 +462,10 @@ class Hydrator:
                     self._gen[pgno] += 1
             raise HydrationDiskError(f"writing {self.path} failed: {exc}") from exc
         with self._lock:
-            have, gen = self._have, self._gen
+            have, txids, gen = self._have, self._txid, self._gen
             for pgno, _ in mine:
                 have[pgno] = file_id + 1
+                txids[pgno] = txid
                 gen[pgno] += 1
             self.bytes_written += written
         return len(mine)
@@ -555,6 +580,7 @@ class Hydrator:
                 e = lookup(p)
                 if e is not None and info_of(e[0]).max_txid <= sc.txid:
                     have[p] = e[0] + 1
+                    self._txid[p] = sc.txid
                     adopted += 1
         self.resumed_pages = adopted
         log.info("hydration file %s resumed at TXID %016x: %d pages reused",
@@ -587,8 +613,8 @@ class Hydrator:
 def start_hydrator(replica: Replica) -> Hydrator:
     """The hydrator a replica's configuration asks for, started."""
     config = replica.config
-    return Hydrator(replica, config.hydration_path,
-                    concurrency=config.hydration_concurrency).start()
+    return Hydrator(replica, config.hydration_path, concurrency=config.hydration_concurrency,
+                    run_bytes=RUN_BYTES).start()  # read at call time: tests shrink it
 
 
 def progress_text(hydrator: Hydrator | None) -> str:
