@@ -18,6 +18,7 @@ from .errors import (
 
 __all__ = [
     "IMPLEMENTATION", "__version__", "connect", "register", "restore", "open_storage",
+    "sync", "write_status", "export_unsynced", "discard_unsynced",
     "hydration_status", "stats",
     "AccessDeniedError", "AlreadyExistsError", "BucketNotFoundError", "ChecksumMismatchError",
     "ConfigError", "ConflictError", "EndpointUnreachableError", "LiteVFSError", "LTXFormatError",
@@ -32,6 +33,10 @@ def __getattr__(name: str) -> Any:
         from . import api
 
         return getattr(api, name)
+    if name in ("sync", "write_status", "export_unsynced", "discard_unsynced"):
+        from . import writeapi
+
+        return getattr(writeapi, name)
     if name == "restore":
         from .restore import restore
 

@@ -53,7 +53,8 @@ def _apply_log_level(config: Config) -> None:
 
 def connect(url: str | None = None, *, impl: ModuleType | None = None, **options: Any
             ) -> apsw.Connection:
-    """Open the replica at ``url`` read-only and return an apsw connection.
+    """Open the replica at ``url`` (read-only, or writable with ``write=True``) and
+    return an apsw connection.
 
     Options (see ``litevfs.config.FIELDS``) override URI parameters and the
     environment (``LITESTREAM_REPLICA_URL`` when ``url`` is None). Errors opening
@@ -67,17 +68,31 @@ def connect(url: str | None = None, *, impl: ModuleType | None = None, **options
     _apply_log_level(config)
     vfs = register(_vfs_name_for(impl), impl)
     replica = open_replica(config, impl)
+    if config.write and replica.writer is None:  # the replica was opened read-only first
+        from .writer import attach_writer
+
+        try:
+            attach_writer(replica)
+        except BaseException:
+            release_replica(replica)
+            raise
+    writable = replica.writer is not None
     token = vfs.prepare(replica)
     try:
         con = apsw.Connection(
             f"file:litevfs-{token}.db?vfs={vfs.vfs_name}&{OPEN_TOKEN}={token}",
-            flags=apsw.SQLITE_OPEN_READONLY | apsw.SQLITE_OPEN_URI,
+            flags=(apsw.SQLITE_OPEN_READWRITE if writable else apsw.SQLITE_OPEN_READONLY)
+            | apsw.SQLITE_OPEN_URI,
             vfs=vfs.vfs_name,
         )
     except BaseException:
         if vfs.unprepare(token) is not None:
             release_replica(replica)
         raise
+    if writable:
+        from .writeapi import prepare_connection
+
+        prepare_connection(con)
     return con
 
 

@@ -117,6 +117,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="print a JSON array of rows, each a list")
     p.set_defaults(func=_cmd_query)
 
+    from .writeapi import add_cli as _add_write_cli  # litevfs unsynced export|discard
+
+    _add_write_cli(sub)
+
     from .info import add_info_parser
 
     add_info_parser(sub)

@@ -67,10 +67,19 @@ class LiteVFS(apsw.VFS):
             if config.log_level is not None:
                 logging.getLogger("litevfs").setLevel(config.log_level)
             replica = open_replica(config, self.impl)
+            if config.write and replica.writer is None:  # opened read-only first
+                from .writer import attach_writer
+
+                attach_writer(replica)
         flags[1] = inflags
         with self._lock:
             self._main_names[filename] = self._main_names.get(filename, 0) + 1
-        file = LiteFile(replica, filename, on_close=self._closed)
+        if replica.writer is not None:
+            from .writefile import WritableLiteFile
+
+            file = WritableLiteFile(replica, filename, on_close=self._closed)
+        else:
+            file = LiteFile(replica, filename, on_close=self._closed)
         self._files[filename] = file
         return file
 
