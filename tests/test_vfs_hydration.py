@@ -160,3 +160,29 @@ def test_unwritable_path_keeps_reads_working(primary: FakeLitestream, core: Modu
         assert rows(con, "PRAGMA integrity_check") == [("ok",)]
     finally:
         con.close()
+
+
+def test_write_mode_synced_pages_enter_the_local_copy(primary: FakeLitestream,
+                                                      core: ModuleType) -> None:
+    con = api.connect(primary.storage.url, impl=core, poll_interval=0, write=True,
+                      hydration=True)
+    try:
+        before = wait_complete(con)
+        con.execute("INSERT INTO accounts VALUES(100000, 'new', 5)")
+        con.execute("UPDATE accounts SET balance = balance + 1")
+        litevfs.sync(con)
+        txid = file_of(con).replica.current.txid
+        after = wait_complete(con, txid)
+        assert after["bytes_fetched"] == before["bytes_fetched"]  # written, not downloaded
+        assert after["bytes_written"] > before["bytes_written"]
+        assert rows(con, QUERIES[0]) == [(501, 500 * 1000 + 5 + 501)]
+        import sqlite3
+
+        local = sqlite3.connect(f"file:{after['path']}?mode=ro&immutable=1", uri=True)
+        try:
+            assert local.execute(QUERIES[0]).fetchall() == [(501, 500 * 1000 + 5 + 501)]
+            assert local.execute("PRAGMA integrity_check").fetchall() == [("ok",)]
+        finally:
+            local.close()
+    finally:
+        con.close()

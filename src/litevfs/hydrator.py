@@ -470,6 +470,15 @@ class Hydrator:
             self.bytes_written += written
         return len(mine)
 
+    def offer_pages(self, file_id: int, txid: int, pages: list[tuple[int, bytes]]) -> int:
+        """:meth:`store_pages` for other threads (write mode's syncer): a local disk error
+        stops hydration instead of propagating into the caller."""
+        try:
+            return self.store_pages(file_id, txid, pages)
+        except HydrationDiskError as exc:
+            self._fail(exc)
+            return 0
+
     # -- persistence ---------------------------------------------------------------------
     def _checksum_at(self, txid: int) -> int | None:
         """The post-apply checksum of the database at ``txid`` (from the trailer of a

@@ -180,6 +180,12 @@ def _install(writer: Writer, info: FileInfo, data: bytes, local: Local) -> None:
     replica = writer.replica
     current = replica.current
     fi = local_file_index(info, data, replica.impl)
+    hydrator = replica.hydrator
+    if hydrator is not None and local.frozen is not None:
+        # Before publishing: the hydrator then finds our pages local, never downloads them.
+        frozen = local.frozen
+        hydrator.offer_pages(replica.file_id(info), info.max_txid,
+                             [(p, frozen[p]) for p in sorted(fi.pgnos) if p in frozen])
     if current.txid == info.max_txid - 1:
         view = replica.extend_view(current, [fi])
         replica.publish(view)
