@@ -30,7 +30,9 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("litevfs.vfs")
 
-CONFLICT_CODE = apsw.SQLITE_BUSY_SNAPSHOT  # BUSY family, but the busy handler does not spin
+# SQLite reports a VFS error by its code only ("database is locked"): the message is in
+# litevfs.write_status(con)["conflict"], the log, and the ConflictError of litevfs.sync().
+CONFLICT_CODE = apsw.SQLITE_BUSY
 
 
 def conflict_error(exc: BaseException) -> apsw.Error:
