@@ -186,3 +186,34 @@ def test_write_mode_synced_pages_enter_the_local_copy(primary: FakeLitestream,
             local.close()
     finally:
         con.close()
+
+
+def test_temporary_file_removed_at_interpreter_exit(tmp_path: Path) -> None:
+    """No close at all: the atexit hook still removes the temporary copy."""
+    import subprocess
+    import sys
+    import textwrap
+
+    script = textwrap.dedent(f"""
+        import sys, time
+        sys.path.insert(0, {str(Path(__file__).resolve().parents[1])!r})
+        from pathlib import Path
+        import litevfs
+        from tests.vfs_support import FakeLitestream, make_accounts_db
+        make_accounts_db(Path({str(tmp_path)!r}) / "p.db").close()
+        ls = FakeLitestream(Path({str(tmp_path)!r}) / "p.db", "memory://atexit")
+        ls.sync()
+        con = litevfs.connect("memory://atexit", hydration=True, poll_interval=0)
+        for _ in range(500):
+            st = litevfs.hydration_status(con)
+            if st["state"] == "complete":
+                break
+            time.sleep(0.01)
+        print(st["state"], st["path"], flush=True)
+    """)
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                         timeout=60)
+    assert out.returncode == 0, out.stderr
+    state, path = out.stdout.split()
+    assert state == "complete" and path.endswith("hydration.db")
+    assert not os.path.exists(path) and not os.path.exists(os.path.dirname(path))
