@@ -129,6 +129,16 @@ def parse_log_level(value: Any) -> str:
     return text
 
 
+BOOT_SET_MODES = ("off", "local", "shared")
+
+
+def parse_boot_set(value: Any) -> str:
+    text = str(value).strip().lower()
+    if text not in BOOT_SET_MODES:
+        raise ValueError(f"invalid boot set mode {value!r} (expected off, local or shared)")
+    return text
+
+
 @dataclass(frozen=True)
 class Field:
     name: str  # keyword argument and URI parameter
@@ -151,6 +161,19 @@ FIELDS: tuple[Field, ...] = (
           "Largest ranged GET issued when SQLite reads pages sequentially (0: one frame)."),
     Field("fetch_retries", parse_int, 4, ("LITEVFS_FETCH_RETRIES",),
           "Retries of a failed page fetch before SQLITE_IOERR."),
+    Field("cache_dir", parse_str, None, ("LITEVFS_CACHE_DIR",),
+          "Persistent page cache directory (opt-in; shared by processes, reused after a "
+          "restart; pages are immutable and xxhash-checked on read)."),
+    Field("cache_dir_size", parse_size, 1024**3, ("LITEVFS_CACHE_DIR_SIZE",),
+          "Size bound of the persistent page cache (least recently used entries go)."),
+    Field("cache_compress", parse_bool, False, ("LITEVFS_CACHE_COMPRESS",),
+          "zstandard-compress pages in the persistent cache."),
+    Field("boot_set", parse_boot_set, "local", ("LITEVFS_BOOT_SET",),
+          "Learned boot set: off, local (kept in cache_dir) or shared (also a small object "
+          "under <path>/litevfs/ so new machines benefit)."),
+    Field("poll_max_interval", parse_duration, 6.0, ("LITEVFS_POLL_MAX_INTERVAL",),
+          "Replicas with a litevfs head object: idle polling backs off up to this interval "
+          "(one conditional GET per poll) and speeds up again after a change."),
     Field("log_level", parse_log_level, None, ("LITESTREAM_LOG_LEVEL", "LITEVFS_LOG_LEVEL"),
           "Level of the 'litevfs' logger; unset leaves logging configuration alone."),
     Field("hydration", parse_bool, False,
@@ -195,6 +218,11 @@ class Config:
     open_timeout: float = 10.0
     read_ahead: int = 2 * 1024**2
     fetch_retries: int = 4
+    cache_dir: str | None = None
+    cache_dir_size: int = 1024**3
+    cache_compress: bool = False
+    boot_set: str = "local"
+    poll_max_interval: float = 6.0
     log_level: str | None = None
     hydration: bool = False
     hydration_path: str | None = None

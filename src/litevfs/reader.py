@@ -188,6 +188,14 @@ class Reader:
         return run  # type: ignore[return-value]
 
     def _fetch_run(self, view: View, file_id: int, run: list, start: int) -> dict[int, bytes]:
+        if self.replica.disk is not None:  # the persistent page cache first (diskcache.py)
+            from .diskcache import fetch_run_cached
+
+            return fetch_run_cached(self, view, file_id, run, self._fetch_remote)
+        return self._fetch_remote(view, file_id, run, start)
+
+    def _fetch_remote(self, view: View, file_id: int, run: list, start: int
+                      ) -> dict[int, bytes]:
         replica = self.replica
         info = replica.file_info(file_id)
         length = run[-1][1] + run[-1][2] - start  # frames in offset order; gaps are skipped

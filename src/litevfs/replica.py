@@ -21,6 +21,7 @@ from typing import Any
 
 from . import _impl
 from .config import Config
+from .diskcache import fetch_index_cached
 from .errors import LiteVFSError, LTXFormatError, TxNotAvailableError
 from .ltx.decoder import decode_file
 from .ltx.format import FileInfo, is_valid_page_size
@@ -83,6 +84,9 @@ class Replica:
         from .metrics import Metrics  # request/cache/cost counters (PRAGMA litevfs_stats)
 
         self.metrics = Metrics(self)
+        from .diskcache import open_disk_cache  # persistent page cache, when configured
+
+        self.disk = open_disk_cache(config, storage.url)
         from .reader import Reader  # late: reader imports cache_key from here
 
         self.reader = Reader(self)
@@ -123,9 +127,12 @@ class Replica:
 
     def fetch_indexes(self, infos: Sequence[FileInfo]) -> list[FileIndex]:
         """Page indexes of ``infos``, fetched in parallel (one tail read each)."""
-        def one(info: FileInfo) -> FileIndex:
+        def fetch(info: FileInfo) -> FileIndex:
             return fetch_file_index(self.storage, info, tail_size=tail_size_for(info),
                                     executor=self.executor, impl=self.impl)
+
+        def one(info: FileInfo) -> FileIndex:  # decoded indexes persist in the disk cache
+            return fetch_index_cached(self.disk, info, fetch)
         if len(infos) == 1:
             return [one(infos[0])]
         return list(self.executor.map(one, infos))

@@ -1,0 +1,177 @@
+"""Persistent page cache: verified entries, compression, eviction, sharing between
+processes, restart reuse (pages and decoded indexes), damage is a miss."""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+import subprocess
+import sys
+import textwrap
+from array import array
+from pathlib import Path
+
+import pytest
+
+import litevfs
+from litevfs import diskcache, diskstore
+from litevfs.diskstore import DiskStore, ReplicaDiskCache, pack_index, unpack_index
+from litevfs.ltx.format import FileInfo, Header
+from litevfs.replica import open_replicas
+from tests.vfs_support import FakeLitestream, make_accounts_db, unique_memory_url
+
+INFO = FileInfo(0, 1, 1, 12345, 1700000000.5)
+
+
+def _store(tmp_path: Path, **kw) -> DiskStore:
+    return DiskStore(str(tmp_path / "cache"), kw.pop("max_bytes", 64 << 20), **kw)
+
+
+def _frames(n: int, size: int = 4096) -> tuple[list[tuple[int, int, int]], dict[int, bytes]]:
+    frames = [(p, 100 + (p - 1) * 500, 500) for p in range(1, n + 1)]
+    pages = {p: bytes([p % 251]) * size for p in range(1, n + 1)}
+    return frames, pages
+
+
+@pytest.mark.parametrize("compress", [False, True])
+def test_pages_round_trip(tmp_path: Path, compress: bool) -> None:
+    store = _store(tmp_path, compress=compress)
+    cache = ReplicaDiskCache(store, "memory://x")
+    frames, pages = _frames(20)
+    assert cache.get_frames(INFO, frames) == {}
+    cache.put_frames(INFO, frames, pages)
+    assert store.flush()
+    assert cache.get_frames(INFO, frames) == pages
+    assert cache.get_frames(INFO, frames[5:9]) == {p: pages[p] for p in range(6, 10)}
+    # another object (same name, other size: a re-created file) shares nothing
+    other = FileInfo(0, 1, 1, 999, INFO.created_at)
+    assert cache.get_frames(other, frames) == {}
+    # another replica shares nothing
+    assert ReplicaDiskCache(store, "memory://y").get_frames(INFO, frames) == {}
+    assert cache.hits == 24 and cache.misses == 20 + 20  # first lookup, other object
+    if compress:  # compressible pages are stored small
+        con = sqlite3.connect(store.path)
+        assert con.execute("SELECT max(length(data)) FROM pages").fetchone()[0] < 200
+
+
+def test_damaged_entry_is_a_miss_never_wrong_data(tmp_path: Path) -> None:
+    store = _store(tmp_path)
+    cache = ReplicaDiskCache(store, "r")
+    frames, pages = _frames(3)
+    cache.put_frames(INFO, frames, pages)
+    store.flush()
+    con = sqlite3.connect(store.path)
+    con.execute("UPDATE pages SET data = zeroblob(4096) WHERE pgno = 2")
+    con.commit()
+    con.close()
+    got = cache.get_frames(INFO, frames)
+    assert got == {1: pages[1], 3: pages[3]}
+    assert store.corrupt == 1
+    store.flush()
+    assert cache.get_frames(INFO, frames[1:2]) == {}  # the damaged entry was dropped
+
+
+def test_unusable_cache_file_is_replaced(tmp_path: Path, caplog) -> None:
+    (tmp_path / "cache").mkdir()
+    (tmp_path / "cache" / diskstore.DB_NAME).write_bytes(b"garbage" * 1000)
+    store = _store(tmp_path)
+    cache = ReplicaDiskCache(store, "r")
+    frames, pages = _frames(2)
+    cache.put_frames(INFO, frames, pages)
+    store.flush()
+    assert cache.get_frames(INFO, frames) == pages
+    assert "unusable" in caplog.text
+
+
+def test_size_is_bounded(tmp_path: Path) -> None:
+    store = _store(tmp_path, max_bytes=2 << 20)
+    cache = ReplicaDiskCache(store, "r")
+    for f in range(1, 40):  # ~10 MB of pages in total
+        info = FileInfo(0, f, f, 1 << 20, 1.0)
+        frames = [(p, 100 + p * 5000, 5000) for p in range(1, 65)]
+        cache.put_frames(info, frames, {p: os.urandom(4096) for p in range(1, 65)})
+        store.flush()
+    assert store.used_bytes() <= 2 << 20
+    assert store.evictions > 0
+    # the newest object survives eviction
+    frames = [(p, 100 + p * 5000, 5000) for p in range(1, 65)]
+    assert len(cache.get_frames(FileInfo(0, 39, 39, 1 << 20, 1.0), frames)) == 64
+
+
+def test_index_round_trip(tmp_path: Path) -> None:
+    header = Header(0, 4096, 7, 1, 1, timestamp=123)
+    pgnos, offsets, sizes = array("I", [1, 2, 7]), array("Q", [100, 200, 1 << 40]), \
+        array("I", [10, 20, 30])
+    blob = pack_index(header.pack(), pgnos, offsets, sizes)
+    assert unpack_index(blob) == (header, pgnos, offsets, sizes)
+    assert unpack_index(blob[:-1]) is None
+    cache = ReplicaDiskCache(_store(tmp_path), "r")
+    assert cache.get_index(INFO) is None
+    cache.put_index(INFO, header, pgnos, offsets, sizes)
+    cache.flush()
+    assert cache.get_index(INFO) == (header, pgnos, offsets, sizes)
+
+
+def test_processes_share_the_directory(tmp_path: Path) -> None:
+    """Two other processes write concurrently; this one reads everything back."""
+    script = textwrap.dedent(f"""
+        import sys
+        from litevfs.diskstore import DiskStore, ReplicaDiskCache
+        from litevfs.ltx.format import FileInfo
+        store = DiskStore({str(tmp_path / "cache")!r}, 64 << 20)
+        cache = ReplicaDiskCache(store, "shared")
+        me = int(sys.argv[1])
+        for f in range(1, 30):
+            info = FileInfo(0, f, f, 1000 + me, 1.0)
+            frames = [(p, 100 + p * 10, 10) for p in range(1, 33)]
+            cache.put_frames(info, frames, {{p: bytes([me, p]) * 2048 for p in range(1, 33)}})
+        assert store.flush(30)
+        assert store.write_errors == 0, store.write_errors
+    """)
+    procs = [subprocess.Popen([sys.executable, "-c", script, str(i)]) for i in (1, 2)]
+    assert [p.wait(60) for p in procs] == [0, 0]
+    cache = ReplicaDiskCache(_store(tmp_path), "shared")
+    frames = [(p, 100 + p * 10, 10) for p in range(1, 33)]
+    for me in (1, 2):
+        for f in range(1, 30):
+            got = cache.get_frames(FileInfo(0, f, f, 1000 + me, 1.0), frames)
+            assert got == {p: bytes([me, p]) * 2048 for p in range(1, 33)}
+
+
+def _fresh_process_state() -> None:
+    """What a restart does: no replica open, no cache store in memory."""
+    assert not open_replicas()
+    for store in diskcache._stores.values():
+        store.close()
+    diskcache._stores.clear()
+
+
+def test_restart_reuses_pages_and_indexes(tmp_path: Path, core) -> None:
+    url = unique_memory_url("disk")
+    make_accounts_db(tmp_path / "p.db", accounts=2000, blob_rows=40).close()
+    ls = FakeLitestream(tmp_path / "p.db", url)
+    ls.sync()
+    cache_dir = str(tmp_path / "pc")
+    queries = ["SELECT sum(balance) FROM accounts", "SELECT length(data) FROM blobs WHERE id=7",
+               "SELECT count(*) FROM accounts WHERE name > 'name-01000'"]
+
+    def run() -> tuple[list, dict]:
+        con = litevfs.connect(url, impl=core, poll_interval=0, cache_dir=cache_dir,
+                              boot_set="off")
+        try:
+            rows = [con.execute(q).fetchall() for q in queries]
+            return rows, litevfs.stats(con)
+        finally:
+            con.close()
+            _fresh_process_state()
+
+    _fresh_process_state()
+    first_rows, first = run()
+    assert first["disk_cache"]["hits"] == 0 and first["disk_cache"]["misses"] > 0
+    second_rows, second = run()
+    assert second_rows == first_rows
+    assert second["disk_cache"]["misses"] == 0 and second["disk_cache"]["hits"] > 0
+    assert second["disk_cache"]["index_hits"] == 1
+    # only the listing went to storage: no index read, no page read
+    assert second["gets"] == 0 and first["gets"] > 0
+
