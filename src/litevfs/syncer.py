@@ -6,7 +6,7 @@ One sync:
 1. Cut: under the writer lock, the dirty layer becomes the frozen layer (merged with
    a previous frozen layer whose upload failed) and the buffer offset is noted.
    Commits continue meanwhile into a new dirty layer.
-2. Position check: LIST levels 0 and 1; if the remote went past our base TXID another
+2. Position check: LIST every level; if the remote went past our base TXID another
    writer won: conflict, nothing is uploaded.
 3. Encode (legacy LZ4 frames: every Litestream 0.5.x reads them) TXID = base + 1,
    commit = size at the cut, pages > commit and the lock page never included.
@@ -70,11 +70,9 @@ def _cut(writer: Writer) -> tuple[Local, int, int] | None:
 
 
 def remote_max_txid(writer: Writer) -> int:
-    storage = writer.replica.storage
-    executor = writer.replica.executor
-    l1 = executor.submit(storage.list_level, 1)
-    files = storage.list_level(0) + l1.result()
-    return max((f.max_txid for f in files), default=0)
+    """Newest TXID in any level (S3 lists every level in one request)."""
+    levels = writer.replica.storage.list_all()
+    return max((f.max_txid for files in levels.values() for f in files), default=0)
 
 
 def encode_frozen(writer: Writer, local: Local, txid: int) -> bytes:
