@@ -82,6 +82,9 @@ class Reader:
                 f"page {pgno} is not in the replica's index at TXID {view.txid:016x} "
                 f"(database has {view.commit} pages)")
         file_id, offset, size = entry
+        boot = self.replica.boot
+        if boot is not None and boot.recording:  # learned boot set (bootset.py)
+            boot.note(pgno, entry)
         hydrator = self.replica.hydrator
         if hydrator is not None:  # the local copy, when it holds this very version
             page = hydrator.read(pgno, file_id)

@@ -87,6 +87,7 @@ class Replica:
         from .diskcache import open_disk_cache  # persistent page cache, when configured
 
         self.disk = open_disk_cache(config, storage.url)
+        self.boot: Any = None  # learned boot set (bootset.py), started by open()
         from .reader import Reader  # late: reader imports cache_key from here
 
         self.reader = Reader(self)
@@ -208,10 +209,15 @@ class Replica:
     def open(self) -> None:
         """Build the first view, waiting up to ``open_timeout`` for an empty replica."""
         deadline = time.monotonic() + self.config.open_timeout
+        from .bootset import start_boot  # fetches the last open's first pages meanwhile
+
+        self.boot = start_boot(self)
         while True:
             try:
                 self.publish(self.latest_view())
                 self.metrics.opened()
+                if self.boot is not None:
+                    self.boot.finish(self.current)
                 return
             except TxNotAvailableError:
                 if self.config.write:  # write mode creates the database: start empty
@@ -237,6 +243,10 @@ class Replica:
             self.poller.stop()
         if self.hydrator is not None:  # before the storage client goes
             self.hydrator.close()
+        if self.boot is not None:  # keep what this run's first queries needed
+            self.boot.save()
+        if self.disk is not None:
+            self.disk.flush(2.0)
         self.executor.shutdown(wait=False, cancel_futures=True)
         self.storage.close()
 

@@ -1,0 +1,100 @@
+"""Learned boot set: recorded at one open, replayed at the next (from the disk cache
+or, shared, from the small object under <path>/litevfs/), verified before use."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import litevfs
+from litevfs import bootset, diskcache
+from litevfs.ltx.format import FileInfo
+from litevfs.replica import open_replicas
+from litevfs.storage.memory import MemoryStorage
+from tests.vfs_support import FakeLitestream, make_accounts_db, unique_memory_url
+
+QUERY = "SELECT name, balance FROM accounts WHERE id = 1234"
+
+
+def _restart() -> None:
+    assert not open_replicas()
+    for store in diskcache._stores.values():
+        store.close()
+    diskcache._stores.clear()
+
+
+def _setup(tmp_path: Path) -> tuple[str, FakeLitestream]:
+    url = unique_memory_url("boot")
+    make_accounts_db(tmp_path / "p.db", accounts=3000, blob_rows=30).close()
+    ls = FakeLitestream(tmp_path / "p.db", url)
+    ls.sync()
+    return url, ls
+
+
+def _run(url: str, core, **kw) -> tuple[list, dict]:
+    con = litevfs.connect(url, impl=core, poll_interval=0, **kw)
+    try:
+        before = litevfs.stats(con)
+        rows = con.execute(QUERY).fetchall()
+        after = litevfs.stats(con)
+        return rows, {"before": before, "after": after}
+    finally:
+        con.close()
+        _restart()
+
+
+def test_codec_round_trip() -> None:
+    a, b = FileInfo(0, 5, 5, 1000, 12.0), FileInfo(9, 1, 4, 99999, 10.0)
+    data = bootset.encode_boot_set(4096, [(b, 1, 100, 50), (a, 7, 300, 40), (b, 2, 150, 60)])
+    page_size, per_file = bootset.decode_boot_set(data)
+    assert page_size == 4096
+    assert per_file == {b: [(1, 100, 50), (2, 150, 60)], a: [(7, 300, 40)]}
+
+
+def test_local_boot_set_makes_the_first_query_free(tmp_path: Path, core) -> None:
+    url, _ = _setup(tmp_path)
+    cache_dir = str(tmp_path / "cache")
+    _restart()
+    rows1, s1 = _run(url, core, cache_dir=cache_dir)
+    assert s1["after"]["boot_set"]["recorded"] > 0
+    # a second machine-local run: the pages come back before the first query
+    rows2, s2 = _run(url, core, cache_dir=cache_dir)
+    assert rows2 == rows1
+    boot = s2["after"]["boot_set"]
+    assert boot["used"] >= boot["recorded"] > 0 or boot["used"] > 0
+    assert s2["after"]["gets"] == s2["before"]["gets"]  # the query needed no request
+    assert s2["after"]["memory_cache"]["misses"] == s2["before"]["memory_cache"]["misses"]
+
+
+def test_shared_boot_set_helps_a_new_machine(tmp_path: Path, core) -> None:
+    url, _ = _setup(tmp_path)
+    _restart()
+    rows1, _ = _run(url, core, boot_set="shared")  # no cache dir at all
+    storage = MemoryStorage(url.removeprefix("memory://"))
+    assert storage.get_object(bootset.OBJECT_NAME).startswith(b'{"v":1')
+    rows2, s2 = _run(url, core, boot_set="shared", cache_dir=str(tmp_path / "new-machine"))
+    assert rows2 == rows1
+    assert s2["after"]["boot_set"]["used"] > 0
+    assert s2["after"]["gets"] == s2["before"]["gets"]
+
+
+def test_stale_boot_set_is_ignored(tmp_path: Path, core) -> None:
+    """After the primary changed the pages, the boot set's frames are of an older file
+    the view no longer uses for them: they must not be served."""
+    url, ls = _setup(tmp_path)
+    cache_dir = str(tmp_path / "cache")
+    _restart()
+    _run(url, core, cache_dir=cache_dir)
+    con = ls.db()
+    con.execute("UPDATE accounts SET balance = balance + 1")
+    con.close()
+    ls.sync()
+    rows, _ = _run(url, core, cache_dir=cache_dir)
+    assert rows == [("name-01234", 1001)]
+
+
+def test_unreadable_boot_set_is_ignored(tmp_path: Path, core) -> None:
+    url, _ = _setup(tmp_path)
+    MemoryStorage(url.removeprefix("memory://")).put_object(bootset.OBJECT_NAME, b"{garbage")
+    _restart()
+    rows, _ = _run(url, core, boot_set="shared")
+    assert rows == [("name-01234", 1000)]
