@@ -21,7 +21,8 @@ from litevfs.storage.memory import MemoryStorage
 BACKENDS = [
     pytest.param("memory", id="memory"),
     pytest.param("file", id="file"),
-    pytest.param("s3", id="s3", marks=pytest.mark.s3),
+    pytest.param("s3", id="s3", marks=pytest.mark.s3),  # stdlib fast reads
+    pytest.param("s3-botocore", id="s3-botocore", marks=pytest.mark.s3),  # botocore reads
 ]
 
 DATA = bytes(range(256)) * 40  # 10240 bytes, every offset distinguishable
@@ -41,7 +42,9 @@ def storage(backend: str, request: pytest.FixtureRequest, tmp_path: Path
         st = open_storage(f"file://{tmp_path}/replica")
     else:
         # Resolved lazily so memory/file runs never start SeaweedFS.
-        st = open_storage(request.getfixturevalue("s3_url"))
+        st = open_storage(request.getfixturevalue("s3_url"),
+                          fast_reads=backend == "s3")
+        assert (st._fast is not None) == (backend == "s3")  # type: ignore[attr-defined]
     try:
         yield st
     finally:
@@ -52,7 +55,8 @@ def put_junk(storage: StorageClient, backend: str) -> None:
     """Objects next to the LTX files of level 0 that a listing must skip."""
     if backend == "memory":
         return  # the memory store has no raw key space
-    level_dir = "0000" if backend == "s3" else "ltx/0"
+    s3 = backend.startswith("s3")
+    level_dir = "0000" if s3 else "ltx/0"
     for name in ("notes.txt",
                  "0000000000000001-0000000000000001.ltx.tmp",
                  "000000000000000A-000000000000000A.ltx",  # uppercase hex: not Litestream's
@@ -60,7 +64,7 @@ def put_junk(storage: StorageClient, backend: str) -> None:
                  "sub/0000000000000003-0000000000000003.ltx"):  # nested
         storage.put_object(f"{level_dir}/{name}", b"junk")
     # A neighbouring level must not leak into level 0.
-    other = "0001" if backend == "s3" else "ltx/1"
+    other = "0001" if s3 else "ltx/1"
     storage.put_object(f"{other}/0000000000000004-0000000000000004.ltx", b"l1")
 
 
@@ -109,7 +113,7 @@ def test_write_returns_file_info_and_created_at(storage: StorageClient, backend:
     assert (info.level, info.min_txid, info.max_txid, info.size) == (2, 7, 9, len(DATA))
     assert info.created_at == pytest.approx(ts / 1000)
     (listed,) = storage.list_level(2)
-    if backend == "s3":
+    if backend.startswith("s3"):
         # LIST reports LastModified (upload time), as in Litestream.
         assert abs(listed.created_at - time.time()) < 300
     else:
@@ -120,7 +124,7 @@ def test_timestamp_defaults_to_ltx_header(storage: StorageClient, backend: str) 
     ts = 1700000000250
     info = storage.write_ltx(0, 1, 1, ltx_bytes(ts))
     assert info.created_at == pytest.approx(ts / 1000)
-    if backend != "s3":
+    if not backend.startswith("s3"):
         assert storage.list_level(0)[0].created_at == pytest.approx(ts / 1000, abs=1e-3)
 
 
@@ -307,12 +311,12 @@ def test_many_files_paginate(storage: StorageClient, backend: str) -> None:
     lists_before = storage.stats.lists
     infos = storage.list_level(0)
     assert [i.min_txid for i in infos] == list(range(1, n + 1))
-    if backend == "s3":
+    if backend.startswith("s3"):
         assert storage.stats.lists - lists_before == 2  # two pages
     deletes_before = storage.stats.deletes
     storage.delete_ltx(infos)
     assert storage.list_level(0) == []
-    if backend == "s3":
+    if backend.startswith("s3"):
         assert storage.stats.deletes - deletes_before == 2  # batches of 1000
     else:
         assert storage.stats.deletes - deletes_before == 1
@@ -327,7 +331,7 @@ def test_clients_of_one_location_share_objects(storage: StorageClient, backend: 
     elif backend == "file":
         other = open_storage(str(tmp_path / "replica"))  # a plain path is the file layout
     else:
-        other = open_storage(request.getfixturevalue("s3_url"))
+        other = open_storage(request.getfixturevalue("s3_url"), fast_reads=backend == "s3")
     with other:
         storage.write_ltx(0, 1, 1, b"shared")
         assert [i.max_txid for i in other.list_level(0)] == [1]

@@ -145,6 +145,13 @@ class FaultProxy:
         if fault == "reset":
             self._reset(h)
             return
+        if fault == "416":
+            xml = b"<Error><Code>InvalidRange</Code><Message>no suffix</Message></Error>"
+            h.send_response(416)
+            h.send_header("Content-Length", str(len(xml)))
+            h.end_headers()
+            h.wfile.write(xml)
+            return
         if fault == "hang":
             time.sleep(self.hang_seconds)
             self._reset(h)
@@ -353,14 +360,28 @@ def test_persistent_5xx_becomes_transient_error(seaweed: Any, s3_bucket: str,
 @pytest.mark.parametrize("fault", ["reset", "truncate", "short"])
 def test_broken_reads_are_retried(seaweed: Any, s3_bucket: str, proxy: FaultProxy,
                                   fault: str) -> None:
+    info = s3_storage(seaweed, s3_bucket).write_ltx(0, 1, 1, DATA)
+    # Fresh storages: the first request opens a fresh connection (a reset on a pooled
+    # keep-alive connection is a silent reconnect instead; see the next test).
     st = s3_storage(seaweed, s3_bucket, endpoint=proxy.endpoint)
-    info = st.write_ltx(0, 1, 1, DATA)
-    proxy.add(fault, 1, method="GET", when=lambda m, p, h: "range" in h)
+    proxy.add(fault, 1, method="GET")
     assert st.read_range(info, 100, 1000) == DATA[100:1100]
-    assert st.stats.retries == 1
-    proxy.add(fault, 1, method="GET", when=lambda m, p, h: "range" in h)
+    assert st.stats.retries == 1 and st.stats.gets == 2
+    st = s3_storage(seaweed, s3_bucket, endpoint=proxy.endpoint)
+    proxy.add(fault, 1, method="GET")
     assert st.read_tail(info, 500) == DATA[-500:]
-    assert st.stats.retries == 2
+    assert st.stats.retries == 1
+
+
+def test_stale_keepalive_connection_reconnects(seaweed: Any, s3_bucket: str,
+                                               proxy: FaultProxy) -> None:
+    info = s3_storage(seaweed, s3_bucket).write_ltx(0, 1, 1, DATA)
+    st = s3_storage(seaweed, s3_bucket, endpoint=proxy.endpoint)
+    assert st._fast is not None
+    assert st.read_range(info, 0, 10) == DATA[:10]  # leaves one pooled connection
+    proxy.add("reset", 1, method="GET")  # as if the server dropped the idle connection
+    assert st.read_range(info, 10, 10) == DATA[10:20]
+    assert st.stats.retries == 0 and len(proxy.requests) == 3
 
 
 def test_persistent_short_reads_fail(seaweed: Any, s3_bucket: str, proxy: FaultProxy) -> None:
@@ -529,7 +550,7 @@ class StubS3:
 @pytest.mark.parametrize("known_size", [True, False])
 def test_suffix_range_fallbacks(mode: str, known_size: bool) -> None:
     st = open_storage("s3://b/db?endpoint=http://127.0.0.1:9", access_key_id="k",
-                      secret_access_key="s", retry=FAST_RETRY)
+                      secret_access_key="s", retry=FAST_RETRY, fast_reads=False)
     stub = StubS3(DATA, mode)
     st._client = stub
     info = FileInfo(0, 1, 1, len(DATA) if known_size else 0)
@@ -543,6 +564,20 @@ def test_suffix_range_fallbacks(mode: str, known_size: bool) -> None:
     if mode in ("416", "prefix") and known_size:
         # After the first fallback, tails go straight to explicit ranges.
         assert stub.ranges[-3].startswith("bytes=") and not stub.ranges[-3].startswith("bytes=-")
+
+
+def test_suffix_416_falls_back_over_http(seaweed: Any, s3_bucket: str,
+                                         proxy: FaultProxy) -> None:
+    info = s3_storage(seaweed, s3_bucket).write_ltx(0, 1, 1, DATA)
+    st = s3_storage(seaweed, s3_bucket, endpoint=proxy.endpoint)
+    proxy.add("416", 100, method="GET", when=lambda m, p, h: h.get("range", "").startswith(
+        "bytes=-"))
+    assert st.read_tail(info, 100) == DATA[-100:]
+    assert st.read_tail(FileInfo(0, 1, 1, 0), 5000) == DATA  # size from a HEAD
+    assert not st._suffix_ranges_ok
+    assert [r for _, _, r in proxy.requests] == [
+        "bytes=-100", f"bytes={len(DATA) - 100}-{len(DATA) - 1}", None,
+        f"bytes=0-{len(DATA) - 1}"]
 
 
 # -- credentials from the environment ----------------------------------------------------------

@@ -1,15 +1,29 @@
-"""S3 (and S3-compatible) storage through botocore, the engine under boto3.
+"""S3 (and S3-compatible) storage: botocore (the engine under boto3) plus a stdlib fast
+path for reads.
 
 Key layout (Litestream's, reference section 2.1): ``<prefix>/<level %04x>/<min>-<max>.ltx``,
-side objects at ``<prefix>/<name>``. botocore is imported when the first request needs
-the client, never at module import, and one client per storage object is shared by all
-threads (its urllib3 pool keeps connections warm). botocore's own retries are off:
-``retry.py`` is the only retry policy, so attempts and time are bounded in one place and
-counted in ``stats.retries``.
+side objects at ``<prefix>/<name>``.
+
+Cold start: importing botocore and building a client costs ~150 ms, most of a cold open's
+budget. So LIST, GET and HEAD go through ``_FastReader`` (SigV4 with hashlib/hmac over
+plain keep-alive sockets, ~3 ms to import) whenever credentials are static and nothing
+exotic is configured (SSE-C, proxies, access-point ARNs, an endpoint with a path); PUT and
+DeleteObjects always use botocore, which is built on first need (``prewarm()`` can build
+it in the background). A fast-path answer it cannot handle (a region redirect) switches
+that storage to botocore for good. ``fast_reads=False`` forces botocore everywhere.
+
+Retries: botocore's are off; ``retry.py`` is the only policy, so attempts and time are
+bounded in one place and counted in ``stats.retries``.
 
 Counters: ``lists``/``gets``/``puts``/``deletes`` count HTTP requests sent, retries
 included (a HEAD counts as a get); ``bytes_read``/``bytes_written`` count payload bytes of
 successful requests only.
+
+Conditional creates (``if_absent``) send ``If-None-Match: *``. The first one per storage
+probes whether the server honours it (two conditional PUTs of a fresh probe key; the
+second must fail). If the server ignores it, creates fall back to HEAD-before plus an
+ETag check after the upload, which narrows but cannot close the race; a warning is
+logged. SeaweedFS honours it (412 PreconditionFailed).
 """
 
 from __future__ import annotations
@@ -18,6 +32,7 @@ import base64
 import binascii
 import hashlib
 import logging
+import os
 import re
 import secrets
 import threading
@@ -164,6 +179,381 @@ def _sse_customer_key(raw: str) -> bytes | str:
     return decoded if len(decoded) == 32 else raw
 
 
+_worker = threading.local()
+
+
+def _mark_worker() -> None:
+    _worker.inside = True
+
+
+# --------------------------------------------------------------------------------------
+# The stdlib read path
+
+
+class _FastUnsupported(Exception):
+    """The fast path met something only botocore handles (e.g. a region redirect)."""
+
+
+class _Stale(Exception):
+    """A pooled keep-alive connection turned out to be closed by the server."""
+
+
+_EMPTY_SHA256 = hashlib.sha256(b"").hexdigest()
+_DNS_BUCKET = r"^[a-z0-9][a-z0-9-]{1,61}[a-z0-9]$"
+_XML_TAGS: dict[bytes, re.Pattern[bytes]] = {}
+_XML_ENTITY = r"&(#x[0-9a-fA-F]+|#[0-9]+|amp|lt|gt|quot|apos);"
+_ENTITIES = {"amp": "&", "lt": "<", "gt": ">", "quot": '"', "apos": "'"}
+_PROXY_VARS = ("http_proxy", "https_proxy", "all_proxy")
+
+
+def _xml_text(xml: bytes, tag: bytes) -> str | None:
+    """Text of the first ``<tag>`` (S3's answers are flat enough that a regex suffices;
+    xml.etree would cost more to import than the whole fast path)."""
+    pattern = _XML_TAGS.get(tag)
+    if pattern is None:
+        pattern = _XML_TAGS[tag] = re.compile(b"<" + tag + b">(.*?)</" + tag + b">", re.S)
+    m = pattern.search(xml)
+    if m is None:
+        return None
+    text = m.group(1).decode("utf-8")
+    return re.sub(_XML_ENTITY, _unescape, text) if "&" in text else text
+
+
+def _unescape(m: re.Match[str]) -> str:
+    name = m.group(1)
+    if name.startswith("#x"):
+        return chr(int(name[2:], 16))
+    if name.startswith("#"):
+        return chr(int(name[1:]))
+    return _ENTITIES[name]
+
+
+def _quote(text: str, safe: str = "") -> str:
+    from urllib.parse import quote
+    return quote(text, safe="-_.~" + safe)
+
+
+def _proxied(host: str, environ: Any) -> bool:
+    """True when the environment asks for an HTTP proxy for ``host`` (the fast path
+    does not speak to proxies; botocore does)."""
+    if not any(environ.get(v) or environ.get(v.upper()) for v in _PROXY_VARS):
+        return False
+    no_proxy = environ.get("no_proxy") or environ.get("NO_PROXY") or ""
+    for entry in (e.strip().lower() for e in no_proxy.split(",")):
+        if entry == "*" or (entry and (host == entry.lstrip(".") or host.endswith(
+                "." + entry.lstrip(".")))):
+            return False
+    return True
+
+
+class _Response:
+    __slots__ = ("status", "headers", "body")
+
+    def __init__(self, status: int, headers: dict[str, str], body: bytes) -> None:
+        self.status, self.headers, self.body = status, headers, body
+
+
+class _Connection:
+    """One keep-alive HTTP/1.1 connection on a plain socket (http.client alone costs
+    ~30 ms to import, for parsing this small subset of HTTP)."""
+
+    def __init__(self, host: str, port: int, tls: Any, connect_timeout: float,
+                 read_timeout: float) -> None:
+        import socket
+        sock = socket.create_connection((host, port), timeout=connect_timeout)
+        try:
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            if tls is not None:
+                sock = tls.wrap_socket(sock, server_hostname=host)
+            sock.settimeout(read_timeout)
+        except BaseException:
+            sock.close()
+            raise
+        self.sock = sock
+        self.rfile = sock.makefile("rb")
+
+    def close(self) -> None:
+        try:
+            self.rfile.close()
+        finally:
+            self.sock.close()
+
+    def roundtrip(self, request: bytes, method: str, reused: bool) -> tuple[_Response, bool]:
+        """Send one request, read the whole answer: (response, keep the connection?)."""
+        try:
+            self.sock.sendall(request)
+            line = self.rfile.readline(65537)
+        except (BrokenPipeError, ConnectionResetError, ConnectionAbortedError):
+            if reused:
+                raise _Stale from None
+            raise
+        if not line:
+            if reused:
+                raise _Stale
+            raise ConnectionResetError("server closed the connection without answering")
+        while True:
+            parts = line.split(None, 2)
+            if len(parts) < 2 or not parts[0].startswith(b"HTTP/"):
+                raise ConnectionError(f"malformed HTTP status line {line[:80]!r}")
+            status = int(parts[1])
+            headers: dict[str, str] = {}
+            while True:
+                h = self.rfile.readline(65537)
+                if h in (b"\r\n", b"\n", b""):
+                    break
+                name, _, value = h.decode("latin-1").partition(":")
+                name = name.strip().lower()
+                value = value.strip()
+                headers[name] = f"{headers[name]}, {value}" if name in headers else value
+            if status != 100:
+                break
+            line = self.rfile.readline(65537)  # "100 Continue": the real answer follows
+        keep = parts[0] == b"HTTP/1.1" and headers.get("connection", "").lower() != "close"
+        if method == "HEAD" or status in (204, 304):
+            body = b""
+        elif "chunked" in headers.get("transfer-encoding", "").lower():
+            body = self._read_chunked()
+        elif "content-length" in headers:
+            n = int(headers["content-length"])
+            body = self.rfile.read(n)
+            if len(body) < n:
+                raise ConnectionResetError(f"body cut short: {len(body)} of {n} bytes")
+        else:
+            body = self.rfile.read()
+            keep = False
+        return _Response(status, headers, body), keep
+
+    def _read_chunked(self) -> bytes:
+        chunks = []
+        while True:
+            size_line = self.rfile.readline(65537)
+            if not size_line:
+                raise ConnectionResetError("chunked body cut short")
+            size = int(size_line.split(b";", 1)[0].strip() or b"0", 16)
+            if size == 0:
+                while self.rfile.readline(65537) not in (b"\r\n", b"\n", b""):
+                    pass  # trailers
+                return b"".join(chunks)
+            chunk = self.rfile.read(size + 2)
+            if len(chunk) < size + 2:
+                raise ConnectionResetError("chunked body cut short")
+            chunks.append(chunk[:size])
+
+
+class _FastReader:
+    """LIST, GET and HEAD signed with SigV4 by hand, over pooled keep-alive sockets.
+    Raises only our errors (or Retryable / _FastUnsupported)."""
+
+    def __init__(self, cfg: S3Config, owner: S3Storage) -> None:
+        from urllib.parse import urlsplit
+
+        self.cfg = cfg
+        self.owner = owner
+        u = urlsplit(cfg.endpoint or f"https://s3.{cfg.region}.amazonaws.com")
+        self.tls_wanted = u.scheme == "https"
+        host = (u.hostname or "").lower()
+        self.port = u.port or (443 if self.tls_wanted else 80)
+        default_port = self.port == (443 if self.tls_wanted else 80)
+        virtual = not cfg.force_path_style and re.match(_DNS_BUCKET, cfg.bucket) is not None
+        if virtual:
+            host = f"{cfg.bucket}.{host}"
+            self.base = ""
+        else:
+            self.base = "/" + _quote(cfg.bucket)
+        self.host = host
+        self.host_header = host if default_port else f"{host}:{self.port}"
+        self._tls: Any = None
+        self._idle: list[_Connection] = []
+        self._lock = threading.Lock()
+        self._signing_key: tuple[str, bytes] = ("", b"")
+        self.closed = False
+
+    @staticmethod
+    def usable(cfg: S3Config, environ: Any) -> bool:
+        if not (cfg.fast_reads and cfg.access_key_id and cfg.secret_access_key):
+            return False  # the default credential chain needs botocore
+        if cfg.sse_customer_key or cfg.bucket.lower().startswith("arn:"):
+            return False
+        endpoint = cfg.endpoint or ""
+        if endpoint:
+            from urllib.parse import urlsplit
+            u = urlsplit(endpoint)
+            if u.path not in ("", "/") or u.query or u.scheme not in ("http", "https"):
+                return False
+            host = (u.hostname or "").lower()
+        else:
+            host = f"s3.{cfg.region}.amazonaws.com"
+        return not _proxied(host, environ)
+
+    # HTTP --------------------------------------------------------------------------
+
+    def _tls_context(self) -> Any:
+        if self._tls is None and self.tls_wanted:
+            import os
+            import ssl
+            ctx = ssl.create_default_context(cafile=os.environ.get("AWS_CA_BUNDLE") or None)
+            if self.cfg.skip_verify:
+                ctx.check_hostname = False
+                ctx.verify_mode = ssl.CERT_NONE
+            self._tls = ctx
+        return self._tls
+
+    def _connect(self) -> _Connection:
+        try:
+            return _Connection(self.host, self.port, self._tls_context(),
+                               self.cfg.connect_timeout, self.cfg.read_timeout)
+        except OSError as exc:
+            if type(exc).__name__.startswith("SSL"):
+                raise StorageError(
+                    f"TLS error talking to {self.owner.endpoint}: {exc} "
+                    "(skipVerify=true disables certificate checks)") from exc
+            raise EndpointUnreachableError(
+                f"cannot reach S3 endpoint {self.owner.endpoint} "
+                f"(bucket {self.cfg.bucket!r}): {exc}") from exc
+
+    def close(self) -> None:
+        self.closed = True
+        with self._lock:
+            idle, self._idle = self._idle, []
+        for conn in idle:
+            conn.close()
+
+    def _sign(self, method: str, path: str, query: str, headers: dict[str, str]) -> None:
+        import hmac
+        import time
+
+        now = time.gmtime()
+        amz_date = time.strftime("%Y%m%dT%H%M%SZ", now)
+        day = amz_date[:8]
+        headers["host"] = self.host_header
+        headers["x-amz-date"] = amz_date
+        headers["x-amz-content-sha256"] = _EMPTY_SHA256
+        if self.cfg.session_token:
+            headers["x-amz-security-token"] = self.cfg.session_token
+        names = sorted(headers)
+        canonical = "\n".join([
+            method, path, query,
+            "".join(f"{n}:{' '.join(headers[n].split())}\n" for n in names),
+            ";".join(names), _EMPTY_SHA256,
+        ])
+        scope = f"{day}/{self.cfg.region}/s3/aws4_request"
+        to_sign = "\n".join(["AWS4-HMAC-SHA256", amz_date, scope,
+                             hashlib.sha256(canonical.encode()).hexdigest()])
+        cached_day, key = self._signing_key
+        if cached_day != day:
+            key = ("AWS4" + (self.cfg.secret_access_key or "")).encode()
+            for part in (day, self.cfg.region, "s3", "aws4_request"):
+                key = hmac.new(key, part.encode(), hashlib.sha256).digest()
+            self._signing_key = (day, key)
+        signature = hmac.new(key, to_sign.encode(), hashlib.sha256).hexdigest()
+        headers["authorization"] = (
+            f"AWS4-HMAC-SHA256 Credential={self.cfg.access_key_id}/{scope}, "
+            f"SignedHeaders={';'.join(names)}, Signature={signature}")
+
+    def request(self, method: str, key: str | None, query: Sequence[tuple[str, str]] = (),
+                headers: dict[str, str] | None = None) -> _Response:
+        path = self.base + "/" + _quote(key, "/") if key is not None else (self.base or "/")
+        qs = "&".join(f"{k}={v}" for k, v in sorted(
+            (_quote(k), _quote(v)) for k, v in query))
+        hdrs = {k.lower(): v for k, v in (headers or {}).items()}
+        if self.cfg.is_tigris:
+            hdrs["x-tigris-consistent"] = "true"
+        self._sign(method, path, qs, hdrs)
+        target = path + ("?" + qs if qs else "")
+        head = [f"{method} {target} HTTP/1.1"]
+        head += [f"{k}: {v}" for k, v in hdrs.items()]
+        head.append(f"user-agent: litevfs/{__version__}")
+        raw = ("\r\n".join(head) + "\r\n\r\n").encode("latin-1")
+        for attempt in (0, 1):
+            with self._lock:
+                conn = self._idle.pop() if (self._idle and attempt == 0) else None
+            reused = conn is not None
+            if conn is None:
+                conn = self._connect()
+            try:
+                resp, keep = conn.roundtrip(raw, method, reused)
+            except _Stale:
+                conn.close()
+                continue  # the server dropped an idle connection: reconnect, not a retry
+            except (OSError, ValueError, ConnectionError) as exc:
+                conn.close()
+                kind = "read timeout" if isinstance(exc, TimeoutError) else type(exc).__name__
+                raise Retryable(f"{kind}: {exc}") from exc
+            if keep and not self.closed:
+                with self._lock:
+                    if len(self._idle) < self.cfg.max_pool_connections:
+                        self._idle.append(conn)
+                        conn = None
+            if conn is not None:
+                conn.close()
+            return resp
+        raise Retryable("connection closed by the server twice")  # pragma: no cover
+
+    def check(self, resp: _Response, what: str, key: str | None,
+              ok: tuple[int, ...] = (200,)) -> _Response:
+        if resp.status in ok:
+            return resp
+        if resp.status in (301, 302, 307, 308):
+            raise _FastUnsupported(f"redirect {resp.status}")
+        code = _xml_text(resp.body, b"Code") or ""
+        if code in ("PermanentRedirect", "AuthorizationHeaderMalformed", "TemporaryRedirect",
+                    "IllegalLocationConstraintException"):
+            raise _FastUnsupported(code)
+        message = _xml_text(resp.body, b"Message") or ""
+        raise self.owner._map_status(code, resp.status, message, what, key)
+
+    # S3 operations, answering in botocore's shapes ---------------------------------
+
+    def list_page(self, prefix: str, token: str | None, max_keys: int, what: str
+                  ) -> dict[str, Any]:
+        query = [("list-type", "2"), ("prefix", prefix), ("max-keys", str(max_keys))]
+        if token:
+            query.append(("continuation-token", token))
+        body = self.check(self.request("GET", None, query), what, None).body
+        contents = []
+        for m in re.finditer(rb"<Contents>(.*?)</Contents>", body, re.S):
+            item = m.group(1)
+            modified = _xml_text(item, b"LastModified")
+            contents.append({
+                "Key": _xml_text(item, b"Key") or "",
+                "Size": int(_xml_text(item, b"Size") or 0),
+                "LastModified": datetime.fromisoformat(modified) if modified else None,
+            })
+        return {"Contents": contents,
+                "IsTruncated": (_xml_text(body, b"IsTruncated") or "") == "true",
+                "NextContinuationToken": _xml_text(body, b"NextContinuationToken")}
+
+    def get(self, key: str, rng: str | None, what: str) -> tuple[bytes, int, int | None, int]:
+        resp = self.check(self.request("GET", key, (), {"range": rng} if rng else None),
+                          what, key, ok=(200, 206))
+        start, total = 0, None
+        m = _CONTENT_RANGE.match(resp.headers.get("content-range", ""))
+        if m:
+            start = int(m.group(1))
+            total = None if m.group(3) == "*" else int(m.group(3))
+        elif resp.status == 200:
+            total = len(resp.body)
+        return resp.body, start, total, resp.status
+
+    def head(self, key: str, what: str) -> dict[str, Any]:
+        resp = self.check(self.request("HEAD", key), what, key)
+        h = resp.headers
+        modified = None
+        if h.get("last-modified"):
+            from email.utils import parsedate_to_datetime
+            try:
+                modified = parsedate_to_datetime(h["last-modified"])
+            except (TypeError, ValueError):
+                modified = None
+        return {
+            "ContentLength": int(h.get("content-length", 0)),
+            "ETag": h.get("etag"),
+            "LastModified": modified,
+            "Metadata": {k[len("x-amz-meta-"):]: v for k, v in h.items()
+                         if k.startswith("x-amz-meta-")},
+        }
+
+
 # --------------------------------------------------------------------------------------
 
 
@@ -192,6 +582,8 @@ class S3Storage(StorageClient):
             sse["SSECustomerAlgorithm"] = config.sse_customer_algorithm or "AES256"
             sse["SSECustomerKey"] = _sse_customer_key(config.sse_customer_key)
         self._sse_read = sse
+        self._fast: _FastReader | None = (
+            _FastReader(config, self) if _FastReader.usable(config, os.environ) else None)
 
     @classmethod
     def from_url(cls, url: str | ReplicaURL, **options: Any) -> S3Storage:
@@ -233,11 +625,13 @@ class S3Storage(StorageClient):
                     workers = self.config.concurrency or 16
                     self._executor = ThreadPoolExecutor(
                         max_workers=min(workers, self.config.max_pool_connections),
-                        thread_name_prefix="litevfs-s3")
+                        thread_name_prefix="litevfs-s3", initializer=_mark_worker)
         return self._executor
 
     def close(self) -> None:
         self._closed = True
+        if self._fast is not None:
+            self._fast.close()
         if self._executor is not None:
             self._executor.shutdown(wait=False, cancel_futures=True)
             self._executor = None
@@ -261,13 +655,13 @@ class S3Storage(StorageClient):
 
     # Requests ----------------------------------------------------------------------
 
-    def _request(self, counter: str, what: str, fn: Callable[[Any], T],
+    def _request(self, counter: str, what: str, fn: Callable[[], T],
                  key: str | None = None) -> T:
         """One logical request with our retry policy; botocore errors are mapped."""
         def attempt() -> T:
             self.stats.add(**{counter: 1})
             try:
-                return fn(self.client)
+                return fn()
             except (Retryable, StorageError, ValueError):
                 raise
             except Exception as exc:  # botocore's and urllib3's exceptions
@@ -288,30 +682,9 @@ class S3Storage(StorageClient):
         bucket = self.bucket
         if isinstance(exc, bex.ClientError):
             err = exc.response.get("Error", {})
-            code = str(err.get("Code", ""))
             status = int(exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0) or 0)
-            detail = f"{code or status}" + (f": {err['Message']}" if err.get("Message") else "")
-            if code == "NoSuchBucket" or (key is None and status == 404):
-                return BucketNotFoundError(
-                    f"bucket {bucket!r} does not exist at {self.endpoint}")
-            if code in ("NoSuchKey", "NotFound", "404") or status == 404:
-                return NotFoundError(f"s3://{bucket}/{key} does not exist")
-            if code in _ACCESS_CODES or status in (401, 403):
-                return AccessDeniedError(
-                    f"access denied to bucket {bucket!r} at {self.endpoint} during {what} "
-                    f"({code or status}; credentials from {self.config.credential_source})")
-            if code == "PreconditionFailed" or status == 412:
-                return AlreadyExistsError(f"s3://{bucket}/{key} already exists")
-            if code == "InvalidRange" or status == 416:
-                return Retryable("range not satisfiable (HTTP 416)", retry=False)
-            if status >= 500 or status == 429 or code in _TRANSIENT_CODES:
-                return Retryable(f"{detail} (HTTP {status})")
-            if code in ("PermanentRedirect", "AuthorizationHeaderMalformed",
-                        "IllegalLocationConstraintException"):
-                return StorageError(
-                    f"{what}: bucket {bucket!r} is not in region {self.config.region!r} "
-                    f"({detail}); set ?region= in the replica URL")
-            return StorageError(f"{what} on bucket {bucket!r} failed: {detail} (HTTP {status})")
+            return self._map_status(str(err.get("Code", "")), status,
+                                    str(err.get("Message", "")), what, key)
         if isinstance(exc, bex.SSLError):
             return StorageError(f"TLS error talking to {self.endpoint}: {exc} "
                                 "(skipVerify=true disables certificate checks)")
@@ -329,6 +702,45 @@ class S3Storage(StorageClient):
             return ValueError(str(exc))
         return StorageError(f"{what} on bucket {bucket!r} failed: {type(exc).__name__}: {exc}")
 
+    def _map_status(self, code: str, status: int, message: str, what: str,
+                    key: str | None) -> Exception:
+        """An S3 error answer (code, HTTP status) -> our error, or Retryable."""
+        bucket = self.bucket
+        detail = f"{code or status}" + (f": {message}" if message else "")
+        if code == "NoSuchBucket" or (key is None and status == 404):
+            return BucketNotFoundError(f"bucket {bucket!r} does not exist at {self.endpoint}")
+        if code in ("NoSuchKey", "NotFound", "404") or status == 404:
+            return NotFoundError(f"s3://{bucket}/{key} does not exist")
+        if code in _ACCESS_CODES or status in (401, 403):
+            # Name the bucket and where the credentials came from, never the secret.
+            return AccessDeniedError(
+                f"access denied to bucket {bucket!r} at {self.endpoint} during {what} "
+                f"({code or status}; credentials from {self.config.credential_source})")
+        if code == "PreconditionFailed" or status == 412:
+            return AlreadyExistsError(f"s3://{bucket}/{key} already exists")
+        if code == "InvalidRange" or status == 416:
+            return Retryable("range not satisfiable (HTTP 416)", retry=False)
+        if status >= 500 or status == 429 or code in _TRANSIENT_CODES:
+            return Retryable(f"{detail} (HTTP {status})")
+        if code in ("PermanentRedirect", "AuthorizationHeaderMalformed",
+                    "IllegalLocationConstraintException"):
+            return StorageError(
+                f"{what}: bucket {bucket!r} is not in region {self.config.region!r} "
+                f"({detail}); set ?region= in the replica URL")
+        return StorageError(f"{what} on bucket {bucket!r} failed: {detail} (HTTP {status})")
+
+    def _via_fast(self, op: Callable[[_FastReader], T]) -> tuple[bool, T | None]:
+        """Run ``op`` on the fast path if there is one: (handled, result)."""
+        fast = self._fast
+        if fast is None:
+            return False, None
+        try:
+            return True, op(fast)
+        except _FastUnsupported as exc:
+            log.info("%s: %s; reads switch to botocore", self.url, exc)
+            self._fast = None
+            return False, None
+
     # Listing -----------------------------------------------------------------------
 
     def list_level(self, level: int) -> list[FileInfo]:
@@ -342,8 +754,8 @@ class S3Storage(StorageClient):
                                     "MaxKeys": self.page_size}
             if token:
                 args["ContinuationToken"] = token
-            page = self._request("lists", f"LIST {prefix}",
-                                 lambda c, a=args: c.list_objects_v2(**a))
+            page = self._request("lists", f"LIST s3://{self.bucket}/{prefix}",
+                                 lambda a=args: self._list_page(a))
             for obj in page.get("Contents", ()):
                 key = obj["Key"]
                 directory, _, name = key.rpartition("/")
@@ -364,6 +776,14 @@ class S3Storage(StorageClient):
         infos.sort(key=lambda i: (i.min_txid, i.max_txid))
         return infos
 
+    def _list_page(self, args: dict[str, Any]) -> dict[str, Any]:
+        done, page = self._via_fast(lambda f: f.list_page(
+            args["Prefix"], args.get("ContinuationToken"), args["MaxKeys"],
+            f"LIST s3://{self.bucket}/{args['Prefix']}"))
+        if done:
+            return page  # type: ignore[return-value]
+        return self.client.list_objects_v2(**args)  # type: ignore[no-any-return]
+
     def list_all(self) -> dict[int, list[FileInfo]]:
         """All ten levels, usually from one ListObjectsV2 over the whole prefix (see
         ``listing.py``; huge listings fall back to per-level LISTs in parallel)."""
@@ -373,9 +793,12 @@ class S3Storage(StorageClient):
 
     def _map_parallel(self, fn: Callable[[Any], T], items: Iterable[Any]) -> list[T]:
         items = list(items)
-        if len(items) <= 1:
+        if len(items) <= 1 or getattr(_worker, "inside", False):
+            # Sequential inside one of our own workers: nested submits to a saturated
+            # pool would wait on themselves.
             return [fn(i) for i in items]
-        self.client  # build the client once, not racing in every worker  # noqa: B018
+        if self._fast is None:
+            self.client  # build the client once, not racing in every worker  # noqa: B018
         futures = [self._pool().submit(fn, i) for i in items]
         try:
             return [f.result() for f in futures]
@@ -398,8 +821,8 @@ class S3Storage(StorageClient):
         rng = None if (offset == 0 and length is None) else (
             f"bytes={offset}-" + ("" if length is None else str(offset + length - 1)))
 
-        def checked(c: Any) -> bytes:
-            data, start, total, status = self._get_raw(c, key, rng)
+        def checked() -> bytes:
+            data, start, total, status = self._get_raw(key, rng, what)
             if start != offset:
                 if start == 0 and total is not None and len(data) == total:
                     data = data[offset:]  # whole object returned: cut our range out of it
@@ -419,13 +842,16 @@ class S3Storage(StorageClient):
         self.stats.add(bytes_read=len(data))
         return data
 
-    def _get_raw(self, c: Any, key: str, rng: str | None
+    def _get_raw(self, key: str, rng: str | None, what: str
                  ) -> tuple[bytes, int, int | None, int]:
         """GET, with a Range header unless ``rng`` is None: (body, first byte offset, object
         size or None, status). The body is read here, inside the retried attempt, so a
         reset mid-body retries."""
+        done, got = self._via_fast(lambda f: f.get(key, rng, what))
+        if done:
+            return got  # type: ignore[return-value]
         args = {"Range": rng} if rng else {}
-        resp = c.get_object(Bucket=self.bucket, Key=key, **args, **self._sse_read)
+        resp = self.client.get_object(Bucket=self.bucket, Key=key, **args, **self._sse_read)
         body = resp["Body"]
         try:
             data = body.read()
@@ -450,10 +876,10 @@ class S3Storage(StorageClient):
             return self._read_tail_explicit(key, info.size, length)
         what = f"GET tail s3://{self.bucket}/{key}"
 
-        def checked(c: Any) -> bytes | str:
+        def checked() -> bytes | str:
             # A suffix range needs no size, so it works before (or without) a listing.
             try:
-                data, start, total, _ = self._get_raw(c, key, f"bytes=-{length}")
+                data, start, total, _ = self._get_raw(key, f"bytes=-{length}", what)
             except Exception as exc:
                 mapped = exc if isinstance(exc, Retryable | StorageError) else \
                     self._map_error(exc, what, key)
@@ -489,9 +915,16 @@ class S3Storage(StorageClient):
         return self._read_range_key(key, start, size - start)
 
     def _head(self, key: str) -> dict[str, Any]:
-        return self._request("gets", f"HEAD s3://{self.bucket}/{key}",
-                             lambda c: c.head_object(Bucket=self.bucket, Key=key,
-                                                     **self._sse_read), key)
+        what = f"HEAD s3://{self.bucket}/{key}"
+
+        def call() -> dict[str, Any]:
+            done, head = self._via_fast(lambda f: f.head(key, what))
+            if done:
+                return head  # type: ignore[return-value]
+            return self.client.head_object(  # type: ignore[no-any-return]
+                Bucket=self.bucket, Key=key, **self._sse_read)
+
+        return self._request("gets", what, call, key)
 
     def _head_size(self, key: str) -> int:
         return int(self._head(key).get("ContentLength", 0))
@@ -544,10 +977,10 @@ class S3Storage(StorageClient):
             args["IfNoneMatch"] = "*"
         attempts = 0
 
-        def call(c: Any) -> Any:
+        def call() -> Any:
             nonlocal attempts
             attempts += 1
-            return c.put_object(**args)
+            return self.client.put_object(**args)
 
         try:
             self._request("puts", what, call, key)
@@ -582,13 +1015,13 @@ class S3Storage(StorageClient):
                 what = f"PUT probe s3://{self.bucket}/{key}"
                 try:
                     body = b"litevfs conditional-write probe"
-                    self._request("puts", what,
-                                  lambda c: c.put_object(Bucket=self.bucket, Key=key, Body=body,
-                                                         IfNoneMatch="*"), key)
+                    def put() -> Any:
+                        return self.client.put_object(Bucket=self.bucket, Key=key, Body=body,
+                                                      IfNoneMatch="*")
+
+                    self._request("puts", what, put, key)
                     try:
-                        self._request("puts", what,
-                                      lambda c: c.put_object(Bucket=self.bucket, Key=key,
-                                                             Body=body, IfNoneMatch="*"), key)
+                        self._request("puts", what, put, key)
                         supported = False
                     except AlreadyExistsError:
                         supported = True
@@ -620,7 +1053,7 @@ class S3Storage(StorageClient):
         except NotFoundError:
             pass
         args = dict(args, IfNoneMatch="*")  # harmless, and right if the server learns it
-        out = self._request("puts", what, lambda c: c.put_object(**args), key)
+        out = self._request("puts", what, lambda: self.client.put_object(**args), key)
         etag = out.get("ETag")
         if etag and self._head(key).get("ETag") != etag:
             raise AlreadyExistsError(
@@ -657,7 +1090,7 @@ class S3Storage(StorageClient):
             request = {"Objects": [{"Key": k} for k in batch], "Quiet": True}
             out = self._request(
                 "deletes", f"DELETE {len(batch)} objects",
-                lambda c, r=request: c.delete_objects(Bucket=self.bucket, Delete=r))
+                lambda r=request: self.client.delete_objects(Bucket=self.bucket, Delete=r))
             errors = [e for e in out.get("Errors", ()) if e.get("Code") != "NoSuchKey"]
             if errors:
                 codes = {e.get("Code", "") for e in errors}

@@ -81,6 +81,7 @@ S3_KWARG_OPTIONS: dict[str, str] = {
     for n in (
         "access_key_id", "secret_access_key", "session_token", "connect_timeout",
         "read_timeout", "max_pool_connections", "retry", "probe_conditional_writes",
+        "fast_reads",
     )
 }
 _SECRET_OPTIONS = {canonical_option("sseCustomerKey")}
@@ -226,6 +227,7 @@ class S3Config:
     max_pool_connections: int = 32
     retry: Any = None  # a retry.RetryPolicy (kept untyped to keep this module light)
     probe_conditional_writes: bool = True
+    fast_reads: bool = True  # stdlib SigV4 reads, no botocore on the cold path (see s3.py)
     redacted_url: str = ""
 
     @property
@@ -233,11 +235,12 @@ class S3Config:
         return _endpoint_host(self.endpoint or "") in ("fly.storage.tigris.dev", "t3.storage.dev")
 
 
-_AWS_HOST = re.compile(r"^(.+)\.s3(?:\.([^.]+))?\.amazonaws\.com$")
-_DO_HOST = re.compile(r"^(?:(.+)\.)?([^.]+)\.digitaloceanspaces\.com$")
-_B2_HOST = re.compile(r"^(?:(.+)\.)?s3\.([^.]+)\.backblazeb2\.com$")
-_FILEBASE_HOST = re.compile(r"^(?:(.+)\.)?s3\.filebase\.com$")
-_SCALEWAY_HOST = re.compile(r"^(?:(.+)\.)?s3\.([^.]+)\.scw\.cloud$")
+# Patterns as strings: compiled on first use (re caches them), not at import.
+_AWS_HOST = r"^(.+)\.s3(?:\.([^.]+))?\.amazonaws\.com$"
+_DO_HOST = r"^(?:(.+)\.)?([^.]+)\.digitaloceanspaces\.com$"
+_B2_HOST = r"^(?:(.+)\.)?s3\.([^.]+)\.backblazeb2\.com$"
+_FILEBASE_HOST = r"^(?:(.+)\.)?s3\.filebase\.com$"
+_SCALEWAY_HOST = r"^(?:(.+)\.)?s3\.([^.]+)\.scw\.cloud$"
 
 
 def parse_s3_host(host: str) -> tuple[str, str, str, bool]:
@@ -249,15 +252,15 @@ def parse_s3_host(host: str) -> tuple[str, str, str, bool]:
         if dot:
             return bucket, DEFAULT_REGION, "http://" + rest, True
         return "", "", "http://" + host, True
-    if m := _AWS_HOST.match(host):
+    if m := re.match(_AWS_HOST, host):
         return m.group(1), m.group(2) or "", "", False
-    if m := _DO_HOST.match(host):
+    if m := re.match(_DO_HOST, host):
         return m.group(1) or "", m.group(2), f"https://{m.group(2)}.digitaloceanspaces.com", False
-    if m := _B2_HOST.match(host):
+    if m := re.match(_B2_HOST, host):
         return m.group(1) or "", m.group(2), f"https://s3.{m.group(2)}.backblazeb2.com", True
-    if m := _FILEBASE_HOST.match(host):
+    if m := re.match(_FILEBASE_HOST, host):
         return m.group(1) or "", "", "https://s3.filebase.com", True
-    if m := _SCALEWAY_HOST.match(host):
+    if m := re.match(_SCALEWAY_HOST, host):
         return m.group(1) or "", m.group(2), f"https://s3.{m.group(2)}.scw.cloud", False
     return host, "", "", False
 
@@ -458,5 +461,6 @@ def resolve_s3_config(parsed: ReplicaURL, kwargs: Mapping[str, Any] | None = Non
         max_pool_connections=pool,
         retry=retry,
         probe_conditional_writes=bool(opt_bool("probe_conditional_writes", True)),
+        fast_reads=bool(opt_bool("fast_reads", True)),
         redacted_url=parsed.redacted(),
     )
