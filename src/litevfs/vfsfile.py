@@ -73,6 +73,10 @@ class LiteFile:
     # -- reads -----------------------------------------------------------------------
     def xRead(self, amount: int, offset: int) -> bytes:
         view = self.snapshot.view
+        if offset < 100:  # the header (SQLite re-reads bytes 24..39 every transaction)
+            cached = self._patched_page1
+            if cached is not None and cached[0] is view and offset + amount <= view.page_size:
+                return cached[1][offset:offset + amount]
         page_size = view.page_size
         if offset >= view.commit * page_size:
             return b""
@@ -138,7 +142,8 @@ class LiteFile:
         return new
 
     def xFileSize(self) -> int:
-        return self.snapshot.view.size
+        view = self.snapshot.view
+        return view.commit * view.page_size
 
     # -- locks -----------------------------------------------------------------------
     def xLock(self, level: int) -> None:
