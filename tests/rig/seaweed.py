@@ -154,7 +154,20 @@ def sweep_stale_dirs() -> None:
         except (OSError, ValueError, KeyError, TypeError):
             continue  # not ours, or still starting
         if not _pid_alive(owner) and not _pid_alive(weed):
+            _remove_sockets(info.get("ports", ()))
             shutil.rmtree(d, ignore_errors=True)
+
+
+def _remove_sockets(ports: Any) -> None:
+    # Some weed components put gRPC unix sockets in /tmp whatever $TMPDIR says
+    # (/tmp/seaweedfs-<component>[-grpc]-<port>.sock) and leave them behind.
+    for port in ports:
+        for path in Path("/tmp").glob(f"seaweedfs-*-{int(port)}.sock"):
+            try:
+                if path.is_socket():
+                    path.unlink()
+            except OSError:
+                pass
 
 
 def weed_binary() -> str:
@@ -310,8 +323,8 @@ class SeaweedServer:
             preexec_fn=child_preexec(),  # and no orphan if the test process is killed
         )
         # lets a later session remove this directory if we die without cleanup
-        (self.dir / OWNER_FILE).write_text(json.dumps({"owner": os.getpid(),
-                                                       "weed": self.proc.pid}))
+        (self.dir / OWNER_FILE).write_text(json.dumps({
+            "owner": os.getpid(), "weed": self.proc.pid, "ports": self._ports}))
 
     def _wait_ready(self) -> None:
         deadline = self._t0 + self.startup_timeout
@@ -375,15 +388,7 @@ class SeaweedServer:
         self._remove_stray_sockets()
 
     def _remove_stray_sockets(self) -> None:
-        # Some weed components put gRPC unix sockets in /tmp whatever $TMPDIR says
-        # (/tmp/seaweedfs-<component>-grpc-<port>.sock) and leave them behind.
-        for port in getattr(self, "_ports", ()):
-            for path in Path("/tmp").glob(f"seaweedfs-*-{port}.sock"):
-                try:
-                    if path.is_socket():
-                        path.unlink()
-                except OSError:
-                    pass
+        _remove_sockets(getattr(self, "_ports", ()))
 
     def stop(self, grace: float = 3.0) -> None:
         """Stop the server (SIGTERM to the group, SIGKILL after ``grace`` s) and clean up."""
