@@ -78,6 +78,9 @@ class Poller:
     def __init__(self, replica: Replica) -> None:
         self.replica = replica
         self.interval = replica.config.poll_interval
+        from .freshness import Freshness  # head-object polling when a litevfs writer keeps one
+
+        replica.freshness = Freshness(replica)
         self._stop = threading.Event()
         self._wake = threading.Event()
         self._thread: threading.Thread | None = None
@@ -102,12 +105,13 @@ class Poller:
             thread.join(timeout=10)
 
     def _run(self) -> None:
+        fresh = self.replica.freshness
         while not self._stop.is_set():
-            self._wake.wait(self.interval)
+            self._wake.wait(fresh.interval)
             self._wake.clear()
             if self._stop.is_set():
                 return
             try:
-                poll_once(self.replica)
+                fresh.poll()
             except Exception as exc:  # keep following: the next tick retries
                 log.warning("poll of %s failed: %s", self.replica.storage.url, exc)

@@ -170,7 +170,18 @@ def sync_once(writer: Writer) -> int:
             writer.local = writer._local_from_buffer(writer.local.gen + (earlier is not None))
         writer.last_error = None
         log.debug("synced TXID %016x (%d bytes)", txid, len(data))
+        _publish_head(writer, txid)
         return txid
+
+
+def _publish_head(writer: Writer, txid: int) -> None:
+    """Readers poll the head object with a conditional GET (freshness.py); best effort."""
+    from .freshness import write_head
+
+    try:
+        write_head(writer.replica.storage, txid)
+    except Exception as exc:  # noqa: BLE001 - readers fall back to LIST
+        log.warning("updating the head object to TXID %016x failed: %s", txid, exc)
 
 
 def _install(writer: Writer, info: FileInfo, data: bytes, local: Local) -> None:

@@ -1,0 +1,187 @@
+"""Cheap freshness: a tiny head object naming the latest TXID, polled conditionally.
+
+A litevfs writer calls :func:`write_head` after every successful upload; the object
+``<path>/litevfs/head`` (Litestream ignores it) holds ``{"txid": "<16 hex>", "at": ms}``.
+Readers then poll it with a conditional GET (``If-None-Match: <etag>``): an unchanged
+replica answers 304 with no body, one request per poll instead of Litestream's two
+whole-level LISTs. Only when the head moved past the reader's view does the poll
+do the normal LIST-based catch-up (``poller.poll_once``).
+
+The interval adapts: after a change it drops back to ``poll_interval``; each idle
+poll doubles it, up to ``poll_max_interval``. Replicas without a head object (written
+by ``litestream replicate``) keep the plain LIST poll at ``poll_interval``; their
+head is looked for again every ``RECHECK_S`` seconds, so a litevfs writer that
+starts later is picked up.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import time
+from typing import TYPE_CHECKING, Any
+
+from .errors import NotFoundError
+
+if TYPE_CHECKING:
+    from .replica import Replica
+    from .storage.base import StorageClient
+
+log = logging.getLogger("litevfs.freshness")
+
+HEAD_NAME = "litevfs/head"
+RECHECK_S = 60.0
+
+
+def encode_head(txid: int) -> bytes:
+    return json.dumps({"txid": f"{txid:016x}", "at": int(time.time() * 1000)},
+                      separators=(",", ":")).encode()
+
+
+def decode_head(data: bytes) -> int:
+    return int(json.loads(data)["txid"], 16)
+
+
+def write_head(storage: StorageClient, txid: int) -> None:
+    """Publish ``txid`` as the replica's latest (writer side; call after an upload)."""
+    storage.put_object(HEAD_NAME, encode_head(txid))
+
+
+def read_head(storage: StorageClient) -> int | None:
+    """The head TXID, or None when the replica has no head object."""
+    try:
+        return decode_head(storage.get_object(HEAD_NAME))
+    except NotFoundError:
+        return None
+
+
+def conditional_get(storage: StorageClient, name: str, etag: str | None
+                    ) -> tuple[bytes | None, str | None, bool]:
+    """(data, etag, changed). ``changed`` is False when the object still has ``etag``
+    (then data is None); a missing object is (None, None, True)."""
+    from .storage.file import FileStorage
+    from .storage.s3 import S3Storage
+
+    if isinstance(storage, S3Storage):
+        return _s3_conditional(storage, name, etag)
+    if isinstance(storage, FileStorage):
+        path = storage.object_path(name)
+        storage.stats.add(gets=1)
+        try:
+            st = os.stat(path)
+        except FileNotFoundError:
+            return None, None, True
+        tag = f"{st.st_mtime_ns}-{st.st_size}-{st.st_ino}"
+        if tag == etag:
+            return None, etag, False
+        with open(path, "rb") as f:
+            return f.read(), tag, True
+    try:  # other backends: a plain read, compared by content
+        data = storage.get_object(name)
+    except NotFoundError:
+        return None, None, True
+    import xxhash
+
+    tag = xxhash.xxh64_hexdigest(data)
+    return (None, etag, False) if tag == etag else (data, tag, True)
+
+
+def _s3_conditional(storage: Any, name: str, etag: str | None
+                    ) -> tuple[bytes | None, str | None, bool]:
+    key = storage.object_key(name)
+    headers = {"if-none-match": etag} if etag else {}
+    fast = getattr(storage, "_fast", None)
+    storage.stats.add(gets=1)
+    if fast is not None:
+        resp = fast.request("GET", key, (), headers)
+        if resp.status == 304:
+            return None, etag, False
+        if resp.status == 404:
+            return None, None, True
+        fast.check(resp, f"GET s3://{storage.bucket}/{key}", key)
+        storage.stats.add(bytes_read=len(resp.body))
+        return resp.body, resp.headers.get("etag"), True
+    from botocore.exceptions import ClientError
+
+    args = {"IfNoneMatch": etag} if etag else {}
+    try:
+        out = storage.client.get_object(Bucket=storage.bucket, Key=key, **args)
+    except ClientError as exc:
+        status = int(exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0) or 0)
+        if status == 304:
+            return None, etag, False
+        if status == 404:
+            return None, None, True
+        raise storage._map_error(exc, "GET head", key) from exc
+    body = out["Body"].read()
+    storage.stats.add(bytes_read=len(body))
+    return body, out.get("ETag"), True
+
+
+class Freshness:
+    """Decides, per poll tick, whether a LIST-based poll is needed (``replica.freshness``)."""
+
+    def __init__(self, replica: Replica, clock: Any = time.monotonic) -> None:
+        self.replica = replica
+        self.clock = clock
+        self.base = replica.config.poll_interval
+        self.max = max(self.base, getattr(replica.config, "poll_max_interval", self.base))
+        self.interval = self.base
+        self.mode = "unknown"  # "head" (litevfs writer) or "list" (litestream replicate)
+        self._etag: str | None = None
+        self._head_txid = 0
+        self._next_check = 0.0
+        self.polls = self.head_gets = self.not_modified = self.list_polls = 0
+
+    def poll(self) -> bool:
+        """One tick: returns True when a new view was published."""
+        from .poller import poll_once
+
+        self.polls += 1
+        now = self.clock()
+        if self.mode != "head" and now < self._next_check:
+            self.list_polls += 1
+            return poll_once(self.replica)
+        try:
+            data, etag, changed = conditional_get(self.replica.storage, HEAD_NAME, self._etag)
+            self.head_gets += 1
+        except Exception as exc:  # noqa: BLE001 - a failed head read falls back to LIST
+            log.debug("head object read failed: %s", exc)
+            data, etag, changed = None, None, True
+        if data is None and changed and etag is None:  # no head object: litestream layout
+            if self.mode != "list":
+                log.debug("%s has no head object: polling by LIST", self.replica.storage.url)
+            self.mode, self._etag, self.interval = "list", None, self.base
+            self._next_check = now + RECHECK_S
+            self.list_polls += 1
+            return poll_once(self.replica)
+        self.mode = "head"
+        if now >= self._next_check:  # safety net: a non-litevfs writer may have taken over
+            self._next_check = now + RECHECK_S
+            self.list_polls += 1
+            if changed and etag is not None:
+                self._etag = etag
+            return poll_once(self.replica)
+        if not changed:
+            self.not_modified += 1
+            self.replica.last_poll_ok = time.monotonic()
+            self.interval = min(self.max, self.interval * 2)
+            return False
+        self._etag = etag
+        try:
+            self._head_txid = decode_head(data or b"")
+        except (ValueError, KeyError, TypeError):
+            self._head_txid = 1 << 64  # unreadable: let the LIST decide
+        if self._head_txid <= self.replica.current.txid:
+            self.replica.last_poll_ok = time.monotonic()
+            self.interval = min(self.max, self.interval * 2)
+            return False
+        self.interval = self.base
+        self.list_polls += 1
+        return poll_once(self.replica)
+
+    def stats(self) -> dict[str, Any]:
+        return {"mode": self.mode, "interval_s": self.interval, "polls": self.polls,
+                "head_gets": self.head_gets, "not_modified": self.not_modified,
+                "list_polls": self.list_polls}
