@@ -35,7 +35,7 @@ import tempfile
 import threading
 import time
 from array import array
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -264,13 +264,16 @@ class Hydrator:
                 self._round_done()
                 return False
             self.state = "hydrating"
-            batch = [(self._queue.pop(), view.txid)
-                     for _ in range(min(self.concurrency, len(self._queue)))]
+            batch = [self._queue.pop() for _ in range(min(self.concurrency, len(self._queue)))]
             if self._pool is None or len(batch) == 1:
-                for item in batch:
-                    self._fetch_and_store(item)
+                for run in batch:
+                    self._store_run(run, self._fetch(run), view.txid)
             else:
-                list(self._pool.map(self._fetch_and_store, batch))
+                # Only the GETs run in the pool; decoding and writing stay on this one
+                # thread, so fewer threads compete with queries for the GIL.
+                futures = {self._pool.submit(self._fetch, run): run for run in batch}
+                for future in as_completed(futures):
+                    self._store_run(futures[future], future.result(), view.txid)
             if self.persistent and time.monotonic() - self._last_checkpoint \
                     >= self.checkpoint_interval:
                 self.checkpoint()
@@ -407,10 +410,11 @@ class Hydrator:
                 time.sleep(min(1.0, 0.05 * 2 ** attempt))
         raise AssertionError("unreachable")
 
-    def _fetch_and_store(self, item: tuple[Run, int]) -> None:
-        run, txid = item
+    def _fetch(self, run: Run) -> bytes:
+        return self._read_range(self.replica.file_info(run.file_id), run.start, run.length)
+
+    def _store_run(self, run: Run, data: bytes, txid: int) -> None:
         info = self.replica.file_info(run.file_id)
-        data = self._read_range(info, run.start, run.length)
         decode, ps = self.replica.impl.decode_page_frame, self.page_size
         pages = []
         for pgno, offset, size in run.frames:
