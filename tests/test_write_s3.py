@@ -240,3 +240,40 @@ def test_writer_compaction_keeps_cold_reads_bounded(seaweed, s3_url, tmp_path, c
     assert len(levels[0]) < txid / 2  # ...and retention removed most of them
     assert levels[9] and len(plan) <= 8, [(f.level, f.min_txid, f.max_txid) for f in plan]
     assert litestream_rows(s3_url, seaweed, tmp_path, sql="SELECT count(*) FROM t") == [(n,)]
+
+
+def test_injected_5xx_and_lost_responses_keep_the_buffer(seaweed, s3_bucket, tmp_path, core,
+                                                         monkeypatch):
+    from litevfs import syncer
+    from tests.rig.seaweed import s3_replica_url
+
+    monkeypatch.setattr(syncer, "UPLOAD_ATTEMPTS", 2)  # the S3 client retries each one too
+    from tests.test_storage_s3 import FaultProxy
+
+    proxy = FaultProxy(seaweed.endpoint)
+    try:
+        url = s3_replica_url(s3_bucket, "db", proxy.endpoint, seaweed.region)
+        con = litevfs.connect(url, write=True, impl=core, sync_interval=0,
+                              buffer_path=str(tmp_path / "w.wbuf"))
+        con.execute("CREATE TABLE t(id INTEGER PRIMARY KEY, v TEXT)")
+        assert litevfs.sync(con, timeout=60) == 1
+        con.execute("INSERT INTO t(v) VALUES ('one')")
+        proxy.add("503", 1000, method="PUT")
+        with pytest.raises(litevfs.StorageError):
+            litevfs.sync(con, timeout=60)
+        status = litevfs.write_status(con)
+        assert status["pending_transactions"] == 1 and status["conflict"] is None
+        con.execute("INSERT INTO t(v) VALUES ('two')")  # commits go on meanwhile
+        proxy.rules.clear()
+        proxy.add("lose_response", 1, method="PUT")  # the upload lands, its answer is lost
+        assert litevfs.sync(con, timeout=60) == 2
+        con.execute("INSERT INTO t(v) VALUES ('three')")
+        proxy.add("503", 2, method="PUT")  # retried inside one sync
+        assert litevfs.sync(con, timeout=60) == 3
+        assert litevfs.write_status(con)["pending_transactions"] == 0
+        con.close()
+    finally:
+        proxy.close()
+    plain = s3_replica_url(s3_bucket, "db", seaweed.endpoint, seaweed.region)
+    assert litestream_rows(plain, seaweed, tmp_path, sql="SELECT v FROM t ORDER BY id") == [
+        ("one",), ("two",), ("three",)]

@@ -115,8 +115,13 @@ def _upload(writer: Writer, txid: int, data: bytes, checksum: int) -> tuple[File
                     info = f
             try:
                 remote = file_checksum(storage.read_tail(info, 16))
-            except NotFoundError:
-                remote = None
+            except NotFoundError:  # "exists" but cannot be read: not evidence of a rival
+                writer.last_error = StorageError(f"TXID {txid:016x}: 412 for a missing key")
+                if attempt + 1 == UPLOAD_ATTEMPTS:
+                    raise writer.last_error from None
+                time.sleep(delay)
+                delay *= 2
+                continue
             mine = [m for m in writer.buffer.marks if m.txid == txid and m.checksum == remote]
             if remote == checksum:  # this very attempt landed; only its response was lost
                 return info, None
@@ -292,7 +297,7 @@ class Syncer:
                 sync_once(self.writer)
                 self.failures = 0
             except ConflictError:
-                return  # nothing more can be uploaded; the buffer keeps the writes
+                continue  # nothing is uploaded until discard_unsynced (cheap: no request)
             except Exception as exc:  # storage down: keep the buffer, retry later
                 self.failures += 1
                 self.writer.last_error = exc
