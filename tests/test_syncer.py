@@ -285,3 +285,21 @@ def test_compaction_and_retention(tmp_path, core):
         assert restored(url, tmp_path, core).read_bytes()[:PS] == bytes([13]) * PS
     finally:
         release_replica(r)
+
+
+def test_lock_page_never_stored(tmp_path, core):
+    url = unique_memory_url("lockpage")
+    r = open_replica(make_config(url, tmp_path), core)
+    try:
+        w = r.writer
+        w.commit({1: b"\1" * PS}, 1)
+        sync_once(w)
+        lock = w.lock_pgno
+        w.commit({2: b"\2" * PS, lock: b"\3" * PS, lock + 1: b"\4" * PS}, lock + 1)
+        assert w.local.get(lock) is None
+        sync_once(w)
+        storage = MemoryStorage(url.removeprefix("memory://"))
+        dec = decode_file(storage.read_range(storage.list_level(0)[-1]), impl=core)
+        assert [p for p, _ in dec.pages] == [2, lock + 1] and dec.header.commit == lock + 1
+    finally:
+        release_replica(r)
