@@ -372,3 +372,97 @@ def test_list_all_big_listing_falls_back_per_level(storage: StorageClient, backe
     assert [i.min_txid for i in levels[1]] == [1, 2, 3]
     assert [(i.min_txid, i.max_txid) for i in levels[9]] == [(1, 7)]
     assert storage.stats.lists - lists == 1 + 11
+
+
+# -- backend specifics: file ---------------------------------------------------------------
+
+
+def test_file_layout_is_litestreams(tmp_path: Path) -> None:
+    import os
+
+    st = open_storage(f"file://{tmp_path}")
+    st.write_ltx(0, 0x101, 0x101, b"l0", timestamp_ms=1767323045123)
+    st.write_ltx(9, 1, 0x120, b"snap")
+    st.put_object("litevfs/head", b"h")
+    found = sorted(str(p.relative_to(tmp_path)) for p in tmp_path.rglob("*") if p.is_file())
+    assert found == [
+        "litevfs/head",
+        "ltx/0/0000000000000101-0000000000000101.ltx",
+        "ltx/9/0000000000000001-0000000000000120.ltx",
+    ]  # no temp files left behind
+    mtime = os.stat(tmp_path / "ltx/0/0000000000000101-0000000000000101.ltx").st_mtime
+    assert mtime == pytest.approx(1767323045.123, abs=1e-3)
+    assert (tmp_path / "ltx/0/0000000000000101-0000000000000101.ltx").stat().st_mode & 0o777 \
+        == 0o644 & ~_umask()
+
+
+def _umask() -> int:
+    import os
+
+    old = os.umask(0)
+    os.umask(old)
+    return old
+
+
+def test_file_conditional_create_without_hard_links(tmp_path: Path,
+                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    import errno
+    import os
+
+    def no_link(src: str, dst: str) -> None:
+        raise OSError(errno.EPERM, "links not supported here")
+
+    monkeypatch.setattr(os, "link", no_link)
+    st = open_storage(str(tmp_path))
+    st.write_ltx(0, 1, 1, b"first", if_absent=True)
+    with pytest.raises(AlreadyExistsError):
+        st.write_ltx(0, 1, 1, b"second", if_absent=True)
+    assert st.read_range(FileInfo(0, 1, 1, 0)) == b"first"
+    assert sorted(p.name for p in (tmp_path / "ltx/0").iterdir()) == [
+        "0000000000000001-0000000000000001.ltx"]
+
+
+def test_file_reads_litestream_written_tree(tmp_path: Path) -> None:
+    level = tmp_path / "ltx" / "1"
+    level.mkdir(parents=True)
+    (level / "00000000000000e1-0000000000000120.ltx").write_bytes(DATA)
+    (level / "00000000000000e1-0000000000000120.ltx.tmp").write_bytes(b"partial")
+    (tmp_path / "ltx" / "0001").mkdir()  # S3-style name: not a file-layout level
+    (tmp_path / "ltx" / "0001" / "0000000000000001-0000000000000001.ltx").write_bytes(b"x")
+    st = open_storage(f"file://{tmp_path}")
+    levels = st.list_all()
+    assert [(i.level, i.min_txid, i.max_txid, i.size) for i in levels[1]] == [
+        (1, 0xE1, 0x120, len(DATA))]
+    assert sum(len(v) for v in levels.values()) == 1
+
+
+# -- backend specifics: memory hooks ----------------------------------------------------------
+
+
+def test_memory_fail_next_and_latency() -> None:
+    st = open_storage(f"memory://hooks-{uuid.uuid4().hex}")
+    assert isinstance(st, MemoryStorage)
+    info = st.write_ltx(0, 1, 1, DATA)
+    st.fail_next(2, ops=["read"])
+    for _ in range(2):
+        with pytest.raises(TransientStorageError, match="injected"):
+            st.read_range(info, 0, 1)
+    assert st.read_range(info, 0, 1) == DATA[:1]
+    st.fail_next(1, NotFoundError("gone"), ops=["list"])
+    st.read_range(info, 0, 1)  # other operations are not affected
+    with pytest.raises(NotFoundError, match="gone"):
+        st.list_level(0)
+    assert st.list_level(0) == [info]
+    # The hooks live on the shared store: another client of the name sees them too.
+    other = open_storage(st.url)
+    st.store.fail_next(1, ConnectionError)
+    with pytest.raises(ConnectionError):
+        other.get_object("x")
+    with pytest.raises(ValueError):
+        st.fail_next(1, ops=["nope"])
+    st.store.latency = 0.05
+    t0 = time.monotonic()
+    st.list_level(0)
+    assert time.monotonic() - t0 >= 0.05
+    st.store.clear()
+    assert st.list_level(0) == [] and st.store.latency == 0

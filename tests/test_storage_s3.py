@@ -307,6 +307,11 @@ def test_unreachable_endpoint_fails_within_seconds(s3_bucket: str, seaweed: Any)
         st.list_all()
     with pytest.raises(EndpointUnreachableError):
         st.read_range(FileInfo(0, 1, 1, 10))
+    with pytest.raises(EndpointUnreachableError):  # botocore path
+        st.write_ltx(0, 1, 1, b"x")
+    slow = s3_storage(seaweed, s3_bucket, endpoint=f"http://127.0.0.1:{port}", fast_reads=False)
+    with pytest.raises(EndpointUnreachableError):
+        slow.list_level(0)
     assert time.monotonic() - t0 < 3
     assert f"127.0.0.1:{port}" in str(info.value)
 
@@ -420,18 +425,22 @@ def test_lost_response_to_conditional_put_is_not_a_conflict(
         st.write_ltx(0, 2, 2, b"someone else", if_absent=True)
 
 
-def test_list_all_runs_levels_in_parallel(seaweed: Any, s3_bucket: str,
+def test_parallel_requests_share_the_pool(seaweed: Any, s3_bucket: str,
                                           proxy: FaultProxy) -> None:
     st = s3_storage(seaweed, s3_bucket, endpoint=proxy.endpoint)
-    st.write_ltx(3, 1, 1, b"x")
-    st.client  # noqa: B018 - exclude client construction from the timing
+    infos = [st.write_ltx(3, t, t, DATA) for t in range(1, 11)]
+    st.list_all()  # warm: one pooled connection
     proxy.delay_seconds = 0.3
     proxy.add("delay", 10, method="GET")
     t0 = time.monotonic()
-    levels = st.list_all()
+    got = st.read_many([(info, 7, 3) for info in infos])
     elapsed = time.monotonic() - t0
-    assert [len(levels[i]) for i in range(10)] == [0, 0, 0, 1, 0, 0, 0, 0, 0, 0]
+    assert got == [DATA[7:10]] * 10
     assert elapsed < 1.5  # sequential would take 3 s
+    t0 = time.monotonic()
+    proxy.add("delay", 1, method="GET")
+    assert [len(v) for v in st.list_all().values()] == [0, 0, 0, 10, 0, 0, 0, 0, 0, 0]
+    assert time.monotonic() - t0 < 1.0
 
 
 def test_retry_policy_bounds() -> None:
