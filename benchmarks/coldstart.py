@@ -101,13 +101,18 @@ def _child(args: argparse.Namespace) -> None:
         s = time.perf_counter()
         n = con.execute(COUNT_SQL).fetchone()[0]
         phase("count", count_s=time.perf_counter() - s, count_rows=n)
-    extra: dict[str, Any] = {}
+    if args.idle_s:  # idle polling cost: the parent counts requests during this phase
+        time.sleep(args.idle_s)
+        phase("idle", idle_s=args.idle_s)
+    import resource
+
+    extra: dict[str, Any] = {"peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
     if args.child.startswith("litevfs"):
         from litevfs.replica import open_replicas
 
         (replica,) = open_replicas()
-        extra = {"impl": replica.impl.__name__, "storage": replica.storage.stats.snapshot(),
-                 "cache_hits": replica.cache.hits, "cache_misses": replica.cache.misses}
+        extra.update(impl=replica.impl.__name__, storage=replica.storage.stats.snapshot(),
+                     cache_hits=replica.cache.hits, cache_misses=replica.cache.misses)
     phase("done", **extra)
 
 
@@ -177,7 +182,8 @@ def _counting_proxy(target_port: int, delay_s: float) -> Any:
 
 
 def _run_reader(reader: str, *, url: str, env: dict[str, str], proxy: Any, ids: list[int],
-                count: bool, local_db: Path, timeout: float) -> dict[str, Any]:
+                count: bool, local_db: Path, timeout: float, idle_s: float = 0.0
+                ) -> dict[str, Any]:
     child_env = dict(env)
     child_env["PYTHONPATH"] = f"{REPO / 'src'}{os.pathsep}{REPO}"
     child_env.pop("AWS_CA_BUNDLE", None)
@@ -195,8 +201,9 @@ def _run_reader(reader: str, *, url: str, env: dict[str, str], proxy: Any, ids: 
     cmd = [sys.executable, str(Path(__file__).resolve()), "--child", reader, "--url", url,
            "--ids", ",".join(map(str, ids)), "--local-db", str(local_db),
            "--extension", extension, "--spawned-at", "0"]
-    if count:
-        cmd.append("--count")
+    cmd.append("--count" if count else "--no-count")
+    if idle_s:
+        cmd += ["--idle-s", str(idle_s)]
     result: dict[str, Any] = {"reader": reader}
     before = proxy.requests
     spawned = time.time()
@@ -329,6 +336,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--extension", help=argparse.SUPPRESS)
     p.add_argument("--spawned-at", type=float, help=argparse.SUPPRESS)
     p.add_argument("--count", action="store_true", help=argparse.SUPPRESS)
+    p.add_argument("--idle-s", type=float, default=0.0, help=argparse.SUPPRESS)
     args = p.parse_args(argv)
     if args.child:
         _child(args)

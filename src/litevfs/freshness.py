@@ -11,7 +11,8 @@ The interval adapts: after a change it drops back to ``poll_interval``; each idl
 poll doubles it, up to ``poll_max_interval``. Replicas without a head object (written
 by ``litestream replicate``) keep the plain LIST poll at ``poll_interval``; their
 head is looked for again every ``RECHECK_S`` seconds, so a litevfs writer that
-starts later is picked up.
+starts later is picked up; in head mode a LIST poll still runs every
+``HEAD_RECHECK_S`` seconds in case a writer that keeps no head takes over.
 """
 
 from __future__ import annotations
@@ -31,7 +32,8 @@ if TYPE_CHECKING:
 log = logging.getLogger("litevfs.freshness")
 
 HEAD_NAME = "litevfs/head"
-RECHECK_S = 60.0
+RECHECK_S = 60.0  # list mode: look for a head object again this often
+HEAD_RECHECK_S = 300.0  # head mode: one LIST poll this often anyway
 
 
 def encode_head(txid: int) -> bytes:
@@ -158,7 +160,7 @@ class Freshness:
             return poll_once(self.replica)
         self.mode = "head"
         if now >= self._next_check:  # safety net: a non-litevfs writer may have taken over
-            self._next_check = now + RECHECK_S
+            self._next_check = now + HEAD_RECHECK_S
             self.list_polls += 1
             if changed and etag is not None:
                 self._etag = etag

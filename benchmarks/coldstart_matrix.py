@@ -1,0 +1,194 @@
+"""Cold start across database sizes and RTTs, with and without a warm persistent cache,
+idle polling cost and peak RSS, against Litestream's VFS in the same run.
+
+    python benchmarks/coldstart_matrix.py --sizes 200 1024 --rtt-ms 20
+    python benchmarks/coldstart_matrix.py --quick          # 10 MB, ~1 min
+
+For each size: build the database, replicate it with the real ``litestream replicate``
+(SeaweedFS on 127.0.0.1), then at each RTT run fresh processes (``coldstart.py``'s
+child) for:
+
+* ``litestream``: Litestream's VFS;
+* ``litevfs-cython`` / ``litevfs-python``: cold, no persistent cache (both twins);
+* ``litevfs-cython-warm``: ``LITEVFS_CACHE_DIR`` warmed by one earlier process (page
+  indexes, pages and the learned boot set on local disk; one LIST still checks
+  freshness);
+* idle polling: requests per minute of an open, idle reader, for Litestream's VFS and
+  for litevfs on a replica with a litevfs head object (what a litevfs writer keeps).
+
+Output: JSON lines (``--out``), a ratio table, and ``--chart`` (PNG of cold start vs
+size and RTT; needs matplotlib, the ``bench`` extra; skipped when absent).
+Only 127.0.0.1 is ever contacted.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import random
+import sys
+import tempfile
+from pathlib import Path
+from typing import Any
+
+HERE = Path(__file__).resolve().parent
+sys.path[:0] = [str(HERE.parent), str(HERE.parent / "src"), str(HERE)]
+
+import coldstart  # noqa: E402  (benchmarks/coldstart.py: child process, proxy, setup)
+
+
+def _write_head(server: Any, bucket: str) -> None:
+    """Give the replica a litevfs head object, as a litevfs writer would."""
+    from litevfs.freshness import write_head
+    from litevfs.storage import open_storage
+    from tests.rig.seaweed import s3_replica_url
+
+    storage = open_storage(s3_replica_url(bucket, "db", server.endpoint, server.region),
+                           access_key_id=server.access_key, secret_access_key=server.secret_key)
+    try:
+        levels = storage.list_all()
+        write_head(storage, max(f.max_txid for fs in levels.values() for f in fs))
+    finally:
+        storage.close()
+
+
+def run_size(args: argparse.Namespace, size_mb: float, work: Path) -> list[dict[str, Any]]:
+    from tests.rig.seaweed import s3_replica_url
+
+    ns = argparse.Namespace(**vars(args))
+    ns.size = size_mb
+    server, bucket, db, max_id, owned = coldstart._prepare(ns, work)
+    results: list[dict[str, Any]] = []
+    try:
+        rng = random.Random(7)
+        ids = [rng.randint(1, max_id) for _ in range(args.points + 1)]
+        for rtt in args.rtt_ms:
+            proxy = coldstart._counting_proxy(server.port, rtt / 2000)
+            try:
+                url = s3_replica_url(bucket, "db", proxy.endpoint, server.region)
+                cache = tempfile.mkdtemp(prefix="litevfs-bench-cache-")
+
+                def run(reader: str, label: str, env_extra: dict[str, str] | None = None,
+                        idle_s: float = 0.0) -> dict[str, Any]:
+                    env = server.env()
+                    env.update(env_extra or {})
+                    r = coldstart._run_reader(reader, url=url, env=env, proxy=proxy, ids=ids,
+                                              count=False, local_db=db, timeout=args.timeout,
+                                              idle_s=idle_s)
+                    r.update(reader=label, rtt_ms=rtt, size_mb=round(db.stat().st_size / 1e6, 1),
+                             page_size=args.page_size, points=args.points)
+                    if idle_s and "requests_idle" in r:
+                        r["idle_requests_per_min"] = r["requests_idle"] * 60.0 / idle_s
+                    line = json.dumps(r, sort_keys=True)
+                    print(line, flush=True)
+                    if args.out:
+                        with open(args.out, "a") as f:
+                            f.write(line + "\n")
+                    results.append(r)
+                    return r
+
+                run("litestream", "litestream", idle_s=args.idle_s)
+                run("litevfs-cython", "litevfs-cython", {"LITEVFS_BOOT_SET": "off"})
+                run("litevfs-python", "litevfs-python", {"LITEVFS_BOOT_SET": "off"})
+                warm_env = {"LITEVFS_CACHE_DIR": cache}
+                run("litevfs-cython", "warming", warm_env)  # fills the cache dir
+                run("litevfs-cython", "litevfs-cython-warm", warm_env)
+                _write_head(server, bucket)
+                run("litevfs-cython", "litevfs-idle-head", {"LITEVFS_BOOT_SET": "off"},
+                    idle_s=args.idle_s)
+            finally:
+                proxy.stop()
+    finally:
+        if owned is not None:
+            owned.stop()
+    return results
+
+
+def table(results: list[dict[str, Any]]) -> str:
+    lines = []
+    keys = [("cold_start_s", "cold start s"), ("requests_open", "requests at open"),
+            ("first_query_s", "first query s"), ("points_warm_p50_ms", "warm point ms"),
+            ("peak_rss_mb", "peak RSS MB"), ("idle_requests_per_min", "idle req/min")]
+    groups = sorted({(r["size_mb"], r["rtt_ms"]) for r in results})
+    for size, rtt in groups:
+        by = {r["reader"]: r for r in results if (r["size_mb"], r["rtt_ms"]) == (size, rtt)
+              and r["reader"] != "warming"}
+        base = by.get("litestream", {})
+        lines.append(f"\n{size} MB, RTT {rtt} ms")
+        lines.append(f"{'metric':<18}" + "".join(f"{n:>22}" for n in by))
+        for key, label in keys:
+            row = f"{label:<18}"
+            for name, r in by.items():
+                v = r.get(key)
+                b = base.get(key)
+                if name == "litevfs-idle-head" and key == "idle_requests_per_min":
+                    b = base.get(key)
+                cell = "-" if not isinstance(v, (int, float)) else f"{v:.4g}"
+                if isinstance(v, (int, float)) and isinstance(b, (int, float)) and b and \
+                        name != "litestream":
+                    cell += f" ({v / b:.2f}x)"
+                row += f"{cell:>22}"
+            lines.append(row)
+    return "\n".join(lines)
+
+
+def chart(results: list[dict[str, Any]], path: str) -> str | None:
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        return None
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    for reader in ("litestream", "litevfs-cython", "litevfs-python", "litevfs-cython-warm"):
+        for rtt in sorted({r["rtt_ms"] for r in results}):
+            pts = sorted((r["size_mb"], r["cold_start_s"]) for r in results
+                         if r["reader"] == reader and r["rtt_ms"] == rtt and "cold_start_s" in r)
+            if pts:
+                ax.plot([p[0] for p in pts], [p[1] for p in pts], marker="o",
+                        label=f"{reader}, {rtt:g} ms RTT")
+    ax.set_xlabel("database size (MB)")
+    ax.set_ylabel("cold start: process start to first row (s)")
+    ax.set_xscale("log")
+    ax.grid(True, alpha=0.3)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    return path
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--sizes", type=float, nargs="*", default=[200.0, 1024.0])
+    p.add_argument("--rtt-ms", type=float, nargs="*", default=[20.0])
+    p.add_argument("--quick", action="store_true")
+    p.add_argument("--page-size", type=int, default=4096)
+    p.add_argument("--points", type=int, default=100)
+    p.add_argument("--idle-s", type=float, default=30.0, help="idle polling window")
+    p.add_argument("--timeout", type=float, default=900.0)
+    p.add_argument("--out", help="append JSON lines here")
+    p.add_argument("--chart", default="coldstart_matrix.png", help="PNG path ('' for none)")
+    p.add_argument("--endpoint")
+    p.add_argument("--access-key", default=os.environ.get("AWS_ACCESS_KEY_ID", ""))
+    p.add_argument("--secret-key", default=os.environ.get("AWS_SECRET_ACCESS_KEY", ""))
+    p.add_argument("--region", default="us-east-1")
+    args = p.parse_args(argv)
+    os.environ["AWS_EC2_METADATA_DISABLED"] = "true"
+    os.environ.pop("AWS_CA_BUNDLE", None)
+    if args.quick:
+        args.sizes, args.points, args.idle_s = [10.0], 30, 10.0
+    results: list[dict[str, Any]] = []
+    for size in args.sizes:
+        with tempfile.TemporaryDirectory(prefix="litevfs-matrix-") as tmp:
+            results += run_size(args, size, Path(tmp))
+    print(table(results))
+    if args.chart:
+        made = chart(results, args.chart)
+        print(f"# chart: {made}" if made else "# chart skipped (pip install matplotlib)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
