@@ -58,10 +58,7 @@ def list_all_s3(storage: S3Storage) -> dict[int, list[FileInfo]]:
     args: dict[str, Any] = {"Bucket": storage.bucket, "Prefix": list_prefix,
                             "MaxKeys": storage.page_size}
     what = f"LIST s3://{storage.bucket}/{list_prefix}"
-    if hasattr(storage, "_list_page"):  # the stdlib fast path, when the backend has one
-        page = storage._request("lists", what, lambda: storage._list_page(args))
-    else:
-        page = storage._request("lists", what, lambda c: c.list_objects_v2(**args))
+    page = storage._request("lists", what, lambda: storage._list_page(args))
     last_level = -1
     last_key = ""
     for obj in page.get("Contents", ()):
