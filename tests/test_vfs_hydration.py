@@ -217,3 +217,34 @@ def test_temporary_file_removed_at_interpreter_exit(tmp_path: Path) -> None:
     state, path = out.stdout.split()
     assert state == "complete" and path.endswith("hydration.db")
     assert not os.path.exists(path) and not os.path.exists(os.path.dirname(path))
+
+
+def test_time_travel_reads_stay_exact(primary: FakeLitestream, core: ModuleType) -> None:
+    """Time travel reads the old versions; pages that still match stay local, and
+    LATEST returns to the hydrated copy (Litestream turns hydrated reads off for good)."""
+    from litevfs.timetravel import format_ms
+
+    con = api.connect(primary.storage.url, impl=core, poll_interval=0, hydration=True)
+    try:
+        wait_complete(con)
+        old = [rows(con, q) for q in QUERIES]
+        moment = format_ms(primary.timestamp_ms + 500)
+        w = primary.db()
+        transfer(w, 7, 8, 30)
+        w.execute("UPDATE blobs SET data = randomblob(9000) WHERE id = 2")
+        w.close()
+        primary.sync()
+        replica = file_of(con).replica
+        assert poll_once(replica)
+        wait_complete(con, replica.current.txid)
+        new = [rows(con, q) for q in QUERIES]
+        assert new != old
+        con.execute(f"PRAGMA litestream_time = '{moment}'")
+        local = litevfs.hydration_status(con)["local_reads"]
+        rows(con, "PRAGMA cache_size=0")
+        assert [rows(con, q) for q in QUERIES] == old
+        assert litevfs.hydration_status(con)["local_reads"] > local  # unchanged pages
+        con.execute("PRAGMA litestream_time = 'LATEST'")
+        assert [rows(con, q) for q in QUERIES] == new
+    finally:
+        con.close()
