@@ -104,9 +104,7 @@ def _child(args: argparse.Namespace) -> None:
     if args.idle_s:  # idle polling cost: the parent counts requests during this phase
         time.sleep(args.idle_s)
         phase("idle", idle_s=args.idle_s)
-    import resource
-
-    extra: dict[str, Any] = {"peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
+    extra: dict[str, Any] = {"peak_rss_mb": _peak_rss_mb()}
     if args.child.startswith("litevfs"):
         from litevfs.replica import open_replicas
 
@@ -114,6 +112,18 @@ def _child(args: argparse.Namespace) -> None:
         extra.update(impl=replica.impl.__name__, storage=replica.storage.stats.snapshot(),
                      cache_hits=replica.cache.hits, cache_misses=replica.cache.misses)
     phase("done", **extra)
+
+
+def _peak_rss_mb() -> float | None:
+    """VmHWM: unlike ru_maxrss it is not inherited from the parent across exec."""
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    return None
 
 
 # -- parent side ---------------------------------------------------------------------
