@@ -319,3 +319,43 @@ def test_compaction_relabels_instead_of_downloading(
     finally:
         h.close()
         replica.close()
+
+
+def test_l1_arriving_with_its_commits_relabels_unchanged_pages(
+        primary: FakeLitestream, core: ModuleType) -> None:
+    """An L1 file covering TXIDs the local copy has not seen yet (it arrives in the same
+    poll as its L0 files): the L0 indexes tell which pages changed; only those download."""
+    replica = open_replica(primary, core)
+    h = Hydrator(replica)
+    try:
+        run(h)  # current at TXID 1
+        fetched = h.bytes_fetched
+        for i in range(3):
+            con = primary.db()
+            transfer(con, 10 + i, 20 + i, 5)
+            con.close()
+            primary.sync()
+        primary.compact(1, primary.storage.list_level(0))  # L1 [1..4], the whole database
+        assert poll_once(replica)
+        view = replica.current
+        l1 = replica.file_id(primary.storage.list_level(1)[0])
+        assert sum(view.index.lookup(p)[0] == l1 for p in range(1, view.commit + 1)) \
+            == view.commit
+        run(h)
+        assert h.bytes_fetched - fetched < 8 * 4096  # the few pages the transfers changed
+        assert local_bytes(h) == primary.db_path.read_bytes()
+        # without the L0 history the same situation downloads everything again
+        con = primary.db()
+        transfer(con, 1, 2, 5)
+        con.close()
+        primary.sync()
+        primary.compact(1, primary.storage.list_level(0))  # L1 [1..5]
+        primary.storage.delete_ltx(primary.storage.list_level(0))
+        before = h.bytes_fetched
+        assert poll_once(replica)
+        run(h)
+        assert h.bytes_fetched - before > 0.5 * fetched
+        assert local_bytes(h) == primary.db_path.read_bytes()
+    finally:
+        h.close()
+        replica.close()

@@ -349,6 +349,8 @@ class Hydrator:
         lookup, have, txids, v = view.index.lookup, self._have, self._txid, view.txid
         max_of: dict[int, int] = {}
         wanted: list[tuple[int, int, int, int]] = []
+        straddling: list[tuple[int, int, int, int]] = []
+        seen_t: dict[int, int] = {}
         total = 0
         with self._lock:  # store_pages must not interleave with the re-labelling
             for p in range(1, commit + 1):
@@ -369,13 +371,56 @@ class Hydrator:
                         have[p] = fid + 1
                         txids[p] = v
                         continue
+                    if t < m <= v:
+                        straddling.append((fid, e[1], e[2], p))
+                        seen_t[p] = t
+                        continue
                 wanted.append((fid, e[1], e[2], p))
+        if straddling:
+            wanted += self._relabel_straddling(straddling, seen_t, max_of, v)
         runs = plan_runs(wanted, max_gap=self.max_gap, run_bytes=self.run_bytes)
         runs.reverse()
         with self._lock:
             self._queue = runs
             self._total, self._remaining = total, len(wanted)
             self._target = view
+
+    def _relabel_straddling(self, frames: list[tuple[int, int, int, int]], seen_t: dict[int, int],
+                            max_of: dict[int, int], v: int) -> list[tuple[int, int, int, int]]:
+        """Pages now mapped to a file ending after the TXID ``t`` their local copy is
+        current at (an L1 file that arrived together with the commits it covers). The
+        retained L0 files covering (t, MaxTXID] say which pages really changed; the
+        others keep their bytes under the new label. Returns the frames to download."""
+        txids, have = self._txid, self._have
+        lo = min(seen_t.values())
+        hi = max(max_of[f] for f, _, _, _ in frames)
+        try:
+            l0 = sorted(self.storage.list_level(0), key=lambda f: (f.min_txid, f.max_txid))
+            chain, reached = [], lo
+            for f in l0:
+                if f.max_txid > reached and f.min_txid <= reached + 1:
+                    chain.append(f)
+                    reached = f.max_txid
+                if reached >= hi:
+                    break
+            if reached < hi:
+                return frames  # the L0 history is gone (retention): download
+            changed: set[int] = set()
+            for fi in self.replica.fetch_indexes(chain):
+                changed.update(fi.pgnos)
+        except (StorageError, LTXFormatError) as exc:
+            log.debug("cannot tell which straddled pages changed (%s): downloading", exc)
+            return frames
+        keep = []
+        with self._lock:
+            for frame in frames:
+                p = frame[3]
+                if p in changed or txids[p] != seen_t[p]:  # changed, or rewritten meanwhile
+                    keep.append(frame)
+                else:  # unchanged over (t, MaxTXID]: same bytes
+                    have[p] = frame[0] + 1
+                    txids[p] = v
+        return keep
 
     def _round_done(self) -> None:
         view = self._target
