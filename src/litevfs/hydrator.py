@@ -20,8 +20,8 @@ before and after its ``pread`` and falls back to the normal path on a change.
 ``hydrate_step()`` does one batch of work (no threads needed in tests); the
 thread around it re-plans whenever a new view is published, so only the newest
 version of each page is downloaded, with parallel ranged GETs over contiguous
-frames of one file. Persistence and resume: see ``sidecar.py`` and
-:meth:`Hydrator._resume`.
+frames of one file. Persistence and resume: ``hydration_persist.py`` and
+``sidecar.py``.
 """
 
 from __future__ import annotations
@@ -39,10 +39,8 @@ from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from .errors import LiteVFSError, LTXFormatError, NotFoundError, StorageError
-from .ltx.format import TRAILER_SIZE, Trailer
-from .sidecar import Sidecar, SidecarError, make_bitmap, read_sidecar, remove_sidecar, \
-    sidecar_path, write_sidecar
+from .errors import LTXFormatError, NotFoundError, StorageError
+from .hydration_persist import HydrationDiskError, HydrationPersistence
 
 if TYPE_CHECKING:
     from .replica import Replica, View
@@ -53,10 +51,6 @@ MAX_GAP = 16 * 1024  # superseded frames up to this size are read through, not s
 RUN_BYTES = 4 * 1024 * 1024  # largest ranged GET
 CHECKPOINT_INTERVAL = 2.0  # seconds between sidecar writes while downloading
 IDLE_WAIT = 0.1  # how often an idle hydrator looks for a newer view
-
-
-class HydrationDiskError(LiteVFSError):
-    """The local file cannot be used (disk full, unwritable path, in use elsewhere)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -104,7 +98,7 @@ def _spans(pages: list[tuple[int, bytes]]) -> list[tuple[int, list[bytes]]]:
     return out
 
 
-class Hydrator:
+class Hydrator(HydrationPersistence):
     """Owns one replica's local copy. States: pending, hydrating, complete, failed, closed."""
 
     def __init__(self, replica: Replica, path: str | None = None, *, concurrency: int = 16,
@@ -527,122 +521,6 @@ class Hydrator:
         except HydrationDiskError as exc:
             self._fail(exc)
             return 0
-
-    # -- persistence ---------------------------------------------------------------------
-    def _checksum_at(self, txid: int) -> int | None:
-        """The post-apply checksum of the database at ``txid`` (from the trailer of a
-        retained file ending there), None when no such file exists any more."""
-        if txid in self._checksums:
-            return self._checksums[txid]
-        infos = []
-        view = self.replica.current
-        for fid in view.index.file_ids():
-            info = self.replica.file_info(fid)
-            if info.max_txid == txid:
-                infos.append(info)
-        if not infos:
-            levels = self.storage.list_all()
-            infos = [f for lvl in sorted(levels) for f in levels[lvl] if f.max_txid == txid]
-        checksum = None
-        for info in infos:
-            try:
-                raw = self.storage.read_range(info, info.size - TRAILER_SIZE, TRAILER_SIZE)
-            except NotFoundError:
-                continue
-            checksum = Trailer.unpack(raw).post_apply_checksum
-            break
-        if checksum is not None:
-            self._checksums[txid] = checksum
-        return checksum
-
-    def checkpoint(self) -> bool:
-        """fsync the data file, then record in the sidecar which pages equal the
-        database at the target view's TXID. Pages written later for newer views are
-        never older than that TXID, so a crash at any point leaves a sidecar that is
-        safe to resume from (see :meth:`_resume`)."""
-        view = self._target
-        if not self.persistent or self._fd < 0 or view is None or self.path is None:
-            return False
-        checksum = self._checksum_at(view.txid)
-        if checksum is None:
-            log.debug("no retained file ends at TXID %016x; sidecar not updated", view.txid)
-            return False
-        lookup, have = view.index.lookup, self._have
-        present = []
-        for p in range(1, min(view.commit, len(have) - 1) + 1):
-            e = lookup(p)
-            if e is not None and have[p] == e[0] + 1:
-                present.append(p)
-        sidecar = Sidecar(self.storage.url, self.page_size, view.txid, view.commit, checksum,
-                          make_bitmap(present, view.commit))
-        try:
-            os.fsync(self._fd)
-            write_sidecar(self.path, sidecar)
-        except OSError as exc:
-            raise HydrationDiskError(f"writing {sidecar_path(self.path)} failed: {exc}") from exc
-        self._last_checkpoint = time.monotonic()
-        self._checkpointed = (view.txid, len(present))
-        return True
-
-    def _resume(self, view: View) -> None:
-        """Adopt a persistent file whose sidecar matches this replica; else start empty.
-
-        A page set in the sidecar (state at TXID T) is still current when the file the
-        view maps it to ends at or before T: any later change would come from a newer
-        file. Everything else is downloaded again."""
-        if not self.persistent or self.path is None:
-            return
-        reason = None
-        try:
-            sc = read_sidecar(self.path)
-        except SidecarError as exc:
-            sc, reason = None, str(exc)
-        if sc is not None:
-            if sc.replica != self.storage.url:
-                reason = f"sidecar belongs to replica {sc.replica}"
-            elif sc.page_size != view.page_size:
-                reason = f"sidecar page size {sc.page_size} is not {view.page_size}"
-            elif sc.txid > view.txid:
-                reason = (f"sidecar TXID {sc.txid:016x} is ahead of the replica "
-                          f"({view.txid:016x}): the replica was reset")
-            else:
-                checksum = self._checksum_at(sc.txid)
-                if checksum is None:
-                    reason = (f"no retained LTX file ends at the sidecar's TXID {sc.txid:016x} "
-                              "(older than the replica's retention)")
-                elif checksum != sc.post_apply_checksum:
-                    reason = f"database checksum at TXID {sc.txid:016x} does not match"
-        try:
-            size = os.fstat(self._fd).st_size
-        except OSError as exc:
-            raise HydrationDiskError(f"cannot stat {self.path}: {exc}") from exc
-        if reason is not None or sc is None:
-            if size or reason != "no sidecar":
-                log.warning("hydration file %s not reused (%s): rebuilding", self.path, reason)
-            try:
-                os.ftruncate(self._fd, 0)
-                remove_sidecar(self.path)
-            except OSError as exc:
-                raise HydrationDiskError(f"cannot reset {self.path}: {exc}") from exc
-            return
-        self.page_size = sc.page_size
-        lookup, info_of = view.index.lookup, self.replica.file_info
-        limit = min(view.commit, size // sc.page_size)
-        adopted = 0
-        with self._lock:
-            self._grow(view.commit)
-            have = self._have
-            for p in sc.pages():
-                if p > limit:
-                    break
-                e = lookup(p)
-                if e is not None and info_of(e[0]).max_txid <= sc.txid:
-                    have[p] = e[0] + 1
-                    self._txid[p] = sc.txid
-                    adopted += 1
-        self.resumed_pages = adopted
-        log.info("hydration file %s resumed at TXID %016x: %d pages reused",
-                 self.path, sc.txid, adopted)
 
     # -- read-outs -----------------------------------------------------------------------
     @property
