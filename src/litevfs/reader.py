@@ -263,6 +263,15 @@ class ScanTracker:
         self._prefetched_to: dict[int, int] = {}
         self._view_txid = -1
 
+    def begin_transaction(self) -> None:
+        """A new read transaction: forget which children were read last. Only a scan
+        inside one transaction reads consecutive children; separate point queries that
+        happen to land on neighbouring children must not start a prefetch cascade."""
+        self._last_index.clear()
+        self._prefetched_to.clear()
+        self.ahead = 0
+        self.last_pgno = 0
+
     def before_read(self, view: View, pgno: int) -> int:
         """Read-ahead bytes for a read of ``pgno``; may start a b-tree prefetch."""
         if view.txid != self._view_txid:  # page numbers mean new pages in a new view

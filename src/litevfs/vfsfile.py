@@ -151,6 +151,7 @@ class LiteFile:
             raise apsw.ReadOnlyError(READONLY_MESSAGE)
         if level == _SHARED and self.lock_level < _SHARED:
             self.snapshot.begin()
+            self.scans.begin_transaction()
         self.lock_level = level
 
     def xUnlock(self, level: int) -> None:

@@ -187,6 +187,7 @@ class WritableLiteFile(LiteFile):
                 writer.locks.lock(self.owner, SHARED)
                 self._local = writer.local  # before the view: see writer.py
                 self.snapshot.begin()
+                self.scans.begin_transaction()
             elif level >= RESERVED:
                 if self.lock_level < RESERVED:
                     writer.check_writable()
