@@ -88,6 +88,8 @@ def test_connections_share_state_and_locks(url, tmp_path, core):
     a = wconnect(url, tmp_path, core)
     a.execute("CREATE TABLE t(id INTEGER PRIMARY KEY, v TEXT)")
     b = litevfs.connect(url, write=True, impl=core)  # shares the replica (first opener's options)
+    a.set_busy_timeout(0)
+    b.set_busy_timeout(0)
     b.execute("INSERT INTO t(v) VALUES ('from b')")
     assert a.execute("SELECT v FROM t").fetchall() == [("from b",)]  # no sync needed
     a.execute("BEGIN IMMEDIATE")
@@ -174,7 +176,7 @@ def test_conflict_error_export_and_discard(url, tmp_path, core):
     con.execute("INSERT INTO t(v) VALUES ('mine')")
     with pytest.raises(litevfs.ConflictError):
         litevfs.sync(con)
-    with pytest.raises(apsw.BusyError):  # SQLite keeps only the code; the message is here:
+    with pytest.raises(apsw.ReadOnlyError):  # SQLite keeps only the code; the message is here:
         con.execute("INSERT INTO t(v) VALUES ('refused')")
     assert "another writer" in litevfs.write_status(con)["conflict"]
     assert con.execute("PRAGMA litestream_write_enabled").fetchone() == ("0",)
@@ -244,3 +246,49 @@ def test_non_default_page_size_refused_on_new_database(url, tmp_path, core):
     with pytest.raises(apsw.Error):
         con.execute("CREATE TABLE t(x)")
     con.close()
+
+
+def test_threads_write_read_and_sync_concurrently(url, tmp_path, core):
+    con = wconnect(url, tmp_path, core, sync_interval="20ms")
+    con.execute("CREATE TABLE t(id INTEGER PRIMARY KEY, v BLOB)")
+    errors: list[BaseException] = []
+    done = threading.Event()
+
+    def write() -> None:
+        try:
+            w = litevfs.connect(url, write=True, impl=core)
+            w.set_busy_timeout(5000)
+            for i in range(300):
+                w.execute("INSERT INTO t(v) VALUES (randomblob(?))", (100 + (i % 7) * 900,))
+            w.close()
+        except BaseException as exc:  # noqa: BLE001
+            errors.append(exc)
+        finally:
+            done.set()
+
+    def read() -> None:
+        try:
+            r = litevfs.connect(url, write=True, impl=core)
+            r.set_busy_timeout(5000)
+            last = 0
+            while not done.is_set():
+                with r:
+                    n, = r.execute("SELECT count(*) FROM t").fetchone()
+                    assert r.execute("SELECT count(*) FROM t WHERE length(v) >= 100"
+                                     ).fetchone() == (n,)
+                assert n >= last
+                last = n
+            r.close()
+        except BaseException as exc:  # noqa: BLE001
+            errors.append(exc)
+
+    threads = [threading.Thread(target=write)] + [threading.Thread(target=read) for _ in range(3)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=60)
+    import traceback
+    assert not errors, ["".join(traceback.format_exception(e)) for e in errors]
+    assert con.execute("PRAGMA integrity_check").fetchone() == ("ok",)
+    con.close()
+    assert restored_rows(url, tmp_path, "SELECT count(*) FROM t") == [(300,)]

@@ -11,6 +11,7 @@ import itertools
 import logging
 import os
 import threading
+import time
 import weakref
 from types import ModuleType
 from typing import Any
@@ -91,6 +92,12 @@ class LiteVFS(apsw.VFS):
             else:
                 self._main_names.pop(file.filename, None)
         release_replica(file.replica)
+
+    def xSleep(self, microseconds: int) -> int:
+        # SQLite's busy handler sleeps here: release the GIL so the connection holding the
+        # lock (another thread of this process, in write mode) can finish meanwhile.
+        time.sleep(microseconds / 1e6)
+        return microseconds
 
     def xAccess(self, pathname: str, flags: int) -> bool:
         if pathname.endswith("-wal"):

@@ -23,7 +23,9 @@ from .writebuffer import BufferError, WriteBuffer, read_buffer
 
 def prepare_connection(con: apsw.Connection) -> None:
     """Write-mode defaults for a connection: the buffer record is the atomic commit, so
-    SQLite's rollback journal stays in memory (no journal file, no fsync)."""
+    SQLite's rollback journal stays in memory (no journal file, no fsync); a 5 s busy
+    timeout, since connections of the process lock each other as on a local file."""
+    con.set_busy_timeout(5000)
     con.execute("PRAGMA journal_mode=MEMORY").fetchall()
 
 

@@ -30,9 +30,10 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("litevfs.vfs")
 
-# SQLite reports a VFS error by its code only ("database is locked"): the message is in
+# SQLite reports a VFS error by its code only: the message is in
 # litevfs.write_status(con)["conflict"], the log, and the ConflictError of litevfs.sync().
-CONFLICT_CODE = apsw.SQLITE_BUSY
+# READONLY, not BUSY: the busy handler would retry a conflict until its timeout.
+CONFLICT_CODE = apsw.SQLITE_READONLY
 
 
 def conflict_error(exc: BaseException) -> apsw.Error:
