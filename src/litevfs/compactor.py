@@ -23,7 +23,7 @@ from . import _impl
 from .errors import AlreadyExistsError, LiteVFSError
 from .ltx.decoder import decode_file
 from .ltx.encoder import encode_file
-from .ltx.format import ENCODING_FRAME, MAX_LEVEL, SNAPSHOT_LEVEL, FileInfo, lock_pgno
+from .ltx.format import ENCODING_FRAME, SNAPSHOT_LEVEL, FileInfo, lock_pgno
 from .restore import calc_restore_plan
 from .storage.base import StorageClient
 
