@@ -132,9 +132,17 @@ class BootSet:
                 if found:
                     self._disk_hits.append((info, found))
                 frames = [f for f in frames if f[0] not in found]
+            if frames and self.replica.verifier.fetch_whole(info):  # CRC-checked whole
+                self.requests += 1
+                self._fetches.append(self.replica.executor.submit(self._whole, info, frames))
+                continue
             for run in _coalesce(frames):
                 self.requests += 1
                 self._fetches.append(self.replica.executor.submit(self._fetch, info, run))
+
+    def _whole(self, info: FileInfo, frames: list[Frame]) -> tuple[FileInfo, dict[int, bytes]]:
+        pages = self.replica.verifier.whole_file_pages(info)
+        return info, {f[0]: pages[f[0]] for f in frames if f[0] in pages}
 
     def _fetch(self, info: FileInfo, run: list[Frame]) -> tuple[FileInfo, dict[int, bytes]]:
         start = run[0][1]
@@ -178,6 +186,7 @@ class BootSet:
             fid = replica.file_id(info)
             if not _same_object(replica.file_info(fid), info):
                 continue
+            replica.verifier.seen(fid, info)  # verification bookkeeping (verify.py)
             frames = []
             for pgno, page in pages.items():
                 entry = lookup(pgno)

@@ -139,6 +139,16 @@ def parse_boot_set(value: Any) -> str:
     return text
 
 
+VERIFY_MODES = ("background", "strict")
+
+
+def parse_verify_mode(value: Any) -> str:
+    text = str(value).strip().lower()
+    if text not in VERIFY_MODES:
+        raise ValueError(f"invalid verify mode {value!r} (expected background or strict)")
+    return text
+
+
 @dataclass(frozen=True)
 class Field:
     name: str  # keyword argument and URI parameter
@@ -161,6 +171,15 @@ FIELDS: tuple[Field, ...] = (
           "Largest ranged GET issued when SQLite reads pages sequentially (0: one frame)."),
     Field("fetch_retries", parse_int, 4, ("LITEVFS_FETCH_RETRIES",),
           "Retries of a failed page fetch before SQLITE_IOERR."),
+    Field("verify", parse_verify_mode, "background", ("LITEVFS_VERIFY",),
+          "LTX files larger than verify_max_size: background (served at once, CRC-64 "
+          "checked once in the background) or strict (checked before any page is served)."),
+    Field("verify_max_size", parse_size, 4 * 1024**2, ("LITEVFS_VERIFY_MAX_SIZE",),
+          "LTX files up to this size are fetched whole and CRC-64-verified before any of "
+          "their pages is served."),
+    Field("verify_bandwidth", parse_size, 16 * 1024**2, ("LITEVFS_VERIFY_BANDWIDTH",),
+          "Bytes per second the background verification of large files may read (0: "
+          "unbounded)."),
     Field("cache_dir", parse_str, None, ("LITEVFS_CACHE_DIR",),
           "Persistent page cache directory (opt-in; shared by processes, reused after a "
           "restart; pages are immutable and xxhash-checked on read)."),
@@ -218,6 +237,9 @@ class Config:
     open_timeout: float = 10.0
     read_ahead: int = 2 * 1024**2
     fetch_retries: int = 4
+    verify: str = "background"
+    verify_max_size: int = 4 * 1024**2
+    verify_bandwidth: int = 16 * 1024**2
     cache_dir: str | None = None
     cache_dir_size: int = 1024**3
     cache_compress: bool = False

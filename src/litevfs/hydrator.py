@@ -450,6 +450,7 @@ class Hydrator(HydrationPersistence):
         raise AssertionError("unreachable")
 
     def _fetch(self, run: Run) -> bytes:
+        self.replica.verifier.require(run.file_id)  # CRC policy before a local copy (verify.py)
         return self._read_range(self.replica.file_info(run.file_id), run.start, run.length)
 
     def _store_run(self, run: Run, data: bytes, txid: int) -> None:

@@ -70,6 +70,7 @@ class Reader:
         self.cache = replica.cache
         self._inflight: dict[int, Future[dict[int, bytes]]] = {}
         self._lock = threading.Lock()
+        self._failed = replica.verifier.failed  # file ids never to be served again
 
     def read_page(self, view: View, pgno: int, ahead_bytes: int = 0) -> bytes:
         """Page ``pgno`` of ``view``; fetch up to ``ahead_bytes`` more of the same file's
@@ -82,6 +83,8 @@ class Reader:
                 f"page {pgno} is not in the replica's index at TXID {view.txid:016x} "
                 f"(database has {view.commit} pages)")
         file_id, offset, size = entry
+        if self._failed and file_id in self._failed:  # failed verification (verify.py)
+            self.replica.verifier.check(file_id)
         boot = self.replica.boot
         if boot is not None and boot.recording:  # learned boot set (bootset.py)
             boot.note(pgno, entry)
@@ -210,10 +213,14 @@ class Reader:
             if attempt:
                 time.sleep(min(1.0, 0.05 * (2 ** (attempt - 1))))
             try:
+                whole = replica.verifier.pages_for(file_id)  # small files: whole + CRC
+                if whole is not None:
+                    pages = self._from_whole(view, file_id, run, whole)
+                    break
                 data = replica.storage.read_range(info, start, length)
                 if len(data) != length:
                     raise LTXFormatError(f"short read: {len(data)} of {length} bytes")
-                pages: dict[int, bytes] = {}
+                pages = {}
                 for pgno, offset, size in run:
                     got, _flags, page, frame_len = decode(data, page_size, offset - start, size)
                     if got != pgno or frame_len != size:
@@ -237,6 +244,25 @@ class Reader:
         for pgno, page in pages.items():
             put(cache_key(file_id, pgno), page)
         return pages
+
+    def _from_whole(self, view: View, file_id: int, run: list, whole: dict[int, bytes]
+                    ) -> dict[int, bytes]:
+        """The run's pages from a verified whole file; the file's other pages the view
+        still maps to it seed the cache (they were paid for already)."""
+        lookup, put = view.index.lookup, self.cache.put
+        frames = []
+        for pgno, page in whole.items():
+            entry = lookup(pgno)
+            if entry is not None and entry[0] == file_id:
+                put(cache_key(file_id, pgno), page)
+                frames.append((pgno, entry[1], entry[2]))
+        disk = self.replica.disk
+        if disk is not None and frames:  # the persistent cache gets them too
+            disk.put_frames(self.replica.file_info(file_id), frames, whole)
+        try:
+            return {pgno: whole[pgno] for pgno, _, _ in run}
+        except KeyError as exc:
+            raise LTXFormatError(f"page {exc} is not in the file its index names") from None
 
 
 class ScanTracker:

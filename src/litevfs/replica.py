@@ -88,6 +88,9 @@ class Replica:
 
         self.disk = open_disk_cache(config, storage.url)
         self.boot: Any = None  # learned boot set (bootset.py), started by open()
+        from .verify import Verifier  # the CRC-64 verification policy (verify.py)
+
+        self.verifier = Verifier(self)
         from .reader import Reader  # late: reader imports cache_key from here
 
         self.reader = Reader(self)
@@ -179,7 +182,9 @@ class Replica:
             try:
                 decoded = decode_file(fi.data, verify=True, impl=self.impl)
             except LTXFormatError as exc:
+                self.verifier.mark_failed(fid, str(exc))
                 raise LTXFormatError(f"{fi.info.name}: {exc}") from None
+            self.verifier.mark_verified(fid)
             for pgno, page in decoded.pages:
                 entry = view.index.lookup(pgno)
                 if entry is not None and entry[0] == fid:
@@ -239,6 +244,7 @@ class Replica:
             self._close_rest()
 
     def _close_rest(self) -> None:
+        self.verifier.close()
         if self.poller is not None:
             self.poller.stop()
         if self.hydrator is not None:  # before the storage client goes
