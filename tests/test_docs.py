@@ -20,3 +20,10 @@ def test_readme_opens_with_the_two_commands():
     lines = (ROOT / "README.md").read_text().splitlines()
     block = "\n".join(lines[:8])
     assert "bash scripts/demo.sh" in block and "bash scripts/test.sh" in block
+
+
+def test_public_restore_is_the_function_even_after_the_submodule_import():
+    import litevfs
+    import litevfs.restore  # noqa: F401 - importing the submodule must not rebind the name
+
+    assert callable(litevfs.restore)

@@ -9,6 +9,7 @@ from typing import Any
 
 from ._impl import IMPLEMENTATION
 from ._version import __version__
+from .restore import restore  # eager: the submodule of the same name must not shadow it
 from .errors import (
     AccessDeniedError, AlreadyExistsError, BucketNotFoundError, ChecksumMismatchError,
     ConfigError, ConflictError, EndpointUnreachableError, LiteVFSError, LTXFormatError,
@@ -37,10 +38,6 @@ def __getattr__(name: str) -> Any:
         from . import writeapi
 
         return getattr(writeapi, name)
-    if name == "restore":
-        from .restore import restore
-
-        return restore
     if name == "open_storage":
         from .storage import open_storage
 
