@@ -1019,7 +1019,10 @@ class S3Storage(StorageClient):
                         return self.client.put_object(Bucket=self.bucket, Key=key, Body=body,
                                                       IfNoneMatch="*")
 
-                    self._request("puts", what, put, key)
+                    try:
+                        self._request("puts", what, put, key)
+                    except AlreadyExistsError:
+                        pass  # a retry met our own first attempt: the key is fresh and random
                     try:
                         self._request("puts", what, put, key)
                         supported = False
