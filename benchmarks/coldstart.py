@@ -37,7 +37,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 REPO = Path(__file__).resolve().parents[1]
-sys.path[:0] = [str(REPO), str(REPO / "src")]
+sys.path[:0] = [str(REPO)]  # tests.rig; litevfs is the installed package
 
 READERS = ("litevfs-cython", "litevfs-python", "litestream", "local")
 POINT_SQL = "SELECT id, k, v FROM kv WHERE id = ?"
@@ -72,6 +72,10 @@ def _child(args: argparse.Namespace) -> None:
         con = apsw.Connection(args.local_db, flags=apsw.SQLITE_OPEN_READONLY)
     else:
         import litevfs
+
+        if litevfs.IMPLEMENTATION != args.child.removeprefix("litevfs-"):  # never mislabel
+            raise SystemExit(f"{args.child}: the installed litevfs core is "
+                             f"{litevfs.IMPLEMENTATION!r}; build the extension first")
 
         con = litevfs.connect(args.url, poll_interval="1s", cache_size="256MiB")
     t_open = time.perf_counter()
@@ -195,8 +199,10 @@ def _run_reader(reader: str, *, url: str, env: dict[str, str], proxy: Any, ids: 
                 count: bool, local_db: Path, timeout: float, idle_s: float = 0.0
                 ) -> dict[str, Any]:
     child_env = dict(env)
-    child_env["PYTHONPATH"] = f"{REPO / 'src'}{os.pathsep}{REPO}"
+    child_env["PYTHONPATH"] = str(REPO)
     child_env.pop("AWS_CA_BUNDLE", None)
+    # Like an installed package: bytecode is cached, not recompiled at every start.
+    child_env.pop("PYTHONDONTWRITEBYTECODE", None)
     if reader == "litevfs-python":
         child_env["LITEVFS_NO_EXTENSIONS"] = "1"
     else:

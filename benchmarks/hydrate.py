@@ -31,7 +31,7 @@ from pathlib import Path
 from typing import Any
 
 REPO = Path(__file__).resolve().parents[1]
-sys.path[:0] = [str(REPO), str(REPO / "src"), str(REPO / "benchmarks")]
+sys.path[:0] = [str(REPO), str(REPO / "benchmarks")]
 
 READERS = ("litevfs-cython", "litevfs-python", "litestream")
 POINT_SQL = "SELECT id, k, v FROM kv WHERE id = ?"
@@ -57,6 +57,10 @@ def _child(args: argparse.Namespace) -> None:
             return float(row[0]) if row and row[0] else 0.0
     else:
         import litevfs
+
+        if litevfs.IMPLEMENTATION != args.child.removeprefix("litevfs-"):  # never mislabel
+            raise SystemExit(f"{args.child}: the installed litevfs core is "
+                             f"{litevfs.IMPLEMENTATION!r}; build the extension first")
 
         con = litevfs.connect(args.url, hydration=True, poll_interval="1s",
                               hydration_concurrency=args.concurrency)
@@ -111,7 +115,7 @@ def _percentiles(result: dict[str, Any]) -> None:
 def _run_reader(reader: str, args: argparse.Namespace, *, url: str, env: dict[str, str],
                 proxy: Any, ids: list[int]) -> dict[str, Any]:
     child_env = dict(env)
-    child_env["PYTHONPATH"] = f"{REPO / 'src'}{os.pathsep}{REPO}"
+    child_env["PYTHONPATH"] = str(REPO)
     child_env["AWS_EC2_METADATA_DISABLED"] = "true"
     child_env.pop("AWS_CA_BUNDLE", None)
     if reader == "litevfs-python":

@@ -31,7 +31,7 @@ from pathlib import Path
 from typing import Any
 
 REPO = Path(__file__).resolve().parents[1]
-sys.path[:0] = [str(REPO), str(REPO / "src")]
+sys.path[:0] = [str(REPO)]  # tests.rig; litevfs is the installed package
 
 WRITERS = ("litevfs-cython", "litevfs-python", "litestream")
 
@@ -54,6 +54,10 @@ def _child(args: argparse.Namespace) -> None:
         sync = None
     else:
         import litevfs
+
+        if litevfs.IMPLEMENTATION != args.child.removeprefix("litevfs-"):  # never mislabel
+            raise SystemExit(f"{args.child}: the installed litevfs core is "
+                             f"{litevfs.IMPLEMENTATION!r}; build the extension first")
 
         con = litevfs.connect(args.url, write=True, sync_interval="1h",
                               buffer_path=args.buffer, buffer_fsync=args.fsync,
@@ -113,7 +117,7 @@ def _run(writer: str, server: Any, work: Path, args: argparse.Namespace,
     bucket = server.create_bucket(unique_bucket_name("wbench"))
     url = s3_replica_url(bucket, "db", server.endpoint, server.region)
     env = server.env()
-    env["PYTHONPATH"] = f"{REPO / 'src'}{os.pathsep}{REPO}"
+    env["PYTHONPATH"] = str(REPO)
     env.pop("AWS_CA_BUNDLE", None)
     extension = ""
     if writer == "litevfs-python":

@@ -35,8 +35,7 @@ def compiled(request: pytest.FixtureRequest):
 
 
 def selected_in_subprocess(**env: str) -> str:
-    clean = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "PYTHONPATH": str(SRC),
-             "PYTHONNOUSERSITE": "1", **env}
+    clean = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"),              "PYTHONNOUSERSITE": "1", **env}
     code = ("import litevfs._impl as i; "
             "print(i.IMPLEMENTATION, i.core.__name__, i.core.IMPLEMENTATION_NAME, "
             "i.PageCache.__module__)")

@@ -84,7 +84,7 @@ def _env(seaweed: SeaweedServer, impl: Impl) -> dict[str, str]:
     env.update(seaweed.env())
     env["AWS_EC2_METADATA_DISABLED"] = "true"
     env.pop("AWS_CA_BUNDLE", None)
-    env["PYTHONPATH"] = f"{REPO}{os.pathsep}{REPO / 'src'}"
+    env["PYTHONPATH"] = str(REPO)
     if impl.name == "python":
         env["LITEVFS_NO_EXTENSIONS"] = "1"
     else:

@@ -30,7 +30,7 @@ REPO = Path(__file__).resolve().parents[1]
 
 def child_env(seaweed, core, **extra) -> dict[str, str]:
     env = seaweed.env()
-    env["PYTHONPATH"] = f"{REPO / 'src'}{os.pathsep}{REPO}"
+    env["PYTHONPATH"] = str(REPO)
     env.pop("AWS_CA_BUNDLE", None)
     if core.__name__.endswith("_py"):
         env["LITEVFS_NO_EXTENSIONS"] = "1"
@@ -73,7 +73,7 @@ def litestream_vfs_rows(url, seaweed, sql):
     env = seaweed.env()
     env["LITESTREAM_REPLICA_URL"] = url
     env["LITESTREAM_LOG_FILE"] = os.devnull
-    env["PYTHONPATH"] = f"{REPO / 'src'}{os.pathsep}{REPO}"
+    env["PYTHONPATH"] = str(REPO)
     out = subprocess.run([sys.executable, CHILD, "litestream-vfs", sql], env=env,
                          capture_output=True, text=True, timeout=60)
     assert out.returncode == 0, out.stderr[-3000:]

@@ -19,8 +19,7 @@ import threading
 import time
 from pathlib import Path
 
-sys.path[:0] = [str(Path(__file__).resolve().parents[1] / "src"),
-                str(Path(__file__).resolve().parents[1])]
+sys.path[:0] = [str(Path(__file__).resolve().parents[1])]  # tests.rig; litevfs is the installed one
 
 
 def writer(url: str, buffer: str, first: int, count: int, wait: bool, sync: bool,
