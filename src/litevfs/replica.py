@@ -46,6 +46,20 @@ def tail_size_for(info: FileInfo) -> int:
     return max(32 * 1024, min(MAX_TAIL_READ, info.size // 96))
 
 
+def check_index_bounds(base_commit: int, indexes: Sequence[FileIndex]) -> None:
+    """Refuse page numbers and commits no honest replica can have, before the dense page
+    index (16 bytes per page up to the highest page number) is sized by them: every
+    page above the base's size is written in one of the new files, so nothing can lie
+    beyond the base size plus (twice, for slack and the lock page) the new entries."""
+    limit = base_commit + 2 * sum(len(fi.pgnos) for fi in indexes) + 2
+    for fi in indexes:
+        top = max(fi.header.commit, fi.pgnos[-1] if len(fi.pgnos) else 0)
+        if top > limit:
+            raise LTXFormatError(
+                f"{fi.info.name}: page/commit {top} is impossible for a replica whose files "
+                f"hold {limit - base_commit - 2} page entries (corrupt or hostile file)")
+
+
 @dataclass(frozen=True, slots=True)
 class View:
     """The database as of one TXID. Never mutated once published."""
@@ -155,6 +169,7 @@ class Replica:
         txid = base.txid if base is not None else 0
         timestamp = base.timestamp_ms if base is not None else 0
         l1_max = base.l1_max_txid if base is not None else 0
+        check_index_bounds(commit, indexes)
         for fi in indexes:
             header = fi.header
             if header.page_size != page_size or not is_valid_page_size(page_size):

@@ -34,6 +34,7 @@ import asyncio
 import random
 import re
 import socket
+import ssl
 import struct
 import threading
 from collections import Counter
@@ -109,8 +110,11 @@ def _get(headers: list[tuple[str, str]], name: str) -> str | None:
 
 
 class FaultProxy:
-    def __init__(self, target_port: int, *, seed: int = 0, port: int = 0) -> None:
+    def __init__(self, target_port: int, *, seed: int = 0, port: int = 0,
+                 tls: ssl.SSLContext | None = None) -> None:
         self.target_port = target_port  # may be changed while running (server restart)
+        self.tls = tls  # serve HTTPS to the client (plain HTTP to the server)
+        self.heads: list[str] = []  # raw request heads, newest last (at most 200)
         self.rules: list[Rule] = []
         self.down = False
         self.rng = random.Random(seed)
@@ -127,7 +131,7 @@ class FaultProxy:
     # -- public ---------------------------------------------------------------------
     @property
     def endpoint(self) -> str:
-        return f"http://{HOST}:{self.port}"
+        return f"{'https' if self.tls else 'http'}://{HOST}:{self.port}"
 
     @property
     def total_injected(self) -> int:
@@ -185,7 +189,8 @@ class FaultProxy:
         self._loop.run_forever()
 
     async def _start_server(self) -> None:
-        self._server = await asyncio.start_server(self._handle, HOST, self._want_port)
+        self._server = await asyncio.start_server(self._handle, HOST, self._want_port,
+                                                  ssl=self.tls)
         self.port = self._server.sockets[0].getsockname()[1]
 
     async def _shutdown(self) -> None:
@@ -221,7 +226,7 @@ class FaultProxy:
         try:
             while await self._one(reader, writer):
                 pass
-        except (ConnectionError, OSError, asyncio.IncompleteReadError,
+        except (ConnectionError, OSError, asyncio.IncompleteReadError, ssl.SSLError,
                 asyncio.LimitOverrunError, ValueError):
             _abort(writer)
         except asyncio.CancelledError:
@@ -259,6 +264,8 @@ class FaultProxy:
         if self.down:  # kept-alive connections die too
             _abort(writer)
             return False
+        with self._lock:
+            self.heads = self.heads[-199:] + [raw.decode("latin-1")]
         line, headers = _parse_head(raw[:-4])
         method, target = line.split(" ", 2)[:2]
         if (_get(headers, "expect") or "").lower() == "100-continue":

@@ -139,6 +139,9 @@ def _new_client(cfg: S3Config) -> Any:
     # ~100 ms because the loaded service model is cached. Sessions are not thread-safe.
     with _session_lock:
         if _session is None:
+            from ..redact import install  # botocore's DEBUG logs carry signatures
+
+            install()
             _session = botocore.session.get_session()
         client = _session.create_client(
             "s3",
