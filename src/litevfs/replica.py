@@ -24,7 +24,7 @@ from .config import Config
 from .diskcache import fetch_index_cached
 from .errors import LiteVFSError, LTXFormatError, TxNotAvailableError
 from .ltx.decoder import decode_file
-from .ltx.format import FileInfo, is_valid_page_size
+from .ltx.format import FileInfo, is_valid_page_size, lock_pgno
 from .ltx.remote import FileIndex, fetch_file_index
 from .restore import calc_restore_plan
 from .storage.base import StorageClient
@@ -50,14 +50,17 @@ def check_index_bounds(base_commit: int, indexes: Sequence[FileIndex]) -> None:
     """Refuse page numbers and commits no honest replica can have, before the dense page
     index (16 bytes per page up to the highest page number) is sized by them: every
     page above the base's size is written in one of the new files, so nothing can lie
-    beyond the base size plus (twice, for slack and the lock page) the new entries."""
-    limit = base_commit + 2 * sum(len(fi.pgnos) for fi in indexes) + 2
+    beyond the base size plus (twice, for slack) the new entries. The lock page's
+    number is allowed on top (a database may grow across it), which caps the slack at
+    16 bytes x lock page number (4 MiB at 4 KiB pages, 32 MiB at 512-byte pages)."""
+    entries = sum(len(fi.pgnos) for fi in indexes)
     for fi in indexes:
+        limit = base_commit + 2 * entries + 2 + lock_pgno(fi.header.page_size)
         top = max(fi.header.commit, fi.pgnos[-1] if len(fi.pgnos) else 0)
         if top > limit:
             raise LTXFormatError(
                 f"{fi.info.name}: page/commit {top} is impossible for a replica whose files "
-                f"hold {limit - base_commit - 2} page entries (corrupt or hostile file)")
+                f"hold {entries} page entries (corrupt or hostile file)")
 
 
 @dataclass(frozen=True, slots=True)
