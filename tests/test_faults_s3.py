@@ -285,3 +285,27 @@ def test_server_restart_mid_run(tmp_path, core: ModuleType) -> None:
     finally:
         proxy.stop()
         server.stop()
+
+
+def test_hydration_survives_faults(scenario_factory, proxy: FaultProxy, core: ModuleType,
+                                   tmp_path) -> None:
+    """Faults on the hydrator's ranged GETs delay it, never corrupt the local copy."""
+    scn = scenario_factory()
+    proxy.target_port = int(scn.url.split("endpoint=http://127.0.0.1:")[1].split("&")[0])
+    url = s3_replica_url(scn.replica.bucket, "db", proxy.endpoint)
+    expected = _expected(scn.db_path)
+    for fault in ("503", "reset", "truncate", "slowdown"):
+        proxy.add(Rule(fault, method="GET", path=r"\.ltx", probability=0.2, count=6))
+    replica, con = _open(url, core, hydration=True,
+                         hydration_path=str(tmp_path / "h.db"))
+    try:
+        deadline = time.monotonic() + 60
+        while api.hydration_status(con)["state"] != "complete":
+            assert time.monotonic() < deadline, api.hydration_status(con)
+            time.sleep(0.05)
+        replica.cache.clear()
+        assert _run_queries(con, expected) == (len(QUERIES), 0)
+        report.record("faults_survived", proxy.total_injected)
+    finally:
+        con.close()
+        release_replica(replica)
