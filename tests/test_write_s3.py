@@ -236,7 +236,7 @@ def test_writer_compaction_keeps_cold_reads_bounded(seaweed, s3_url, tmp_path, c
     finally:
         storage.close()
     con.close()
-    assert txid > 50  # many L0 files were written...
+    assert txid > 20  # many L0 files were written (about 80 on an idle machine)...
     assert len(levels[0]) < txid / 2  # ...and retention removed most of them
     assert levels[9] and len(plan) <= 8, [(f.level, f.min_txid, f.max_txid) for f in plan]
     assert litestream_rows(s3_url, seaweed, tmp_path, sql="SELECT count(*) FROM t") == [(n,)]
