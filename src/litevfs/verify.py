@@ -102,6 +102,9 @@ class Verifier:
         self.max_size: int = cfg.verify_max_size
         self.strict = cfg.verify == "strict"
         self.bandwidth: int = cfg.verify_bandwidth
+        # With hydration the whole database is downloaded anyway: a second, streamed read
+        # of every large file would double the traffic (strict mode still verifies first).
+        self.background = not cfg.hydration
         self.failed: dict[int, str] = {}  # file id -> reason (read without the lock)
         self._verified: set[int] = set()
         self._verified_objects: set[tuple[int, int, int, int]] = set()
@@ -243,6 +246,8 @@ class Verifier:
 
     # -- background ------------------------------------------------------------------
     def schedule(self, file_id: int) -> None:
+        if not self.background:
+            return
         with self._lock:
             if file_id in self._queued or file_id in self._verified or self._stop.is_set():
                 return
