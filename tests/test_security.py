@@ -33,7 +33,6 @@ from litevfs.replica import open_replica, release_replica
 from litevfs.storage.file import FileStorage
 from litevfs.storage.memory import MemoryStorage
 from litevfs.storage.s3 import S3Storage
-from tests.rig import dbgen
 from tests.rig.faults import FaultProxy, Rule
 from tests.rig.seaweed import SeaweedServer, s3_replica_url
 from tests.vfs_support import unique_memory_url
@@ -279,4 +278,3 @@ def test_open_replica_keeps_storage_errors_named(core: ModuleType) -> None:
         replica = open_replica(cfg, core, storage=storage)
         release_replica(replica)
     _scan([SSE_KEY, "never-printed-secret"], _exc_texts(info.value))
-    _ = dbgen

@@ -30,7 +30,7 @@ from typing import TYPE_CHECKING, Any
 from .errors import LiteVFSError, LTXFormatError, StorageError
 from .ltx.decoder import decode_file
 from .ltx.format import CHECKSUM_FLAG, HEADER_SIZE, PAGE_FLAG_SIZE, PAGE_HEADER_SIZE, \
-    SIZE_PREFIX, TRAILER_SIZE, Header, Trailer
+    SIZE_PREFIX, Header, Trailer
 
 if TYPE_CHECKING:
     from .ltx.format import FileInfo
