@@ -139,7 +139,11 @@ def parse_replica_url(url: str) -> ReplicaURL:
     if scheme == "s3" and url[5:].lower().startswith("arn:"):
         return _parse_s3_access_point(url)
 
-    parts = urlsplit(url)
+    try:
+        parts = urlsplit(url)
+        parts.port  # noqa: B018 - validates the port now (ValueError), not at first use
+    except ValueError as exc:  # e.g. an unbalanced '[' (found by tests/test_fuzz.py)
+        raise ConfigError(f"malformed replica URL: {exc}") from None
     options, spelled = _parse_query(parts.query)
     if scheme == "memory":
         name = url[len("memory://"):].split("?", 1)[0].split("#", 1)[0]
