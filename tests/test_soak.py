@@ -47,8 +47,7 @@ def test_soak(seaweed: SeaweedServer, tmp_path: Path) -> None:
             written[0] += 1
             time.sleep(0.02)
 
-    env = seaweed.env()
-    env["PYTHONPATH"] = str(Path(__file__).resolve().parents[1] / "src")
+    env = seaweed.env()  # children import the installed litevfs (compiled core)
     procs: list[subprocess.Popen[str]] = []
     writer = threading.Thread(target=write, daemon=True)
     try:
