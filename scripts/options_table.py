@@ -24,6 +24,8 @@ def _default(value: object) -> str:
                 return f"{value // size} {unit}"
     if isinstance(value, float):
         return f"{value:g} s"
+    if isinstance(value, tuple):
+        return ", ".join(_default(v) for v in value)
     return str(value)
 
 
