@@ -171,6 +171,11 @@ FIELDS: tuple[Field, ...] = (
           "Largest ranged GET issued when SQLite reads pages sequentially (0: one frame)."),
     Field("fetch_retries", parse_int, 4, ("LITEVFS_FETCH_RETRIES",),
           "Retries of a failed page fetch before SQLITE_IOERR."),
+    Field("hedge_after", parse_duration, 0.1, ("LITEVFS_HEDGE_AFTER",),
+          "A page GET still unanswered after max(this, 3x the recent p50 of similar GETs) "
+          "is sent once more and the first answer wins (0: never)."),
+    Field("hedge_max", parse_int, 4, ("LITEVFS_HEDGE_MAX",),
+          "At most this many hedged (duplicate) GETs in flight per replica."),
     Field("verify", parse_verify_mode, "background", ("LITEVFS_VERIFY",),
           "LTX files larger than verify_max_size: background (served at once, CRC-64 "
           "checked once in the background) or strict (checked before any page is served)."),
@@ -237,6 +242,8 @@ class Config:
     open_timeout: float = 10.0
     read_ahead: int = 2 * 1024**2
     fetch_retries: int = 4
+    hedge_after: float = 0.1
+    hedge_max: int = 4
     verify: str = "background"
     verify_max_size: int = 4 * 1024**2
     verify_bandwidth: int = 16 * 1024**2

@@ -113,6 +113,8 @@ class Metrics:
         last = replica.last_poll_ok
         out["lag_s"] = None if last is None else round(time.monotonic() - last, 3)
         disk = getattr(replica, "disk", None)
+        reader = getattr(replica, "reader", None)
+        out["hedged_gets"] = reader.hedger.stats() if reader is not None else None
         out["disk_cache"] = disk.stats() if disk is not None else None
         boot = getattr(replica, "boot", None)
         out["boot_set"] = boot.stats() if boot is not None else None

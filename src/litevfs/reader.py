@@ -19,6 +19,7 @@ from concurrent.futures import Future
 from typing import TYPE_CHECKING
 
 from .errors import LiteVFSError, LTXFormatError, NotFoundError, StorageError
+from .hedge import Hedger
 from .ltx.format import lock_pgno
 from .replica import cache_key
 
@@ -71,6 +72,9 @@ class Reader:
         self._inflight: dict[int, Future[dict[int, bytes]]] = {}
         self._lock = threading.Lock()
         self._failed = replica.verifier.failed  # file ids never to be served again
+        cfg = replica.config  # slow GETs get a duplicate; the first answer wins (hedge.py)
+        self.hedger = Hedger(lambda: replica.storage.read_range, floor=cfg.hedge_after,
+                             max_concurrent=cfg.hedge_max)
 
     def read_page(self, view: View, pgno: int, ahead_bytes: int = 0) -> bytes:
         """Page ``pgno`` of ``view``; fetch up to ``ahead_bytes`` more of the same file's
@@ -217,7 +221,7 @@ class Reader:
                 if whole is not None:
                     pages = self._from_whole(view, file_id, run, whole)
                     break
-                data = replica.storage.read_range(info, start, length)
+                data = self.hedger.read_range(info, start, length)
                 if len(data) != length:
                     raise LTXFormatError(f"short read: {len(data)} of {length} bytes")
                 pages = {}

@@ -272,6 +272,7 @@ class Replica:
         if self.disk is not None:
             self.disk.flush(2.0)
         self.executor.shutdown(wait=False, cancel_futures=True)
+        self.reader.hedger.close()
         self.storage.close()
 
 
