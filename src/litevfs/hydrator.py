@@ -39,6 +39,7 @@ from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from ._worker import Worker
 from .errors import LTXFormatError, NotFoundError, StorageError
 from .hydration_persist import HydrationDiskError, HydrationPersistence
 
@@ -98,12 +99,13 @@ def _spans(pages: list[tuple[int, bytes]]) -> list[tuple[int, list[bytes]]]:
     return out
 
 
-class Hydrator(HydrationPersistence):
+class Hydrator(HydrationPersistence, Worker):
     """Owns one replica's local copy. States: pending, hydrating, complete, failed, closed."""
 
     def __init__(self, replica: Replica, path: str | None = None, *, concurrency: int = 16,
                  run_bytes: int = RUN_BYTES, max_gap: int = MAX_GAP,
                  checkpoint_interval: float = CHECKPOINT_INTERVAL) -> None:
+        Worker.__init__(self)
         self.replica = replica
         self.storage = replica.storage
         self.persistent = path is not None
@@ -137,9 +139,6 @@ class Hydrator(HydrationPersistence):
         self._checkpointed: tuple[int, int] | None = None
         self._checksums: dict[int, int | None] = {}  # TXID -> post-apply checksum
         self._pool: ThreadPoolExecutor | None = None
-        self._thread: threading.Thread | None = None
-        self._stop = threading.Event()
-        self._wake = threading.Event()
 
     # -- read side (hot path) ------------------------------------------------------------
     def read(self, pgno: int, file_id: int) -> bytes | None:
@@ -173,23 +172,14 @@ class Hydrator(HydrationPersistence):
             self._fail(exc)
             return self
         self._pool = ThreadPoolExecutor(self.concurrency, thread_name_prefix="litevfs-hydrate")
-        self._thread = threading.Thread(target=self._run, daemon=True,
-                                        name=f"litevfs-hydrate {self.storage.url}")
-        self._thread.start()
+        self._start_thread(f"litevfs-hydrate {self.storage.url}")
         return self
-
-    def wake(self) -> None:
-        self._wake.set()
 
     def close(self) -> None:
         """Stop; persistent: fsync + sidecar; temporary: delete the file."""
         if self.state == "closed":
             return
-        self._stop.set()
-        self._wake.set()
-        thread = self._thread
-        if thread is not None and thread is not threading.current_thread():
-            thread.join(timeout=60)
+        self._stop_thread(timeout=60)
         if self._pool is not None:
             self._pool.shutdown(wait=True, cancel_futures=True)
         if self.persistent and self.state != "failed" and self._fd >= 0:

@@ -13,11 +13,11 @@ poll re-plan from every level instead of freezing.
 from __future__ import annotations
 
 import logging
-import threading
 import time
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
+from ._worker import Worker
 from .ltx.format import FileInfo
 
 if TYPE_CHECKING:
@@ -72,37 +72,24 @@ def poll_once(replica: Replica) -> bool:
     return published and new_view.txid != view.txid
 
 
-class Poller:
+class Poller(Worker):
     """Calls :func:`poll_once` every ``poll_interval`` seconds until stopped."""
 
     def __init__(self, replica: Replica) -> None:
+        super().__init__()
         self.replica = replica
         self.interval = replica.config.poll_interval
         from .freshness import Freshness  # head-object polling when a litevfs writer keeps one
 
         replica.freshness = Freshness(replica)
-        self._stop = threading.Event()
-        self._wake = threading.Event()
-        self._thread: threading.Thread | None = None
         self.paused = False
 
     def start(self) -> None:
-        if self.interval <= 0 or self._thread is not None:
-            return
-        self._thread = threading.Thread(
-            target=self._run, name=f"litevfs-poll {self.replica.storage.url}", daemon=True)
-        self._thread.start()
-
-    def wake(self) -> None:
-        """Poll now (used after a read found a file missing)."""
-        self._wake.set()
+        if self.interval > 0:
+            self._start_thread(f"litevfs-poll {self.replica.storage.url}")
 
     def stop(self) -> None:
-        self._stop.set()
-        self._wake.set()
-        thread = self._thread
-        if thread is not None and thread is not threading.current_thread():
-            thread.join(timeout=10)
+        self._stop_thread(timeout=10)
 
     def _run(self) -> None:
         fresh = self.replica.freshness

@@ -23,10 +23,10 @@ One sync:
 from __future__ import annotations
 
 import logging
-import threading
 import time
 from typing import TYPE_CHECKING
 
+from ._worker import Worker
 from .errors import AlreadyExistsError, ConflictError, LiteVFSError, NotFoundError, StorageError
 from .ltx.decoder import locate_index
 from .ltx.encoder import encode_file
@@ -257,34 +257,21 @@ def recover(writer: Writer) -> None:
             f"{base:016x}")
 
 
-class Syncer:
+class Syncer(Worker):
     """Calls :func:`sync_once` every ``sync_interval``; backs off after failures."""
 
     def __init__(self, writer: Writer, interval: float) -> None:
+        super().__init__()
         self.writer = writer
         self.interval = interval
-        self._stop = threading.Event()
-        self._wake = threading.Event()
-        self._thread: threading.Thread | None = None
         self.failures = 0
 
     def start(self) -> None:
-        if self.interval <= 0 or self._thread is not None:
-            return
-        self._thread = threading.Thread(
-            target=self._run, name=f"litevfs-sync {self.writer.config.replica_url}",
-            daemon=True)
-        self._thread.start()
-
-    def wake(self) -> None:
-        self._wake.set()
+        if self.interval > 0:
+            self._start_thread(f"litevfs-sync {self.writer.config.replica_url}")
 
     def stop(self) -> None:
-        self._stop.set()
-        self._wake.set()
-        thread = self._thread
-        if thread is not None and thread is not threading.current_thread():
-            thread.join(timeout=60)
+        self._stop_thread(timeout=60)
 
     def _run(self) -> None:
         while not self._stop.is_set():

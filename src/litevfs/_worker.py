@@ -1,0 +1,36 @@
+"""The thin thread around a background step (poll, sync, hydrate): start, wake, stop.
+
+Subclasses implement ``_run`` as a loop that waits on ``self._wake`` and returns once
+``self._stop`` is set; the step itself stays a plain method testable without threads.
+"""
+
+from __future__ import annotations
+
+import threading
+
+
+class Worker:
+    def __init__(self) -> None:
+        self._stop = threading.Event()
+        self._wake = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def _run(self) -> None:  # pragma: no cover - always overridden
+        raise NotImplementedError
+
+    def _start_thread(self, name: str) -> None:
+        if self._thread is None:
+            self._thread = threading.Thread(target=self._run, name=name, daemon=True)
+            self._thread.start()
+
+    def wake(self) -> None:
+        """Run the step now instead of at the next interval."""
+        self._wake.set()
+
+    def _stop_thread(self, timeout: float) -> None:
+        """Ask the loop to end and wait for it (never from the loop's own thread)."""
+        self._stop.set()
+        self._wake.set()
+        thread = self._thread
+        if thread is not None and thread is not threading.current_thread():
+            thread.join(timeout=timeout)
