@@ -33,6 +33,7 @@ log = logging.getLogger("litevfs.replica")
 
 MAX_TAIL_READ = 4 * 1024 * 1024
 PREFILL_MAX_FILE = 1024 * 1024  # whole files up to this size seed the cache at once
+HEAD_READ = 64 * 1024  # the header read also brings page 1 and its neighbours (one RTT less)
 
 
 def cache_key(file_id: int, pgno: int) -> int:
@@ -150,7 +151,8 @@ class Replica:
         """Page indexes of ``infos``, fetched in parallel (one tail read each)."""
         def fetch(info: FileInfo) -> FileIndex:
             return fetch_file_index(self.storage, info, tail_size=tail_size_for(info),
-                                    executor=self.executor, impl=self.impl)
+                                    executor=self.executor, impl=self.impl,
+                                    head_size=HEAD_READ)
 
         def one(info: FileInfo) -> FileIndex:  # decoded indexes persist in the disk cache
             return fetch_index_cached(self.disk, info, fetch)
@@ -194,6 +196,8 @@ class Replica:
         """Small files came back whole from the index read: verify them and cache the
         pages they still provide (page 1 and hot pages usually live in the newest L0)."""
         for fi in indexes:
+            if fi.head is not None:
+                self._prefill_head(view, fi)
             if fi.data is None or len(fi.data) > PREFILL_MAX_FILE:
                 continue
             fid = self.file_id(fi.info)
@@ -207,6 +211,29 @@ class Replica:
                 entry = view.index.lookup(pgno)
                 if entry is not None and entry[0] == fid:
                     self.cache.put(cache_key(fid, pgno), page)
+
+    def _prefill_head(self, view: View, fi: FileIndex) -> None:
+        """Cache the whole frames inside a large file's head read (page 1 first). Files
+        the policy verifies before serving (small ones, or verify=strict) are skipped."""
+        fid = self.file_id(fi.info)
+        if self.verifier.verified_first(fid):
+            return
+        head, decode = fi.head, self.impl.decode_page_frame
+        assert head is not None
+        for pgno, offset, size in zip(fi.pgnos, fi.offsets, fi.sizes):
+            if offset + size > len(head):
+                break  # frames are stored in page order, offsets ascending
+            entry = view.index.lookup(pgno)
+            if entry is None or entry[0] != fid:
+                continue
+            try:
+                got, _flags, page, frame_len = decode(head, view.page_size, offset, size)
+            except LTXFormatError:
+                return  # the page read path reports it (and retries) if SQLite wants it
+            if got != pgno or frame_len != size:
+                return
+            self.cache.put(cache_key(fid, pgno), page)
+            self.verifier.seen(fid, fi.info)  # served unverified: verify in the background
 
     def build_view(self, plan: Sequence[FileInfo], *, target_time: str | None = None) -> View:
         return self.extend_view(None, self.fetch_indexes(plan), target_time=target_time)

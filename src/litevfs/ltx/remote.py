@@ -33,6 +33,7 @@ class FileIndex:
     offsets: array
     sizes: array
     data: bytes | None = None  # the whole file, when the tail read returned all of it
+    head: bytes | None = None  # the file's first bytes (header, then the lowest pages)
 
 
 def _check_header(info: FileInfo, raw: bytes) -> Header:
@@ -52,11 +53,15 @@ def fetch_file_index(
     tail_size: int = DEFAULT_TAIL_SIZE,
     executor: Executor | None = None,
     impl: ModuleType = _impl,
+    head_size: int = HEADER_SIZE,
 ) -> FileIndex:
-    """Fetch and decode the header and page index of ``info``."""
+    """Fetch and decode the header and page index of ``info``. With ``head_size`` above
+    the header size, the concurrent header read also brings the first frames (page 1
+    and its neighbours, in a snapshot) at no extra round trip; see ``FileIndex.head``."""
     header_future: Future[bytes] | None = None
+    head_len = max(HEADER_SIZE, min(head_size, info.size - tail_size))
     if info.size > tail_size and executor is not None:
-        header_future = executor.submit(storage.read_range, info, 0, HEADER_SIZE)
+        header_future = executor.submit(storage.read_range, info, 0, head_len)
     try:
         tail = storage.read_tail(info, tail_size)
         whole = len(tail) >= info.size
@@ -75,17 +80,19 @@ def fetch_file_index(
             raise LTXFormatError(f"{info.name}: {exc}") from None
         if end + base != loc.end:
             raise LTXFormatError(f"{info.name}: page index length does not match its entries")
+        head = None
         if whole:
             raw_header = tail[:HEADER_SIZE]
         elif header_future is not None:
-            raw_header = header_future.result()
+            raw_header = head = header_future.result()
             header_future = None
         else:
             raw_header = storage.read_range(info, 0, HEADER_SIZE)
-        header = _check_header(info, raw_header)
+        header = _check_header(info, raw_header[:HEADER_SIZE])
     finally:
         if header_future is not None:
             header_future.cancel()
     if len(pgnos) and (pgnos[-1] > header.commit):
         raise LTXFormatError(f"{info.name}: page {pgnos[-1]} beyond commit {header.commit}")
-    return FileIndex(info, header, pgnos, offsets, sizes, tail if whole else None)
+    return FileIndex(info, header, pgnos, offsets, sizes, tail if whole else None,
+                     head if head is not None and len(head) > HEADER_SIZE else None)
