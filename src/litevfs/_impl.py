@@ -8,14 +8,14 @@ benchmarks excepted).
 from __future__ import annotations
 
 import os
-import platform
+import sys
 from types import ModuleType
 from typing import TYPE_CHECKING
 
 
 def _select() -> tuple[ModuleType, str]:
     if os.environ.get("LITEVFS_NO_EXTENSIONS", "") not in ("", "0") or (
-        platform.python_implementation() != "CPython"
+        sys.implementation.name != "cpython"
     ):
         from . import _pagecache_py as mod
 

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import os
 import sys
-import tempfile
 import time
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -147,6 +146,8 @@ def restore(
     if timestamp is not None:
         levels = with_header_timestamps(storage, levels)
     plan = calc_restore_plan(levels, txid=txid, timestamp=timestamp)
+
+    import tempfile  # lazy: not needed by a VFS open (cold-start import time)
 
     directory = os.path.dirname(os.path.abspath(out_path))
     fd, tmp = tempfile.mkstemp(prefix=".litevfs-restore-", dir=directory)

@@ -17,8 +17,6 @@ from typing import TYPE_CHECKING
 import apsw
 
 from .errors import LiteVFSError
-from .hydrator import progress_text
-from .timetravel import format_ms, is_latest, view_at
 
 if TYPE_CHECKING:
     from .vfsfile import LiteFile
@@ -35,14 +33,24 @@ def current_time_text(file: LiteFile) -> str:
     view = file.snapshot.view
     if view.target_time is not None:
         return view.target_time
+    from .timetravel import format_ms
+
     return format_ms(view.timestamp_ms) if view.timestamp_ms else "latest"
 
 
 def _set_time(file: LiteFile, value: str) -> None:
+    from .timetravel import is_latest, view_at  # lazy: time travel is rare
+
     if is_latest(value):
         file.snapshot.set_travel(None)
     else:
         file.snapshot.set_travel(view_at(file.replica, value))
+
+
+def _progress(hydrator: object) -> str:
+    from .hydrator import progress_text  # lazy: the hydrator is opt-in
+
+    return progress_text(hydrator)  # type: ignore[arg-type]
 
 
 def _read_only(name: str) -> str:
@@ -76,7 +84,7 @@ def handle_pragma(file: LiteFile, pragma: apsw.VFSFcntlPragma) -> bool:
     readers = {
         "litestream_txid": lambda: f"{file.snapshot.view.txid:016x}",
         "litestream_lag": lambda: str(lag_seconds(file)),
-        "litestream_hydration_progress": lambda: progress_text(file.replica.hydrator),
+        "litestream_hydration_progress": lambda: _progress(file.replica.hydrator),
         "litestream_hydration_file": lambda: (
             (file.replica.hydrator.path or "") if file.replica.hydrator is not None else ""),
         "litestream_write_enabled": lambda: "0",

@@ -11,7 +11,7 @@ own page cache between transactions; a new view changes them and SQLite drops it
 from __future__ import annotations
 
 import logging
-import random
+import os
 from dataclasses import replace
 from typing import TYPE_CHECKING
 
@@ -27,7 +27,7 @@ if TYPE_CHECKING:
 log = logging.getLogger("litevfs.vfs")
 
 _SHARED, _RESERVED = apsw.SQLITE_LOCK_SHARED, apsw.SQLITE_LOCK_RESERVED
-_SALT = random.getrandbits(32)
+_SALT = int.from_bytes(os.urandom(4), "big")
 READONLY_MESSAGE = ("attempt to write a readonly database: litevfs opened this Litestream "
                     "replica read-only (the primary writes through litestream)")
 

@@ -7,8 +7,11 @@ one place decides what is retryable, and every retry is counted in ``stats.retri
 
 from __future__ import annotations
 
-import random
 import time
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    import random
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TypeVar
@@ -39,7 +42,11 @@ class RetryPolicy:
         """Sleep before retry ``retry_number`` (1-based): full jitter over an exponential
         ceiling, so many clients failing together do not retry in lock-step."""
         ceiling = min(self.max_delay, self.base_delay * (2 ** (retry_number - 1)))
-        return (rng or random).uniform(ceiling / 2, ceiling)
+        if rng is None:
+            import random  # lazy: only retries need it (cold-start import time)
+
+            return random.uniform(ceiling / 2, ceiling)
+        return rng.uniform(ceiling / 2, ceiling)
 
 
 DEFAULT_POLICY = RetryPolicy()
