@@ -14,7 +14,7 @@ import logging
 import threading
 import time
 from collections.abc import Iterable, Mapping, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from types import ModuleType
 from typing import Any
@@ -256,15 +256,17 @@ class Replica:
         """A view of exactly ``txid`` from the files that exist now (not published)."""
         return self.build_view(calc_restore_plan(self.list_levels(), txid=txid))
 
-    def open(self) -> None:
-        """Build the first view, waiting up to ``open_timeout`` for an empty replica."""
+    def open(self, listing: Future[dict[int, list[FileInfo]]] | None = None) -> None:
+        """Build the first view, waiting up to ``open_timeout`` for an empty replica.
+        ``listing``: a LIST already started by this open (see ``open_replica``)."""
         deadline = time.monotonic() + self.config.open_timeout
         from .bootset import start_boot  # fetches the last open's first pages meanwhile
 
         self.boot = start_boot(self)
         while True:
             try:
-                self.publish(self.latest_view())
+                levels, listing = (listing.result() if listing else None), None
+                self.publish(self.latest_view(levels))
                 self.metrics.opened()
                 if self.boot is not None:
                     self.boot.finish(self.current)
@@ -330,9 +332,15 @@ def open_replica(config: Config, impl: ModuleType = _impl,
             from .storage import open_storage
 
             storage = open_storage(config.replica_url)
+            preconnect = getattr(storage, "preconnect", None)
+            if preconnect is not None:  # handshakes overlap the LIST (see S3Storage)
+                preconnect(2)
+        # The open's LIST goes out now and overlaps the replica's set-up (disk cache,
+        # verifier, ...): it is still issued after this open began, so it is as fresh.
+        listing = _start_listing(storage)
         replica = Replica(config, storage, impl)
         try:
-            replica.open()
+            replica.open(listing)
             if config.write:
                 from .writer import attach_writer
 
@@ -352,6 +360,19 @@ def open_replica(config: Config, impl: ModuleType = _impl,
             replica.refcount = 1
             _registry[key] = replica
         return replica
+
+
+def _start_listing(storage: StorageClient) -> Future[dict[int, list[FileInfo]]]:
+    future: Future[dict[int, list[FileInfo]]] = Future()
+
+    def run() -> None:
+        try:
+            future.set_result(storage.list_all())
+        except BaseException as exc:  # re-raised by Replica.open, in the caller's thread
+            future.set_exception(exc)
+
+    threading.Thread(target=run, name="litevfs-list", daemon=True).start()
+    return future
 
 
 def release_replica(replica: Replica) -> None:

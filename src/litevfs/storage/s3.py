@@ -613,6 +613,29 @@ class S3Storage(StorageClient):
         t.start()
         return t
 
+    def preconnect(self, n: int = 2) -> None:
+        """Open ``n`` keep-alive connections in the background, so their TCP (and TLS)
+        handshakes overlap the open's LIST and the parallel index reads after it find
+        connections ready. Best effort: a failure is left to the request that follows."""
+        fast = self._fast
+        if fast is None:
+            return
+
+        def connect() -> None:
+            try:
+                conn = fast._connect()
+            except Exception:  # noqa: BLE001 - the real request reports it
+                return
+            with fast._lock:
+                keep = not fast.closed and len(fast._idle) < self.config.max_pool_connections
+                if keep:
+                    fast._idle.append(conn)
+            if not keep:
+                conn.close()
+
+        for _ in range(n):
+            threading.Thread(target=connect, name="litevfs-connect", daemon=True).start()
+
     @property
     def endpoint(self) -> str:
         if self.config.endpoint:
