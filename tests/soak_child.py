@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import os
-import resource
 import sys
 import threading
 import time
@@ -26,6 +25,16 @@ def _rss_kib() -> int:
     with open("/proc/self/status") as f:
         for line in f:
             if line.startswith("VmRSS:"):
+                return int(line.split()[1])
+    return 0
+
+
+def _peak_rss_kib() -> int:
+    # VmHWM, not ru_maxrss: Linux carries ru_maxrss over exec from the forking parent
+    # (the pytest process), which would report the parent's peak as ours.
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith("VmHWM:"):
                 return int(line.split()[1])
     return 0
 
@@ -68,7 +77,7 @@ def reader(url: str, seconds: float, hydrate: bool) -> dict:
             out["warm"] = _probe()
         time.sleep(0.005)
     out["end"] = _probe()
-    out["peak_rss_kib"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    out["peak_rss_kib"] = _peak_rss_kib()
     if hydrate:
         out["hydration"] = litevfs.hydration_status(con)["state"]
     con.close()
@@ -103,7 +112,7 @@ def writer(url: str, seconds: float, buffer_path: str) -> dict:
         time.sleep(0.01)
     litevfs.sync(con)
     out["end"] = _probe()
-    out["peak_rss_kib"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    out["peak_rss_kib"] = _peak_rss_kib()
     con.close()
     return out
 

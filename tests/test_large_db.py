@@ -8,6 +8,7 @@ the LTX file compresses to a few MB, pages streamed into the encoder one at a ti
 from __future__ import annotations
 
 import sqlite3
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -15,7 +16,7 @@ import pytest
 import litevfs
 from litevfs.ltx.encoder import encode_file
 from litevfs.ltx.format import lock_pgno
-from litevfs.storage.memory import MemoryStorage
+from litevfs.storage.memory import MemoryStorage, drop_memory_store
 from tests.vfs_support import unique_memory_url
 
 PAGE = 65536
@@ -27,7 +28,7 @@ CHECKS = ["SELECT count(*), sum(length(b)) FROM t",
 
 
 @pytest.fixture(scope="module")
-def big_replica(tmp_path_factory: pytest.TempPathFactory) -> tuple[str, list]:
+def big_replica(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, list]]:
     work = tmp_path_factory.mktemp("big")
     db = work / "big.db"
     con = sqlite3.connect(db, isolation_level=None)
@@ -58,7 +59,9 @@ def big_replica(tmp_path_factory: pytest.TempPathFactory) -> tuple[str, list]:
     db.unlink()  # only the replica remains
     url = unique_memory_url("big")
     MemoryStorage(url.removeprefix("memory://")).write_ltx(0, 1, 1, data)
-    return url, expected
+    del data
+    yield url, expected
+    drop_memory_store(url.removeprefix("memory://"))  # do not hold the file for the session
 
 
 @pytest.mark.slow
