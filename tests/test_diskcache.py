@@ -83,6 +83,45 @@ def test_unusable_cache_file_is_replaced(tmp_path: Path, caplog) -> None:
     assert "unusable" in caplog.text
 
 
+def test_damaged_cache_file_found_after_open_is_replaced(tmp_path: Path, caplog) -> None:
+    """The structural check runs after the store opened (off the open's path): a file
+    with a valid header but damaged pages is set aside and readers move to a new one."""
+    store = _store(tmp_path)
+    cache = ReplicaDiskCache(store, "r")
+    for f in range(1, 6):
+        frames, pages = _frames(64)
+        cache.put_frames(FileInfo(0, f, f, 1 << 20, 1.0), frames, pages)
+    assert store.flush()
+    store.close()
+    with open(store.path, "r+b") as f:  # keep page 1 (the header), damage the rest
+        f.seek(4096)
+        f.write(b"\xa5" * (os.path.getsize(store.path) - 4096))
+    store = _store(tmp_path)
+    cache = ReplicaDiskCache(store, "r")
+    frames, pages = _frames(3)
+    cache.put_frames(INFO, frames, pages)
+    assert store.flush()
+    assert "unusable" in caplog.text
+    assert cache.get_frames(INFO, frames) == pages
+    assert list((tmp_path / "cache").glob(f"{diskstore.DB_NAME}.corrupt-*"))
+
+
+def test_preloaded_index_serves_only_the_same_object(tmp_path: Path) -> None:
+    header = Header(0, 4096, 7, 1, 1, timestamp=123)
+    pgnos, offsets, sizes = array("I", [1, 2]), array("Q", [100, 200]), array("I", [10, 20])
+    cache = ReplicaDiskCache(_store(tmp_path), "r")
+    cache.put_index(INFO, header, pgnos, offsets, sizes)
+    cache.flush()
+    cache.preload_index(INFO)
+    recreated = FileInfo(INFO.level, INFO.min_txid, INFO.max_txid, INFO.size + 1,
+                         INFO.created_at)
+    assert cache.get_index(recreated) is None  # same name, other object: not served
+    assert cache.get_index(INFO) == (header, pgnos, offsets, sizes)
+    cache.preload_index(INFO)
+    cache.drop_preloaded()
+    assert cache._preloaded == {}
+
+
 def test_size_is_bounded(tmp_path: Path) -> None:
     store = _store(tmp_path, max_bytes=2 << 20)
     cache = ReplicaDiskCache(store, "r")

@@ -5,7 +5,9 @@
 
 from __future__ import annotations
 
-from typing import Any
+TYPE_CHECKING = False  # not typing's: importing typing costs ~5 ms on the open's path
+if TYPE_CHECKING:
+    from typing import Any
 
 from ._impl import IMPLEMENTATION
 from ._version import __version__
@@ -28,9 +30,59 @@ __all__ = [
 ]
 
 
+def connect(url: str | None = None, *, impl: Any = None, **options: Any) -> Any:
+    """Open the replica at ``url`` (read-only, or writable with ``write=True``) and
+    return an apsw connection; see :func:`litevfs.api.connect`.
+
+    The open's one LIST is sent first, before apsw and the VFS machinery are
+    imported, so those imports (tens of ms) overlap its round trip. The LIST is still
+    issued after this call began, so the view it decides is as fresh as ever."""
+    early = _start_open(url, options)
+    from . import api
+
+    return api.connect(url, impl=impl, _early=early, **options)
+
+
+def _start_open(url: str | None, options: dict[str, Any]) -> Any:
+    """(config, storage, listing future) with the open's LIST in flight, or None when
+    the replica is already open in this process or the options do not resolve (the
+    regular path then reports the error)."""
+    import os
+    import sys
+
+    try:
+        from .config import Config
+
+        keywords = dict(options)
+        if url is not None:
+            keywords["replica_url"] = url
+        config = Config.resolve(keywords, None, os.environ)
+        replica_mod = sys.modules.get(f"{__name__}.replica")
+        if replica_mod is not None and any(
+                key[0] == config.replica_url for key in replica_mod._registry):
+            return None  # shared with an open replica: no LIST needed
+        from .storage import open_storage, start_listing
+
+        storage = open_storage(config.replica_url)
+    except Exception:  # noqa: BLE001 - api.connect raises it, named
+        return None
+    try:
+        listing = start_listing(storage)
+        wait_sent = getattr(storage, "wait_sent", None)
+        if wait_sent is not None:  # let the LIST thread write its request first
+            wait_sent(0.05)
+        preconnect = getattr(storage, "preconnect", None)
+        if preconnect is not None:  # ready for the index reads once the LIST answers
+            preconnect(2)
+        return config, storage, listing
+    except BaseException:
+        storage.close()
+        raise
+
+
 def __getattr__(name: str) -> Any:
     # apsw and boto3 load only when used: `import litevfs` stays cheap.
-    if name in ("connect", "register", "hydration_status", "stats"):
+    if name in ("register", "hydration_status", "stats"):
         from . import api
 
         return getattr(api, name)

@@ -51,23 +51,32 @@ def _apply_log_level(config: Config) -> None:
         logging.getLogger("litevfs").setLevel(config.log_level)
 
 
-def connect(url: str | None = None, *, impl: ModuleType | None = None, **options: Any
-            ) -> apsw.Connection:
+def connect(url: str | None = None, *, impl: ModuleType | None = None, _early: Any = None,
+            **options: Any) -> apsw.Connection:
     """Open the replica at ``url`` (read-only, or writable with ``write=True``) and
     return an apsw connection.
 
     Options (see ``litevfs.config.FIELDS``) override URI parameters and the
     environment (``LITESTREAM_REPLICA_URL`` when ``url`` is None). Errors opening
     the replica (bucket, credentials, endpoint, empty replica) raise here, named.
+    ``_early``: (config, storage, listing) from ``litevfs.connect``, the LIST in flight.
     """
     impl = impl or _impl
-    keywords = dict(options)
-    if url is not None:
-        keywords["replica_url"] = url
-    config = Config.resolve(keywords, None, os.environ)
+    if _early is not None:
+        config, storage, listing = _early
+    else:
+        keywords = dict(options)
+        if url is not None:
+            keywords["replica_url"] = url
+        config, storage, listing = Config.resolve(keywords, None, os.environ), None, None
     _apply_log_level(config)
-    vfs = register(_vfs_name_for(impl), impl)
-    replica = open_replica(config, impl)
+    try:
+        vfs = register(_vfs_name_for(impl), impl)
+    except BaseException:
+        if storage is not None:
+            storage.close()
+        raise
+    replica = open_replica(config, impl, storage, listing)
     if config.write and replica.writer is None:  # the replica was opened read-only first
         from .writer import attach_writer
 

@@ -127,6 +127,8 @@ class BootSet:
         disk = self.replica.disk
         for info, frames in per_file.items():
             self.loaded_pages.update(f[0] for f in frames)
+            if disk is not None:  # the next view most likely has this object again
+                disk.preload_index(info)
             if disk is not None:
                 found = disk.get_frames(info, frames)
                 if found:

@@ -46,6 +46,7 @@ log = logging.getLogger("litevfs.diskcache")
 
 DB_NAME = "pages.sqlite3"
 TOUCH_AFTER = 600  # seconds: refresh an entry's access time at most this often
+SETUP_WAIT = 5.0  # seconds a read waits for the file to be opened (else a miss)
 CODEC_RAW, CODEC_ZSTD = 0, 1
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS objects(id INTEGER PRIMARY KEY, ident TEXT UNIQUE NOT NULL);
@@ -87,11 +88,59 @@ class DiskStore:
         self._zd: Any = None
         self.writes = self.evictions = self.write_errors = self.corrupt = 0
         self._closed = False
-        self._setup()
-        self._writer = threading.Thread(target=self._write_loop, name="litevfs-diskcache",
+        self._gen = 0  # bumped when a damaged file is replaced: readers reconnect
+        self._ready = threading.Event()  # set once the file is usable (or found not to be)
+        self._setup_error: BaseException | None = None
+        # The file is opened (and created, WAL mode, schema) on the writer thread, so
+        # a cold open overlaps it with its LIST; readers wait for it (_reader).
+        self._writer = threading.Thread(target=self._run, name="litevfs-diskcache",
                                         daemon=True)
         self._writer.start()
         atexit.register(self.flush, 2.0)
+
+    def _run(self) -> None:
+        try:
+            self._setup()
+        except BaseException as exc:  # noqa: BLE001 - the cache is off, never the replica
+            log.warning("persistent page cache in %s disabled: %s", self.directory, exc)
+            self._setup_error = exc
+            self._ready.set()
+            self._closed = True
+            self._drain()
+            return
+        self._ready.set()
+        self._check()
+        self._write_loop()
+
+    def _drain(self) -> None:
+        """A disabled store: answer flushes, drop writes."""
+        while True:
+            item = self._queue.get()
+            if item[0] == "flush":
+                item[1].set()
+
+    def _check(self) -> None:
+        """Full structural check, after readers were let in (it reads the whole file:
+        ~0.5 s for 1 GiB). A damaged file is set aside and replaced; readers reconnect.
+        Damage never yields wrong data meanwhile: every entry is hash-checked."""
+        try:
+            con = self._connect()
+            try:
+                ok = con.execute("PRAGMA quick_check(1)").fetchone()[0] == "ok"
+            finally:
+                con.close()
+            if ok:
+                return
+            reason = "quick_check failed"
+        except sqlite3.DatabaseError as exc:
+            reason = str(exc)
+        except sqlite3.Error:
+            return  # busy or similar: not evidence of damage
+        log.warning("page cache %s is unusable (%s); starting a new one", self.path, reason)
+        try:
+            self._replace()
+        except (OSError, sqlite3.Error) as exc:
+            log.warning("page cache %s could not be replaced: %s", self.path, exc)
 
     # -- connections -----------------------------------------------------------------
     def _connect(self) -> sqlite3.Connection:
@@ -106,12 +155,17 @@ class DiskStore:
             self._create()
         except sqlite3.DatabaseError as exc:  # not a database / torn: start over
             log.warning("page cache %s is unusable (%s); starting a new one", self.path, exc)
-            for suffix in ("", "-wal", "-shm"):
-                try:
-                    os.replace(self.path + suffix, f"{self.path}{suffix}.corrupt-{os.getpid()}")
-                except FileNotFoundError:
-                    pass
-            self._create()
+            self._replace()
+
+    def _replace(self) -> None:
+        for suffix in ("", "-wal", "-shm"):
+            try:
+                os.replace(self.path + suffix, f"{self.path}{suffix}.corrupt-{os.getpid()}")
+            except FileNotFoundError:
+                pass
+        self._create()
+        self._ids.clear()
+        self._gen += 1
 
     def _create(self) -> None:
         con = self._connect()
@@ -119,14 +173,19 @@ class DiskStore:
             con.execute("PRAGMA auto_vacuum=INCREMENTAL")  # only effective on a new file
             con.execute("PRAGMA journal_mode=WAL")
             con.executescript(_SCHEMA)
-            con.execute("PRAGMA quick_check(1)").fetchone()
         finally:
             con.close()
 
     def _reader(self) -> sqlite3.Connection:
         con = getattr(self._local, "con", None)
-        if con is None:
-            con = self._local.con = self._connect()
+        if con is not None and self._local.gen == self._gen:
+            return con
+        if not self._ready.wait(SETUP_WAIT) or self._setup_error is not None:
+            raise sqlite3.OperationalError("the page cache is not available")
+        if con is not None:
+            con.close()
+        self._local.gen = self._gen
+        con = self._local.con = self._connect()
         return con
 
     def _object_id(self, ident: str) -> int | None:
@@ -252,6 +311,8 @@ class DiskStore:
 
     def flush(self, timeout: float = 10.0) -> bool:
         """Wait until queued writes are on disk (True) or ``timeout`` passes."""
+        if self._closed:  # nothing can be queued (closed, or disabled at setup)
+            return self._setup_error is None
         done = threading.Event()
         self._submit(("flush", done))
         return done.wait(timeout)
@@ -401,6 +462,7 @@ class ReplicaDiskCache:
         self.store = store
         self.replica_id = replica_id
         self.hits = self.misses = self.index_hits = self.index_misses = 0
+        self._preloaded: dict[str, tuple[Header, array, array, array]] = {}
 
     def ident(self, info: FileInfo) -> str:
         return object_ident(self.replica_id, info)
@@ -417,8 +479,26 @@ class ReplicaDiskCache:
         self.store.put_pages(self.ident(info), [(off, pgno, pages[pgno])
                                                 for pgno, off, _ in frames if pgno in pages])
 
+    def preload_index(self, info: FileInfo) -> None:
+        """Read ``info``'s cached index ahead (while the open's LIST is in flight), for
+        one later ``get_index`` of the very same object (same identity string)."""
+        ident = self.ident(info)
+        blob = self.store.get_index(ident)
+        parsed = unpack_index(blob) if blob is not None else None
+        if parsed is not None:
+            self._preloaded[ident] = parsed
+
+    def drop_preloaded(self) -> None:
+        """Forget preloaded indexes the open did not use (objects compacted away)."""
+        self._preloaded.clear()
+
     def get_index(self, info: FileInfo) -> tuple[Header, array, array, array] | None:
-        blob = self.store.get_index(self.ident(info))
+        ident = self.ident(info)
+        parsed = self._preloaded.pop(ident, None)
+        if parsed is not None:
+            self.index_hits += 1
+            return parsed
+        blob = self.store.get_index(ident)
         parsed = unpack_index(blob) if blob is not None else None
         if parsed is None:
             self.index_misses += 1

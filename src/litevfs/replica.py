@@ -27,6 +27,7 @@ from .ltx.decoder import decode_file
 from .ltx.format import FileInfo, is_valid_page_size, lock_pgno
 from .ltx.remote import FileIndex, fetch_file_index
 from .restore import calc_restore_plan
+from .storage import start_listing
 from .storage.base import StorageClient
 
 log = logging.getLogger("litevfs.replica")
@@ -263,13 +264,16 @@ class Replica:
         from .bootset import start_boot  # fetches the last open's first pages meanwhile
 
         self.boot = start_boot(self)
+        from . import poller  # noqa: F401 - imported while the LIST is in flight, not after
         while True:
             try:
                 levels, listing = (listing.result() if listing else None), None
                 self.publish(self.latest_view(levels))
                 self.metrics.opened()
                 if self.boot is not None:
-                    self.boot.finish(self.current)
+                    self.boot.finish(self.current)  # waits for the boot loader
+                if self.disk is not None:
+                    self.disk.drop_preloaded()
                 return
             except TxNotAvailableError:
                 if self.config.write:  # write mode creates the database: start empty
@@ -312,22 +316,30 @@ _open_locks: dict[tuple[str, str], threading.Lock] = {}
 
 
 def open_replica(config: Config, impl: ModuleType = _impl,
-                 storage: StorageClient | None = None) -> Replica:
+                 storage: StorageClient | None = None,
+                 listing: Future[dict[int, list[FileInfo]]] | None = None) -> Replica:
     """The shared replica for ``config.replica_url`` (opened on first use); pair every
-    call with :func:`release_replica`. Options of the first opener win."""
+    call with :func:`release_replica`. Options of the first opener win. ``listing``: a
+    LIST of ``storage`` this open already started (``litevfs.connect`` sends it before
+    importing the rest); both are closed unused when the replica is already open."""
     key = (config.replica_url, impl.__name__)
+
+    def shared(replica: Replica) -> Replica:
+        replica.refcount += 1
+        if listing is not None and storage is not None:
+            storage.close()
+        return replica
+
     with _registry_lock:
         replica = _registry.get(key)
         if replica is not None:
-            replica.refcount += 1
-            return replica
+            return shared(replica)
         open_lock = _open_locks.setdefault(key, threading.Lock())
     with open_lock:  # one open per URL at a time; others wait and share it
         with _registry_lock:
             replica = _registry.get(key)
             if replica is not None:
-                replica.refcount += 1
-                return replica
+                return shared(replica)
         if storage is None:
             from .storage import open_storage
 
@@ -337,7 +349,8 @@ def open_replica(config: Config, impl: ModuleType = _impl,
                 preconnect(2)
         # The open's LIST goes out now and overlaps the replica's set-up (disk cache,
         # verifier, ...): it is still issued after this open began, so it is as fresh.
-        listing = _start_listing(storage)
+        if listing is None:
+            listing = start_listing(storage)
         replica = Replica(config, storage, impl)
         try:
             replica.open(listing)
@@ -360,19 +373,6 @@ def open_replica(config: Config, impl: ModuleType = _impl,
             replica.refcount = 1
             _registry[key] = replica
         return replica
-
-
-def _start_listing(storage: StorageClient) -> Future[dict[int, list[FileInfo]]]:
-    future: Future[dict[int, list[FileInfo]]] = Future()
-
-    def run() -> None:
-        try:
-            future.set_result(storage.list_all())
-        except BaseException as exc:  # re-raised by Replica.open, in the caller's thread
-            future.set_exception(exc)
-
-    threading.Thread(target=run, name="litevfs-list", daemon=True).start()
-    return future
 
 
 def release_replica(replica: Replica) -> None:

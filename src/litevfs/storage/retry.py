@@ -8,17 +8,17 @@ one place decides what is retryable, and every retry is counted in ``stats.retri
 from __future__ import annotations
 
 import time
-from typing import TYPE_CHECKING
-
-if TYPE_CHECKING:
-    import random
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TypeVar
 
 from ..errors import TransientStorageError
 
-T = TypeVar("T")
+TYPE_CHECKING = False  # not typing's: importing typing costs ~5 ms on the open's path
+if TYPE_CHECKING:
+    import random
+    from typing import TypeVar
+
+    T = TypeVar("T")
 
 
 class Retryable(Exception):
