@@ -65,6 +65,21 @@ def test_local_boot_set_makes_the_first_query_free(tmp_path: Path, core) -> None
     assert s2["after"]["memory_cache"]["misses"] == s2["before"]["memory_cache"]["misses"]
 
 
+def test_boot_pages_from_the_index_read_are_on_disk_next_time(tmp_path: Path, core) -> None:
+    """Files above verify_max_size are read by range: page 1 and its neighbours arrive
+    with the header read of the index fetch. They must reach the disk cache too, or
+    the next open's boot replay fetches them again (a round trip at open)."""
+    url, _ = _setup(tmp_path)
+    cache_dir = str(tmp_path / "cache")
+    _restart()
+    rows1, _ = _run(url, core, cache_dir=cache_dir, verify_max_size="1KiB")
+    rows2, s2 = _run(url, core, cache_dir=cache_dir, verify_max_size="1KiB")
+    assert rows2 == rows1
+    boot = s2["after"]["boot_set"]
+    assert boot["used"] > 0 and boot["requests"] == 0
+    assert s2["after"]["gets"] == s2["before"]["gets"]
+
+
 def test_shared_boot_set_helps_a_new_machine(tmp_path: Path, core) -> None:
     url, _ = _setup(tmp_path)
     _restart()

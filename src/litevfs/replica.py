@@ -208,10 +208,14 @@ class Replica:
                 self.verifier.mark_failed(fid, str(exc))
                 raise LTXFormatError(f"{fi.info.name}: {exc}") from None
             self.verifier.mark_verified(fid)
+            frames, pages = [], {}
             for pgno, page in decoded.pages:
                 entry = view.index.lookup(pgno)
                 if entry is not None and entry[0] == fid:
                     self.cache.put(cache_key(fid, pgno), page)
+                    frames.append((pgno, entry[1], entry[2]))
+                    pages[pgno] = page
+            self._persist(fi, frames, pages)
 
     def _prefill_head(self, view: View, fi: FileIndex) -> None:
         """Cache the whole frames inside a large file's head read (page 1 first). Files
@@ -221,6 +225,7 @@ class Replica:
             return
         head, decode = fi.head, self.impl.decode_page_frame
         assert head is not None
+        frames, pages = [], {}
         for pgno, offset, size in zip(fi.pgnos, fi.offsets, fi.sizes):
             if offset + size > len(head):
                 break  # frames are stored in page order, offsets ascending
@@ -230,11 +235,22 @@ class Replica:
             try:
                 got, _flags, page, frame_len = decode(head, view.page_size, offset, size)
             except LTXFormatError:
-                return  # the page read path reports it (and retries) if SQLite wants it
+                break  # the page read path reports it (and retries) if SQLite wants it
             if got != pgno or frame_len != size:
-                return
+                break
             self.cache.put(cache_key(fid, pgno), page)
             self.verifier.seen(fid, fi.info)  # served unverified: verify in the background
+            frames.append((pgno, offset, size))
+            pages[pgno] = page
+        self._persist(fi, frames, pages)
+
+    def _persist(self, fi: FileIndex, frames: list[tuple[int, int, int]],
+                 pages: dict[int, bytes]) -> None:
+        """Pages that arrived with an index read go to the disk cache too: page 1 and
+        its neighbours are what the next open's boot set asks for first, and a boot
+        page missing on disk costs that open a round trip."""
+        if self.disk is not None and frames:
+            self.disk.put_frames(fi.info, frames, pages)
 
     def build_view(self, plan: Sequence[FileInfo], *, target_time: str | None = None) -> View:
         return self.extend_view(None, self.fetch_indexes(plan), target_time=target_time)
