@@ -77,7 +77,7 @@ def test_boot_pages_from_the_index_read_are_on_disk_next_time(tmp_path: Path, co
     assert rows2 == rows1
     boot = s2["after"]["boot_set"]
     assert boot["used"] > 0 and boot["requests"] == 0
-    assert s2["after"]["gets"] == s2["before"]["gets"]
+    # (no GET count check: the background CRC check of these files reads them now)
 
 
 def test_shared_boot_set_helps_a_new_machine(tmp_path: Path, core) -> None:
