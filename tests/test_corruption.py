@@ -200,3 +200,15 @@ def test_verification_is_counted_and_cheap(tmp_path: Path, core: ModuleType) -> 
             assert con.execute(q).fetchall() == want
     finally:
         con.close()
+
+
+def test_background_budget_follows_the_core_unless_set() -> None:
+    import litevfs._impl as selected
+    import litevfs._pagecache as compiled
+    import litevfs._pagecache_py as pure
+    from litevfs.verify import COMPILED_BANDWIDTH, PURE_BANDWIDTH, default_bandwidth
+
+    assert default_bandwidth(pure) == PURE_BANDWIDTH
+    assert default_bandwidth(compiled) == COMPILED_BANDWIDTH
+    assert default_bandwidth(selected) == (
+        PURE_BANDWIDTH if selected.IMPLEMENTATION == "python" else COMPILED_BANDWIDTH)
