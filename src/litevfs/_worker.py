@@ -8,6 +8,26 @@ from __future__ import annotations
 
 import threading
 
+TYPE_CHECKING = False  # typing stays off the cold-open import path
+if TYPE_CHECKING:
+    from collections.abc import Callable
+    from concurrent.futures import Future
+    from typing import TypeVar
+
+    T = TypeVar("T")
+
+
+def settle(pending: Future[T], fn: Callable[[], T]) -> T:
+    """Run ``fn`` for the owner of an in-flight fetch and hand its outcome (result or
+    exception) to every waiter on ``pending``."""
+    try:
+        result = fn()
+    except BaseException as exc:
+        pending.set_exception(exc)
+        raise
+    pending.set_result(result)
+    return result
+
 
 class Worker:
     def __init__(self) -> None:

@@ -18,6 +18,7 @@ import time
 from concurrent.futures import Future
 from typing import TYPE_CHECKING
 
+from ._worker import settle
 from .errors import LiteVFSError, LTXFormatError, NotFoundError, StorageError
 from .hedge import Hedger
 from .ltx.format import lock_pgno
@@ -118,12 +119,7 @@ class Reader:
 
     def _complete(self, view: View, file_id: int, run: list, pending: Future) -> dict[int, bytes]:
         try:
-            pages = self._fetch_run(view, file_id, run, run[0][1])
-            pending.set_result(pages)
-            return pages
-        except BaseException as exc:
-            pending.set_exception(exc)
-            raise
+            return settle(pending, lambda: self._fetch_run(view, file_id, run, run[0][1]))
         finally:
             with self._lock:
                 for p, _, _ in run:

@@ -27,6 +27,7 @@ from collections import deque
 from concurrent.futures import Future
 from typing import TYPE_CHECKING, Any
 
+from ._worker import settle
 from .errors import LiteVFSError, LTXFormatError, StorageError
 from .ltx.decoder import decode_file
 from .ltx.format import CHECKSUM_FLAG, HEADER_SIZE, PAGE_FLAG_SIZE, PAGE_HEADER_SIZE, \
@@ -225,12 +226,7 @@ class Verifier:
         if not owner:
             return pending.result()
         try:
-            pages = self._verify_now(file_id)
-            pending.set_result(pages)
-            return pages
-        except BaseException as exc:
-            pending.set_exception(exc)
-            raise
+            return settle(pending, lambda: self._verify_now(file_id))
         finally:
             with self._lock:
                 self._inflight.pop(file_id, None)
