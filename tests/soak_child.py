@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import sys
 import threading
 import time
@@ -39,9 +40,17 @@ def _peak_rss_kib() -> int:
     return 0
 
 
+_POOL_THREAD = re.compile(r"^litevfs-(io|s3|get|hydrate)_\d+$")
+
+
 def _probe() -> dict[str, int]:
+    # Thread pools start workers on demand up to their fixed maximum (the hydrator's grows
+    # when polls bring changed pages after completion): count them apart from the rest,
+    # where any growth would be a leak.
+    names = [t.name for t in threading.enumerate()]
+    pool = sum(1 for n in names if _POOL_THREAD.match(n))
     return {"rss_kib": _rss_kib(), "fds": len(os.listdir("/proc/self/fd")),
-            "threads": threading.active_count()}
+            "threads": len(names) - pool, "pool_threads": pool}
 
 
 def reader(url: str, seconds: float, hydrate: bool) -> dict:

@@ -93,6 +93,8 @@ def test_soak(seaweed: SeaweedServer, tmp_path: Path) -> None:
         assert end["rss_kib"] <= warm["rss_kib"] * 1.5 + 40 * 1024, r
         assert end["fds"] <= warm["fds"] + 4, r
         assert end["threads"] <= warm["threads"] + 2, r
+        # pools grow on demand only up to their maxima: io 32, s3 16, hedged GETs 64, hydrate 16
+        assert end.get("pool_threads", 0) <= 32 + 16 + 64 + 16, r
     assert results[4].get("hydration") in ("complete", "hydrating"), results[4]
     # the litevfs writer's synced state is what a fresh reader sees
     con = litevfs.connect(url2, poll_interval=0, boot_set="off")
