@@ -1,6 +1,8 @@
 """litevfs: open SQLite databases straight from Litestream replicas in object storage.
 
 ``litevfs.IMPLEMENTATION`` says which core is active ("cython" or "python").
+``import litevfs`` imports almost nothing: a cold open's first request (the LIST)
+goes out before the core, apsw and the VFS machinery load.
 """
 
 from __future__ import annotations
@@ -9,7 +11,6 @@ TYPE_CHECKING = False  # not typing's: importing typing costs ~5 ms on the open'
 if TYPE_CHECKING:
     from typing import Any
 
-from ._impl import IMPLEMENTATION
 from ._version import __version__
 from .restore import restore  # eager: the submodule of the same name must not shadow it
 from .errors import (
@@ -44,9 +45,9 @@ def connect(url: str | None = None, *, impl: Any = None, **options: Any) -> Any:
 
 
 def _start_open(url: str | None, options: dict[str, Any]) -> Any:
-    """(config, storage, listing future) with the open's LIST in flight, or None when
-    the replica is already open in this process or the options do not resolve (the
-    regular path then reports the error)."""
+    """(config, storage, listing future, index reads ahead) with the open's LIST in
+    flight, or None when the replica is already open in this process or the options
+    do not resolve (the regular path then reports the error)."""
     import os
     import sys
 
@@ -61,20 +62,26 @@ def _start_open(url: str | None, options: dict[str, Any]) -> Any:
         if replica_mod is not None and any(
                 key[0] == config.replica_url for key in replica_mod._registry):
             return None  # shared with an open replica: no LIST needed
+        from .openahead import OpenAhead
         from .storage import open_storage, start_listing
 
         storage = open_storage(config.replica_url)
     except Exception:  # noqa: BLE001 - api.connect raises it, named
         return None
     try:
-        listing = start_listing(storage)
+        # The LIST's thread sends the plan's index reads as soon as it answers (they
+        # would otherwise wait for the imports below); a persistent cache may hold the
+        # indexes already, so with one the open reads them the usual way.
+        ahead = OpenAhead() if config.cache_dir is None else None
+        listing = start_listing(storage, None if ahead is None else
+                                lambda levels: ahead.start(storage, levels))
         wait_sent = getattr(storage, "wait_sent", None)
         if wait_sent is not None:  # let the LIST thread write its request first
             wait_sent(0.05)
         preconnect = getattr(storage, "preconnect", None)
         if preconnect is not None:  # ready for the index reads once the LIST answers
             preconnect(2)
-        return config, storage, listing
+        return config, storage, listing, ahead
     except BaseException:
         storage.close()
         raise
@@ -82,6 +89,10 @@ def _start_open(url: str | None, options: dict[str, Any]) -> Any:
 
 def __getattr__(name: str) -> Any:
     # apsw and boto3 load only when used: `import litevfs` stays cheap.
+    if name == "IMPLEMENTATION":  # picking the core imports it: not before it is asked for
+        from ._impl import IMPLEMENTATION
+
+        return IMPLEMENTATION
     if name in ("register", "hydration_status", "stats"):
         from . import api
 

@@ -59,11 +59,13 @@ def connect(url: str | None = None, *, impl: ModuleType | None = None, _early: A
     Options (see ``litevfs.config.FIELDS``) override URI parameters and the
     environment (``LITESTREAM_REPLICA_URL`` when ``url`` is None). Errors opening
     the replica (bucket, credentials, endpoint, empty replica) raise here, named.
-    ``_early``: (config, storage, listing) from ``litevfs.connect``, the LIST in flight.
+    ``_early``: (config, storage, listing, ahead) from ``litevfs.connect``: the LIST in
+    flight, and the index reads its thread sends when it answers (``openahead.py``).
     """
     impl = impl or _impl
+    ahead = None
     if _early is not None:
-        config, storage, listing = _early
+        config, storage, listing, ahead = _early
     else:
         keywords = dict(options)
         if url is not None:
@@ -76,7 +78,7 @@ def connect(url: str | None = None, *, impl: ModuleType | None = None, _early: A
         if storage is not None:
             storage.close()
         raise
-    replica = open_replica(config, impl, storage, listing)
+    replica = open_replica(config, impl, storage, listing, ahead)
     if config.write and replica.writer is None:  # the replica was opened read-only first
         from .writer import attach_writer
 

@@ -26,26 +26,19 @@ from .errors import LiteVFSError, LTXFormatError, TxNotAvailableError
 from .ltx.decoder import decode_file
 from .ltx.format import FileInfo, is_valid_page_size, lock_pgno
 from .ltx.remote import FileIndex, fetch_file_index
+from .openahead import HEAD_READ, OpenAhead, tail_size_for
 from .restore import calc_restore_plan
 from .storage import start_listing
 from .storage.base import StorageClient
 
 log = logging.getLogger("litevfs.replica")
 
-MAX_TAIL_READ = 4 * 1024 * 1024
 PREFILL_MAX_FILE = 1024 * 1024  # whole files up to this size seed the cache at once
-HEAD_READ = 64 * 1024  # the header read also brings page 1 and its neighbours (one RTT less)
 
 
 def cache_key(file_id: int, pgno: int) -> int:
     """One integer key per (file, page): LTX content is immutable."""
     return (file_id << 32) | pgno
-
-
-def tail_size_for(info: FileInfo) -> int:
-    """Guess the tail read that holds the whole page index (about 9 bytes per page;
-    compressed frames are rarely below ~1 KiB), so big snapshots need one read, not two."""
-    return max(32 * 1024, min(MAX_TAIL_READ, info.size // 96))
 
 
 def check_index_bounds(base_commit: int, indexes: Sequence[FileIndex]) -> None:
@@ -85,8 +78,11 @@ class View:
 class Replica:
     """Shared by every connection of the process that opens the same replica URL."""
 
-    def __init__(self, config: Config, storage: StorageClient, impl: ModuleType = _impl) -> None:
+    def __init__(self, config: Config, storage: StorageClient, impl: ModuleType = _impl,
+                 ahead: OpenAhead | None = None) -> None:
         self.config = config
+        self._ahead = ahead  # index reads the LIST thread already sent (openahead.py)
+        self.reads_adopted = 0  # files whose index reads came from ``ahead``
         self.storage = storage
         self.impl = impl
         self.cache = impl.PageCache(config.cache_size)
@@ -150,10 +146,15 @@ class Replica:
 
     def fetch_indexes(self, infos: Sequence[FileInfo]) -> list[FileIndex]:
         """Page indexes of ``infos``, fetched in parallel (one tail read each)."""
+        ahead = self._ahead
+
         def fetch(info: FileInfo) -> FileIndex:
+            started = ahead.take(info) if ahead is not None else None
+            if started is not None:
+                self.reads_adopted += 1
             return fetch_file_index(self.storage, info, tail_size=tail_size_for(info),
                                     executor=self.executor, impl=self.impl,
-                                    head_size=HEAD_READ)
+                                    head_size=HEAD_READ, started=started)
 
         def one(info: FileInfo) -> FileIndex:  # decoded indexes persist in the disk cache
             return fetch_index_cached(self.disk, info, fetch)
@@ -290,6 +291,7 @@ class Replica:
                     self.boot.finish(self.current)  # waits for the boot loader
                 if self.disk is not None:
                     self.disk.drop_preloaded()
+                self._ahead = None  # reads the plan did not adopt are not wanted later
                 return
             except TxNotAvailableError:
                 if self.config.write:  # write mode creates the database: start empty
@@ -333,11 +335,13 @@ _open_locks: dict[tuple[str, str], threading.Lock] = {}
 
 def open_replica(config: Config, impl: ModuleType = _impl,
                  storage: StorageClient | None = None,
-                 listing: Future[dict[int, list[FileInfo]]] | None = None) -> Replica:
+                 listing: Future[dict[int, list[FileInfo]]] | None = None,
+                 ahead: OpenAhead | None = None) -> Replica:
     """The shared replica for ``config.replica_url`` (opened on first use); pair every
     call with :func:`release_replica`. Options of the first opener win. ``listing``: a
     LIST of ``storage`` this open already started (``litevfs.connect`` sends it before
-    importing the rest); both are closed unused when the replica is already open."""
+    importing the rest); both are closed unused when the replica is already open.
+    ``ahead``: the index reads that LIST's thread sends when it answers."""
     key = (config.replica_url, impl.__name__)
 
     def shared(replica: Replica) -> Replica:
@@ -367,7 +371,7 @@ def open_replica(config: Config, impl: ModuleType = _impl,
         # verifier, ...): it is still issued after this open began, so it is as fresh.
         if listing is None:
             listing = start_listing(storage)
-        replica = Replica(config, storage, impl)
+        replica = Replica(config, storage, impl, ahead)
         try:
             replica.open(listing)
             if config.write:

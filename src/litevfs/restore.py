@@ -11,13 +11,10 @@ import os
 import sys
 import time
 from collections.abc import Callable, Mapping, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from types import ModuleType
 
-from . import _impl
 from .errors import LTXFormatError, NonContiguousError, TxNotAvailableError
-from .ltx.decoder import FileDecoder
 from .ltx.format import HEADER_SIZE, MAX_LEVEL, SNAPSHOT_LEVEL, FileInfo, Header
 
 TYPE_CHECKING = False  # not typing's: importing typing costs ~5 ms on the open's path
@@ -80,6 +77,8 @@ def with_header_timestamps(
 ) -> dict[int, list[FileInfo]]:
     """Replace each file's created_at with its LTX header timestamp (what Litestream
     stores as object metadata and uses for point-in-time restores)."""
+    from concurrent.futures import ThreadPoolExecutor
+
     infos = [f for lvl in sorted(levels) for f in levels[lvl]]
 
     def stamp(info: FileInfo) -> FileInfo:
@@ -134,7 +133,7 @@ def restore(
     timestamp: float | None = None,
     workers: int = 8,
     progress: ProgressFn | None = None,
-    impl: ModuleType = _impl,
+    impl: ModuleType | None = None,
 ) -> RestoreResult:
     """Materialise the replica (latest, at ``txid`` or before ``timestamp``) into
     ``out_path``. Every file is read whole and its CRC-64 verified before the output
@@ -147,7 +146,13 @@ def restore(
         levels = with_header_timestamps(storage, levels)
     plan = calc_restore_plan(levels, txid=txid, timestamp=timestamp)
 
-    import tempfile  # lazy: not needed by a VFS open (cold-start import time)
+    # lazy: `import litevfs` must stay cheap (a cold open's first request waits for it)
+    import tempfile
+    from concurrent.futures import ThreadPoolExecutor
+
+    from . import _impl
+
+    impl = impl or _impl
 
     directory = os.path.dirname(os.path.abspath(out_path))
     fd, tmp = tempfile.mkstemp(prefix=".litevfs-restore-", dir=directory)
@@ -188,6 +193,8 @@ def restore(
 
 
 def _apply(data: bytes, info: FileInfo, out, page_size: int, impl: ModuleType) -> Header:
+    from .ltx.decoder import FileDecoder
+
     try:
         dec = FileDecoder(data, impl=impl)
         header = dec.header

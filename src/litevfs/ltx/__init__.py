@@ -1,10 +1,24 @@
-"""The LTX file format: constants, decoding, encoding and ranged index reads."""
+"""The LTX file format: constants, decoding, encoding and ranged index reads.
 
-from .decoder import DecodedFile, FileDecoder, decode_file, locate_index
-from .encoder import encode_file
-from .format import ENCODING_BLOCK, ENCODING_FRAME, FileInfo, Header, Trailer
+Submodules load on first use: ``ltx.format`` is on a cold open's path before its
+first request, and must not drag in the decoder (lz4, the core) with it."""
 
-__all__ = [
-    "DecodedFile", "FileDecoder", "decode_file", "locate_index", "encode_file",
-    "ENCODING_BLOCK", "ENCODING_FRAME", "FileInfo", "Header", "Trailer",
-]
+from __future__ import annotations
+
+_EXPORTS = {
+    "DecodedFile": "decoder", "FileDecoder": "decoder", "decode_file": "decoder",
+    "locate_index": "decoder", "encode_file": "encoder",
+    "ENCODING_BLOCK": "format", "ENCODING_FRAME": "format", "FileInfo": "format",
+    "Header": "format", "Trailer": "format",
+}
+
+__all__ = list(_EXPORTS)
+
+
+def __getattr__(name: str) -> object:
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    from importlib import import_module
+
+    return getattr(import_module(f"{__name__}.{module}"), name)

@@ -14,6 +14,7 @@ from .. import _impl
 from ..errors import LTXFormatError
 from .decoder import locate_index
 from .format import HEADER_SIZE, FileInfo, Header
+from ..openahead import head_size_for
 
 if TYPE_CHECKING:
     from array import array
@@ -54,16 +55,21 @@ def fetch_file_index(
     executor: Executor | None = None,
     impl: ModuleType = _impl,
     head_size: int = HEADER_SIZE,
+    started: tuple[Future[bytes], Future[bytes] | None] | None = None,
 ) -> FileIndex:
     """Fetch and decode the header and page index of ``info``. With ``head_size`` above
     the header size, the concurrent header read also brings the first frames (page 1
-    and its neighbours, in a snapshot) at no extra round trip; see ``FileIndex.head``."""
+    and its neighbours, in a snapshot) at no extra round trip; see ``FileIndex.head``.
+    ``started``: the (tail, head) reads of these very sizes already in flight
+    (``openahead.py``); they are adopted instead of being sent again."""
     header_future: Future[bytes] | None = None
-    head_len = max(HEADER_SIZE, min(head_size, info.size - tail_size))
-    if info.size > tail_size and executor is not None:
+    head_len = head_size_for(info, tail_size, head_size)
+    if started is not None:
+        header_future = started[1]
+    elif head_len and executor is not None:
         header_future = executor.submit(storage.read_range, info, 0, head_len)
     try:
-        tail = storage.read_tail(info, tail_size)
+        tail = started[0].result() if started is not None else storage.read_tail(info, tail_size)
         whole = len(tail) >= info.size
         if whole and len(tail) != info.size:
             raise LTXFormatError(f"{info.name}: read {len(tail)} bytes, listing says {info.size}")

@@ -52,16 +52,21 @@ def open_storage(url: str, **options: Any) -> StorageClient:
     raise ConfigError(f"unsupported replica URL scheme {parsed.scheme!r}")  # pragma: no cover
 
 
-def start_listing(storage: StorageClient) -> Future[Any]:
+def start_listing(storage: StorageClient, then: Any = None) -> Future[Any]:
     """``storage.list_all()`` on a daemon thread, started now; its error (if any) is
-    re-raised by ``result()`` in the caller's thread."""
+    re-raised by ``result()`` in the caller's thread. ``then(levels)`` runs on that
+    thread with the answer before the future resolves (it must not raise)."""
     future: Future[Any] = Future()
 
     def run() -> None:
         try:
-            future.set_result(storage.list_all())
+            levels = storage.list_all()
         except BaseException as exc:  # noqa: BLE001 - handed to the waiter
             future.set_exception(exc)
+            return
+        if then is not None:
+            then(levels)
+        future.set_result(levels)
 
     threading.Thread(target=run, name="litevfs-list", daemon=True).start()
     return future
