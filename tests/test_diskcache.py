@@ -214,3 +214,37 @@ def test_restart_reuses_pages_and_indexes(tmp_path: Path, core) -> None:
     # only the listing went to storage: no index read, no page read
     assert second["gets"] == 0 and first["gets"] > 0
 
+
+
+def test_a_verified_large_file_is_not_streamed_again_after_a_restart(tmp_path: Path,
+                                                                      core) -> None:
+    """Files above verify_max_size are CRC-checked by streaming them in the background;
+    the persistent cache remembers the check (per object, upload time included), so the
+    next process does not download a big snapshot again just to verify it."""
+    from litevfs.vfs import file_of
+
+    url = unique_memory_url("verified")
+    make_accounts_db(tmp_path / "p.db", accounts=2000, blob_rows=40).close()
+    FakeLitestream(tmp_path / "p.db", url).sync()
+    cache_dir = str(tmp_path / "pc")
+
+    def run(query: str) -> dict:
+        con = litevfs.connect(url, impl=core, poll_interval=0, cache_dir=cache_dir,
+                              boot_set="off", verify_max_size=0, verify_bandwidth=0)
+        try:
+            assert con.execute(query).fetchall()
+            replica = file_of(con).replica
+            assert replica.verifier.wait_idle(10)
+            assert replica.disk.flush(5)
+            return litevfs.stats(con)["verification"]
+        finally:
+            con.close()
+            _fresh_process_state()
+
+    _fresh_process_state()
+    first = run("SELECT sum(balance) FROM accounts")
+    assert first["files_verified"] == 1 and first["bytes_verified"] > 0
+    assert first["files_remembered"] == 0
+    second = run("SELECT sum(length(data)) FROM blobs")  # pages not on disk yet: remote reads
+    assert second == {"files_verified": 1, "bytes_verified": 0, "files_remembered": 1,
+                      "files_failed": 0}

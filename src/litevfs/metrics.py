@@ -120,6 +120,11 @@ class Metrics:
         out["boot_set"] = boot.stats() if boot is not None else None
         fresh = getattr(replica, "freshness", None)
         out["freshness"] = fresh.stats() if fresh is not None else None
+        out["open_reads_ahead"] = getattr(replica, "reads_adopted", 0)
+        verifier = getattr(replica, "verifier", None)
+        out["verification"] = None if verifier is None else {
+            "files_verified": verifier.files_verified, "bytes_verified": verifier.bytes_verified,
+            "files_remembered": verifier.files_remembered, "files_failed": len(verifier.failed)}
         return out
 
 

@@ -98,6 +98,16 @@ def _object_key(info: FileInfo) -> tuple[int, int, int, int]:
     return (info.level, info.min_txid, info.max_txid, info.size)
 
 
+def _verified_mark(info: FileInfo) -> str:
+    """Disk-cache meta name recording that this very object passed its CRC-64 check (its
+    upload time is part of the name: a re-uploaded object is checked again)."""
+    return (f"verified|{info.level}|{info.min_txid:016x}|{info.max_txid:016x}|{info.size}|"
+            f"{int(info.created_at)}")
+
+
+START_DELAY = 0.5  # seconds after open before background verification reads anything
+
+
 COMPILED_BANDWIDTH = 16 * 1024**2
 PURE_BANDWIDTH = 2 * 1024**2  # the pure CRC-64 runs at ~15 MB/s: keep it to a small share
 
@@ -133,6 +143,10 @@ class Verifier:
         self._thread: threading.Thread | None = None
         self.files_verified = 0
         self.bytes_verified = 0
+        self.files_remembered = 0  # verified by an earlier process (the disk cache says)
+        # The first queries of a cold open should not share the CPU and the connections
+        # with a background CRC stream: it starts a little later.
+        self._not_before = time.monotonic() + START_DELAY
 
     # -- state -----------------------------------------------------------------------
     def is_verified(self, file_id: int) -> bool:
@@ -250,6 +264,7 @@ class Verifier:
                 continue
             self.bytes_verified += info.size
             self.mark_verified(file_id)
+            self._remember(info)
             return pages
         self.mark_failed(file_id, str(last))
         self.check(file_id)
@@ -279,7 +294,21 @@ class Verifier:
         if self._stop.is_set():
             raise _Stopped
 
+    def _remember(self, info: FileInfo) -> None:
+        """Record in the persistent cache that ``info`` passed, so the next process on
+        this machine does not stream a large object again just to check it."""
+        disk = self.replica.disk
+        if disk is not None and info.size > self.max_size:
+            disk.put_meta(_verified_mark(info), b"1")
+
+    def _remembered(self, info: FileInfo) -> bool:
+        disk = self.replica.disk
+        return disk is not None and disk.get_meta(_verified_mark(info)) == b"1"
+
     def _run(self) -> None:
+        delay = self._not_before - time.monotonic()
+        if delay > 0 and self._stop.wait(delay):
+            return
         while not self._stop.is_set():
             with self._lock:
                 file_id = self._queue.popleft() if self._queue else None
@@ -290,6 +319,10 @@ class Verifier:
             if file_id in self._verified or file_id in self.failed:
                 continue
             info = self.replica.file_info(file_id)
+            if self._remembered(info):
+                self.files_remembered += 1
+                self.mark_verified(file_id)
+                continue
             started, done = time.monotonic(), [0]
             try:
                 verify_streamed(self.replica.storage, info, self.replica.impl,
@@ -306,6 +339,7 @@ class Verifier:
                 continue
             self.bytes_verified += info.size
             self.mark_verified(file_id)
+            self._remember(info)
 
     def wait_idle(self, timeout: float = 30.0) -> bool:
         """For tests: wait until the background queue is drained."""
