@@ -40,94 +40,11 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(REPO)]  # tests.rig; litevfs is the installed package
 
 READERS = ("litevfs-cython", "litevfs-python", "litestream", "local")
-POINT_SQL = "SELECT id, k, v FROM kv WHERE id = ?"
-COUNT_SQL = "SELECT COUNT(*) FROM items"
+CHILD = Path(__file__).resolve().with_name("coldstart_child.py")
 _REQUEST_LINE = re.compile(rb"(?:^|\r\n)(?:GET|HEAD|PUT|POST|DELETE) /")
 
 
 # -- child side ----------------------------------------------------------------------
-
-
-def _child(args: argparse.Namespace) -> None:
-    """Runs in a fresh process: open, query, report phases on stdout (one JSON per
-    phase, waiting for a line on stdin after each so the parent can read counters)."""
-    started = args.spawned_at
-    t_main = time.time()
-
-    def phase(name: str, **data: Any) -> None:
-        print(json.dumps({"phase": name, **data}), flush=True)
-        sys.stdin.readline()
-
-    ids = [int(x) for x in args.ids.split(",")]
-    t0 = time.perf_counter()
-    import apsw
-
-    if args.child == "litestream":
-        loader = apsw.Connection(":memory:")
-        loader.enable_load_extension(True)
-        loader.load_extension(args.extension)
-        con = apsw.Connection("file:replica.db?vfs=litestream",
-                              flags=apsw.SQLITE_OPEN_READONLY | apsw.SQLITE_OPEN_URI)
-    elif args.child == "local":
-        con = apsw.Connection(args.local_db, flags=apsw.SQLITE_OPEN_READONLY)
-    else:
-        import litevfs
-
-        if litevfs.IMPLEMENTATION != args.child.removeprefix("litevfs-"):  # never mislabel
-            raise SystemExit(f"{args.child}: the installed litevfs core is "
-                             f"{litevfs.IMPLEMENTATION!r}; build the extension first")
-
-        con = litevfs.connect(args.url, poll_interval="1s", cache_size="256MiB")
-    t_open = time.perf_counter()
-    cold = {"startup_s": t_main - started, "import_open_s": t_open - t0}
-    phase("open", **cold)
-
-    t1 = time.perf_counter()
-    row = con.execute(POINT_SQL, (ids[0],)).fetchone()
-    t_first = time.perf_counter()
-    assert row is not None and row[0] == ids[0], row
-    phase("first", first_query_s=t_first - t1,
-          cold_start_s=cold["startup_s"] + cold["import_open_s"] + (t_first - t1))
-
-    def timed_points() -> list[float]:
-        out = []
-        for i in ids[1:]:
-            s = time.perf_counter()
-            con.execute(POINT_SQL, (i,)).fetchone()
-            out.append(time.perf_counter() - s)
-        return out
-
-    cold_points = timed_points()
-    warm_points = timed_points()
-    phase("points", points_cold=cold_points, points_warm=warm_points)
-
-    if args.count:
-        s = time.perf_counter()
-        n = con.execute(COUNT_SQL).fetchone()[0]
-        phase("count", count_s=time.perf_counter() - s, count_rows=n)
-    if args.idle_s:  # idle polling cost: the parent counts requests during this phase
-        time.sleep(args.idle_s)
-        phase("idle", idle_s=args.idle_s)
-    extra: dict[str, Any] = {"peak_rss_mb": _peak_rss_mb()}
-    if args.child.startswith("litevfs"):
-        from litevfs.replica import open_replicas
-
-        (replica,) = open_replicas()
-        extra.update(impl=replica.impl.__name__, storage=replica.storage.stats.snapshot(),
-                     cache_hits=replica.cache.hits, cache_misses=replica.cache.misses)
-    phase("done", **extra)
-
-
-def _peak_rss_mb() -> float | None:
-    """VmHWM: unlike ru_maxrss it is not inherited from the parent across exec."""
-    try:
-        with open("/proc/self/status") as f:
-            for line in f:
-                if line.startswith("VmHWM:"):
-                    return int(line.split()[1]) / 1024
-    except OSError:
-        pass
-    return None
 
 
 # -- parent side ---------------------------------------------------------------------
@@ -171,6 +88,8 @@ class ExternalServer:
 
 
 def _counting_proxy(target_port: int, delay_s: float) -> Any:
+    import asyncio  # not at module level: the children run this file and must start lean
+
     from tests.rig.proxy import LatencyProxy
 
     class CountingProxy(LatencyProxy):
@@ -190,7 +109,11 @@ def _counting_proxy(target_port: int, delay_s: float) -> Any:
                 def __getattr__(self, name: str) -> Any:
                     return getattr(creader, name)
 
-            await super()._handle(Counting(), cwriter)
+            try:
+                await super()._handle(Counting(), cwriter)
+            except asyncio.CancelledError:
+                pass  # stop() cancels open connections; nothing to report
+
 
     return CountingProxy(target_port, delay_s).start()
 
@@ -214,16 +137,12 @@ def _run_reader(reader: str, *, url: str, env: dict[str, str], proxy: Any, ids: 
         extension = litestream_vfs.loadable_path()
         child_env["LITESTREAM_REPLICA_URL"] = url
         child_env["LITESTREAM_LOG_FILE"] = os.devnull  # it logs to stdout by default
-    cmd = [sys.executable, str(Path(__file__).resolve()), "--child", reader, "--url", url,
-           "--ids", ",".join(map(str, ids)), "--local-db", str(local_db),
-           "--extension", extension, "--spawned-at", "0"]
-    cmd.append("--count" if count else "--no-count")
-    if idle_s:
-        cmd += ["--idle-s", str(idle_s)]
+    spec = {"child": reader, "url": url, "ids": ids, "local_db": str(local_db),
+            "extension": extension, "count": count, "idle_s": idle_s}
+    cmd = [sys.executable, str(CHILD), json.dumps(spec), "0"]
     result: dict[str, Any] = {"reader": reader}
     before = proxy.requests
-    spawned = time.time()
-    cmd[cmd.index("--spawned-at") + 1] = repr(spawned)
+    cmd[-1] = repr(time.time())  # spawned at
     proc = subprocess.Popen(cmd, env=child_env, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True, cwd=tempfile.gettempdir())
     deadline = time.monotonic() + timeout
@@ -344,19 +263,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--secret-key", default=os.environ.get("AWS_SECRET_ACCESS_KEY", ""))
     p.add_argument("--region", default="us-east-1")
     p.add_argument("--out", help="also append the JSON lines to this file")
-    # child mode (internal)
-    p.add_argument("--child", choices=READERS, help=argparse.SUPPRESS)
-    p.add_argument("--url", help=argparse.SUPPRESS)
-    p.add_argument("--ids", help=argparse.SUPPRESS)
-    p.add_argument("--local-db", help=argparse.SUPPRESS)
-    p.add_argument("--extension", help=argparse.SUPPRESS)
-    p.add_argument("--spawned-at", type=float, help=argparse.SUPPRESS)
-    p.add_argument("--count", action="store_true", help=argparse.SUPPRESS)
-    p.add_argument("--idle-s", type=float, default=0.0, help=argparse.SUPPRESS)
     args = p.parse_args(argv)
-    if args.child:
-        _child(args)
-        return 0
     os.environ["AWS_EC2_METADATA_DISABLED"] = "true"
     os.environ.pop("AWS_CA_BUNDLE", None)
     if args.quick:

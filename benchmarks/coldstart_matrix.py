@@ -16,6 +16,10 @@ child) for:
 * idle polling: requests per minute of an open, idle reader, for Litestream's VFS and
   for litevfs on a replica with a litevfs head object (what a litevfs writer keeps).
 
+The four cold-start readers run ``--repeat`` interleaved rounds (default 5); each JSON
+line holds a reader's medians and its individual cold starts (``cold_start_runs_s``);
+per-run lines are printed as ``#`` comments.
+
 Output: JSON lines (``--out``), a ratio table, and ``--chart`` (PNG of cold start vs
 size and RTT; needs matplotlib, the ``bench`` extra; skipped when absent).
 Only 127.0.0.1 is ever contacted.
@@ -27,6 +31,7 @@ import argparse
 import json
 import os
 import random
+import statistics
 import sys
 import tempfile
 from pathlib import Path
@@ -80,33 +85,64 @@ def run_size(args: argparse.Namespace, size_mb: float, work: Path) -> list[dict[
                              page_size=args.page_size, points=args.points)
                     if idle_s and "requests_idle" in r:
                         r["idle_requests_per_min"] = r["requests_idle"] * 60.0 / idle_s
+                    print("# " + json.dumps(r, sort_keys=True), flush=True)
+                    return r
+
+                def report(r: dict[str, Any]) -> None:
                     line = json.dumps(r, sort_keys=True)
                     print(line, flush=True)
                     if args.out:
                         with open(args.out, "a") as f:
                             f.write(line + "\n")
                     results.append(r)
-                    return r
 
-                run("litestream", "litestream", idle_s=args.idle_s)
-                run("litevfs-cython", "litevfs-cython", {"LITEVFS_BOOT_SET": "off"})
-                run("litevfs-python", "litevfs-python", {"LITEVFS_BOOT_SET": "off"})
+                cold = {"LITEVFS_BOOT_SET": "off"}
                 warm_env = {"LITEVFS_CACHE_DIR": cache}
                 run("litevfs-cython", "warming", warm_env)  # fills the cache dir
-                run("litevfs-cython", "litevfs-cython-warm", warm_env)
+                # Rounds interleave the readers, so a slow spell of this noisy machine
+                # hits all of them; each reader's figures are the medians of its rounds.
+                rounds: dict[str, list[dict[str, Any]]] = {}
+                for i in range(args.repeat):
+                    for reader, label, env_extra in (
+                            ("litestream", "litestream", None),
+                            ("litevfs-cython", "litevfs-cython", cold),
+                            ("litevfs-python", "litevfs-python", cold),
+                            ("litevfs-cython", "litevfs-cython-warm", warm_env)):
+                        idle = args.idle_s if i == 0 and reader == "litestream" else 0.0
+                        rounds.setdefault(label, []).append(run(reader, label, env_extra, idle))
+                for label, runs in rounds.items():
+                    report(median_of(runs))
                 _write_head(server, bucket)
                 # Unbounded verification bandwidth: the one-time background CRC check of
                 # the snapshot (16 MiB/s by default) ends before the idle window, which
                 # then counts polling only.
-                run("litevfs-cython", "litevfs-idle-head",
-                    {"LITEVFS_BOOT_SET": "off", "LITEVFS_VERIFY_BANDWIDTH": "0"},
-                    idle_s=args.idle_s)
+                report(run("litevfs-cython", "litevfs-idle-head",
+                           {"LITEVFS_BOOT_SET": "off", "LITEVFS_VERIFY_BANDWIDTH": "0"},
+                           idle_s=args.idle_s))
             finally:
                 proxy.stop()
     finally:
         if owned is not None:
             owned.stop()
     return results
+
+
+def median_of(runs: list[dict[str, Any]]) -> dict[str, Any]:
+    """One result from several runs of a reader: the median of every number that all
+    runs (or, for the idle window, any run) reported; the cold starts are kept too."""
+    out = dict(runs[-1])
+    for key in set().union(*runs):
+        values = [r[key] for r in runs if isinstance(r.get(key), (int, float))
+                  and not isinstance(r.get(key), bool)]
+        if values and (len(values) == len(runs) or key.startswith(("idle", "requests_idle"))):
+            out[key] = statistics.median(values)
+    out["runs"] = len(runs)
+    out["cold_start_runs_s"] = [round(r["cold_start_s"], 4) for r in runs
+                                if "cold_start_s" in r]
+    errors = [r["error"] for r in runs if "error" in r]
+    if errors:
+        out["error"] = errors[0]
+    return out
 
 
 def table(results: list[dict[str, Any]]) -> str:
@@ -171,6 +207,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--page-size", type=int, default=4096)
     p.add_argument("--points", type=int, default=100)
     p.add_argument("--idle-s", type=float, default=30.0, help="idle polling window")
+    p.add_argument("--repeat", type=int, default=5,
+                   help="interleaved rounds per reader; medians are reported")
     p.add_argument("--timeout", type=float, default=900.0)
     p.add_argument("--out", help="append JSON lines here")
     p.add_argument("--chart", default="coldstart_matrix.png", help="PNG path ('' for none)")
@@ -182,7 +220,7 @@ def main(argv: list[str] | None = None) -> int:
     os.environ["AWS_EC2_METADATA_DISABLED"] = "true"
     os.environ.pop("AWS_CA_BUNDLE", None)
     if args.quick:
-        args.sizes, args.points, args.idle_s = [10.0], 30, 10.0
+        args.sizes, args.points, args.idle_s, args.repeat = [10.0], 30, 10.0, 2
     results: list[dict[str, Any]] = []
     for size in args.sizes:
         with tempfile.TemporaryDirectory(prefix="litevfs-matrix-") as tmp:

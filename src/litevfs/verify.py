@@ -294,6 +294,14 @@ class Verifier:
         if self._stop.is_set():
             raise _Stopped
 
+    def _chunk(self) -> int:
+        """Bytes per streamed step: about an eighth of a second of the budget, so one
+        step of CRC work (which holds the GIL with the pure core) never stalls queries
+        for long; unbounded budgets use the full chunk."""
+        if not self.bandwidth:
+            return STREAM_CHUNK
+        return max(64 * 1024, min(STREAM_CHUNK, self.bandwidth // 8))
+
     def _remember(self, info: FileInfo) -> None:
         """Record in the persistent cache that ``info`` passed, so the next process on
         this machine does not stream a large object again just to check it."""
@@ -326,6 +334,7 @@ class Verifier:
             started, done = time.monotonic(), [0]
             try:
                 verify_streamed(self.replica.storage, info, self.replica.impl,
+                                chunk=self._chunk(),
                                 throttle=lambda n: self._throttle(n, started, done))
             except _Stopped:
                 return
