@@ -12,7 +12,8 @@ loaded into apsw, and apsw on the local file as the warm baseline):
 * cold start: process start -> first row of a primary-key query;
 * open time, first-query time, requests at open and for the first query;
 * p50/p99 of random point queries (cold-ish), then the same again (warm);
-* ``SELECT COUNT(*) FROM items`` time and requests.
+* ``SELECT COUNT(*) FROM items`` time and requests;
+* with ``--scan``, a full scan of the ``items`` table b-tree (leaves and overflow pages).
 
 Every reader talks to S3 through a counting loopback proxy (so request counts are
 comparable); ``--rtt-ms`` (default 0 and 20) adds half of it each way. Output: one
@@ -119,8 +120,8 @@ def _counting_proxy(target_port: int, delay_s: float) -> Any:
 
 
 def _run_reader(reader: str, *, url: str, env: dict[str, str], proxy: Any, ids: list[int],
-                count: bool, local_db: Path, timeout: float, idle_s: float = 0.0
-                ) -> dict[str, Any]:
+                count: bool, local_db: Path, timeout: float, idle_s: float = 0.0,
+                scan: bool = False) -> dict[str, Any]:
     child_env = dict(env)
     child_env["PYTHONPATH"] = str(REPO)
     child_env.pop("AWS_CA_BUNDLE", None)
@@ -138,7 +139,7 @@ def _run_reader(reader: str, *, url: str, env: dict[str, str], proxy: Any, ids: 
         child_env["LITESTREAM_REPLICA_URL"] = url
         child_env["LITESTREAM_LOG_FILE"] = os.devnull  # it logs to stdout by default
     spec = {"child": reader, "url": url, "ids": ids, "local_db": str(local_db),
-            "extension": extension, "count": count, "idle_s": idle_s}
+            "extension": extension, "count": count, "idle_s": idle_s, "scan": scan}
     cmd = [sys.executable, str(CHILD), json.dumps(spec), "0"]
     result: dict[str, Any] = {"reader": reader}
     before = proxy.requests
@@ -219,7 +220,8 @@ def _table(results: list[dict[str, Any]]) -> str:
                ("first_query_s", "first query"), ("requests_open", "requests at open"),
                ("requests_first", "requests 1st query"), ("points_cold_p50_ms", "point p50"),
                ("points_cold_p99_ms", "point p99"), ("points_warm_p50_ms", "warm point p50"),
-               ("count_s", "COUNT(*)"), ("requests_count", "COUNT(*) requests")]
+               ("count_s", "COUNT(*)"), ("requests_count", "COUNT(*) requests"),
+               ("scan_s", "full scan"), ("requests_scan", "full scan requests")]
     lines = []
     for rtt in sorted({r["rtt_ms"] for r in results}):
         by = {r["reader"]: r for r in results if r["rtt_ms"] == rtt}
@@ -257,6 +259,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--rtt-ms", type=float, nargs="*", default=[0, 20])
     p.add_argument("--readers", nargs="*", default=list(READERS), choices=READERS)
     p.add_argument("--no-count", dest="count", action="store_false")
+    p.add_argument("--scan", action="store_true",
+                   help="also time a full scan of the items table (Litestream's VFS reads "
+                        "it one page per round trip: use a small --size)")
     p.add_argument("--timeout", type=float, default=600.0, help="per reader process")
     p.add_argument("--endpoint", help="use this S3 endpoint (127.0.0.1) instead of SeaweedFS")
     p.add_argument("--access-key", default=os.environ.get("AWS_ACCESS_KEY_ID", ""))
@@ -283,7 +288,8 @@ def main(argv: list[str] | None = None) -> int:
                     for reader in args.readers:
                         r = _run_reader(reader, url=url, env=server.env(), proxy=proxy, ids=ids,
                                         count=args.count and reader != "local", local_db=db,
-                                        timeout=args.timeout)
+                                        timeout=args.timeout,
+                                        scan=args.scan and reader != "local")
                         r.update(rtt_ms=rtt, size_mb=round(db.stat().st_size / 1e6, 1),
                                  page_size=args.page_size, points=args.points)
                         results.append(r)

@@ -15,6 +15,9 @@ import time
 
 POINT_SQL = "SELECT id, k, v FROM kv WHERE id = ?"
 COUNT_SQL = "SELECT COUNT(*) FROM items"
+# A full scan of the table b-tree (COUNT(*) alone reads the smaller covering index):
+# every leaf and the payloads' overflow chains.
+SCAN_SQL = "SELECT count(*), sum(length(payload)), max(note) FROM items"
 
 
 def phase(name, **data):
@@ -81,6 +84,10 @@ def main(spec, spawned_at):
         s = time.perf_counter()
         n = con.execute(COUNT_SQL).fetchone()[0]
         phase("count", count_s=time.perf_counter() - s, count_rows=n)
+    if spec.get("scan"):
+        s = time.perf_counter()
+        n = con.execute(SCAN_SQL).fetchone()[0]
+        phase("scan", scan_s=time.perf_counter() - s, scan_rows=n)
     if spec["idle_s"]:  # idle polling cost: the parent counts requests during this phase
         time.sleep(spec["idle_s"])
         phase("idle", idle_s=spec["idle_s"])
