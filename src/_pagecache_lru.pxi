@@ -127,6 +127,35 @@ Byte-bounded LRU of decompressed pages keyed by int (no locking: callers hold on
     # -- public API
 
     def get(self, key):
+        return self._get(key)
+
+    def page_for(self, index, pgno):
+        """The cached page of ``pgno`` in ``index`` (a PageIndex), or None.
+
+        Fuses ``index.lookup(pgno)``, the key ``(file_id << 32) | pgno`` and
+        ``get(key)``: a page the index maps is a hit (made most recent) or a miss,
+        counted as ``get`` counts them; a page absent from the index (or a pgno
+        out of range) returns None and counts nothing.
+        """
+        cdef PageIndex ix
+        cdef long long p
+        cdef int overflow = 0
+        cdef uint64_t key
+        if not isinstance(index, PageIndex):
+            raise TypeError(f"index must be a PageIndex of the same core, not "
+                            f"{type(index).__module__}.{type(index).__qualname__}")
+        ix = <PageIndex>index
+        if type(pgno) is not int:
+            pgno = PyNumber_Index(pgno)
+        p = PyLong_AsLongLongAndOverflow(pgno, &overflow)
+        if overflow or p <= 0 or p > ix._max:
+            return None
+        if ix._sizes[p] == 0:  # p <= _max < _capacity
+            return None
+        key = (<uint64_t>ix._slot_fid[ix._slots[p]] << 32) | <uint64_t>p
+        return self._get(key)
+
+    cdef object _get(self, object key):
         cdef Py_ssize_t s
         found = self._index.get(key)
         if found is None:

@@ -536,6 +536,29 @@ class PageCache:
         self._hits += 1
         return value
 
+    def page_for(self, index: PageIndex, pgno: int) -> bytes | None:
+        """The cached page of ``pgno`` in ``index`` (a PageIndex), or None.
+
+        Fuses ``index.lookup(pgno)``, the key ``(file_id << 32) | pgno`` and
+        ``get(key)``: a page the index maps is a hit (made most recent) or a miss,
+        counted as ``get`` counts them; a page absent from the index (or a pgno
+        out of range) returns None and counts nothing.
+        """
+        if not isinstance(index, PageIndex):
+            raise TypeError(f"index must be a PageIndex of the same core, not "
+                            f"{type(index).__module__}.{type(index).__qualname__}")
+        p = operator.index(pgno)
+        if p <= 0 or p > index._max or not index._sizes[p]:
+            return None
+        key = (index._slot_fid[index._slots[p]] << 32) | p
+        value = self._data.get(key)
+        if value is None:
+            self._misses += 1
+            return None
+        self._data.move_to_end(key)
+        self._hits += 1
+        return value
+
     def put(self, key: int, value: bytes) -> None:
         if not isinstance(value, bytes):
             raise TypeError(f"PageCache values must be bytes, not {type(value).__name__!r}")
