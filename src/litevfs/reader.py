@@ -80,6 +80,13 @@ class Reader:
     def read_page(self, view: View, pgno: int, ahead_bytes: int = 0) -> bytes:
         """Page ``pgno`` of ``view``; fetch up to ``ahead_bytes`` more of the same file's
         following frames in the same request."""
+        boot = self.replica.boot
+        probed = self.replica.hydrator is None and not self._failed and (
+            boot is None or not boot.recording)
+        if probed:  # hot path: index + cache key + LRU in one call; counts the hit or miss
+            page = self.cache.page_for(view.index, pgno)
+            if page is not None:
+                return page
         entry = view.index.lookup(pgno)
         if entry is None:
             if pgno == lock_pgno(view.page_size):
@@ -99,7 +106,7 @@ class Reader:
             if page is not None:
                 return page
         key = cache_key(file_id, pgno)
-        page = self.cache.get(key)
+        page = None if probed else self.cache.get(key)  # a probed miss is counted once
         if page is not None:
             return page
         with self._lock:
