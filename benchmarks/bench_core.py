@@ -11,7 +11,9 @@ then a table with the compiled/pure ratio (> 1 means compiled is faster).
 Inputs are built once and shared: a 262,144-entry page index with realistic
 offsets/sizes for 4 KiB pages (about 2.5 MB), 4 KiB pages that look like SQLite
 b-tree pages (text cells plus free space) encoded both ways, a 4 MiB buffer
-for CRC-64.
+for CRC-64. ``read_path_hit`` is ``PageCache.page_for`` (the reader's fused index
+lookup + cache get) on cache hits; ``read_path_hit_unfused`` is the same read as
+the reader did it before (``lookup``, ``cache_key``, ``get`` from Python).
 """
 
 from __future__ import annotations
@@ -65,6 +67,11 @@ def build_pages(n: int) -> list[bytes]:
         cells = b" ".join(rnd.choices(words, k=used // 5))[:used]
         pages.append(cells + bytes(PAGE_SIZE - len(cells)))
     return pages
+
+
+def cache_key(file_id: int, pgno: int) -> int:
+    """As ``litevfs.replica.cache_key``."""
+    return (file_id << 32) | pgno
 
 
 def timeit(fn: Callable[[], object], repeat: int) -> float:
@@ -180,6 +187,32 @@ def bench_impl(core: ModuleType, impl: str, run: Runner, data: dict) -> None:
 
     t = timeit(churn, run.reps(impl, 9, 5))
     run.record("pagecache_put_evict", impl, t / len(keys) * 1e9, "ns/op", False)
+
+    # The read path of every SQLite page read (Reader.read_page), cache hits: the
+    # 262,144-page index above, a 4 MiB cache holding the 1,024 probed pages.
+    cached, read_probes = data["read_cached"], data["read_probes"]
+    cache = core.PageCache(4096 * 1024)
+    for i, p in enumerate(cached):
+        cache.put(cache_key(1, p), pages[i % len(pages)])
+    page_for = cache.page_for
+
+    def fused() -> None:
+        for p in read_probes:
+            page_for(ix, p)
+
+    t = timeit(fused, run.reps(impl, 9, 5))
+    run.record("read_path_hit", impl, t / len(read_probes) * 1e9, "ns/op", False)
+    get = cache.get
+
+    def unfused() -> None:  # as Reader.read_page did before page_for
+        for p in read_probes:
+            entry = lookup(p)
+            file_id, _offset, _size = entry
+            get(cache_key(file_id, p))
+
+    t = timeit(unfused, run.reps(impl, 9, 5))
+    run.record("read_path_hit_unfused", impl, t / len(read_probes) * 1e9, "ns/op", False)
+    assert cache.misses == 0 and cache.hits > 0, "the read-path benchmarks must only hit"
     run.record("pageindex_nbytes_262144", impl, ix.nbytes / (1 << 20), "MiB", False)
 
 
@@ -199,7 +232,11 @@ def build_inputs(core: ModuleType) -> dict:
     index = build_index()
     rnd = random.Random(4)
     inc_pgnos = array("I", sorted(rnd.sample(range(1, N_PAGES + 1), 1000)))
+    read_rnd = random.Random(6)
+    read_cached = read_rnd.sample(range(1, N_PAGES + 1), 1024)
     return {
+        "read_cached": read_cached,
+        "read_probes": [read_rnd.choice(read_cached) for _ in range(100_000)],
         "index": index,
         "decoded": core.decode_page_index(index),
         "incremental": (inc_pgnos, array("Q", [100] * 1000), array("I", [2000] * 1000)),
