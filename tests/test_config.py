@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
-
 import pytest
 
 from litevfs.config import FIELDS, Config, parse_duration, parse_size
@@ -14,7 +12,7 @@ URL = "memory://db"
 
 def test_defaults_match_the_table() -> None:
     config = Config.resolve({"replica_url": URL})
-    defaults = {f.name: f.default for f in dataclasses.fields(Config) if f.name != "replica_url"}
+    defaults = {k: v for k, v in Config(URL).as_dict().items() if k != "replica_url"}
     table = {f.name: f.default for f in FIELDS if f.name != "replica_url"}
     assert defaults == table
     assert config.poll_interval == 1.0 and config.cache_size == 64 * 1024**2

@@ -71,7 +71,7 @@ def _open(tmp_path: Path, core):
 def test_head_mode_backs_off_and_speeds_up(tmp_path: Path, core) -> None:
     con, replica, ls = _open(tmp_path, core)
     try:
-        object.__setattr__(replica.config, "poll_interval", 1.0)
+        replica.config = replica.config._replace(poll_interval=1.0)
         clock = Clock()
         fresh = Freshness(replica, clock)
         write_head(ls.storage, ls.txid)
@@ -101,7 +101,7 @@ def test_head_mode_backs_off_and_speeds_up(tmp_path: Path, core) -> None:
 def test_litestream_replica_polls_by_list(tmp_path: Path, core) -> None:
     con, replica, ls = _open(tmp_path, core)
     try:
-        object.__setattr__(replica.config, "poll_interval", 1.0)
+        replica.config = replica.config._replace(poll_interval=1.0)
         clock = Clock()
         fresh = Freshness(replica, clock)
         fresh.poll()

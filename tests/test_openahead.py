@@ -103,3 +103,34 @@ def test_read_sizes() -> None:
     big = FileInfo(9, 1, 1, 200_000_000, 0.0)
     assert tail_size_for(big) == 200_000_000 // 96
     assert head_size_for(big, tail_size_for(big)) == 64 * 1024
+
+
+def test_the_first_request_waits_for_no_heavy_import(tmp_path: Path) -> None:
+    """What ``litevfs.connect`` runs before its LIST is on the wire (``_start_open``)
+    must not import the core, apsw, boto3 or the heavy stdlib modules (dataclasses,
+    logging, concurrent.futures: ~10 ms together): a cold open's first request would
+    wait for them. The LIST goes to a socket that never answers: the check runs while
+    it is in flight (the request is on the wire when ``_start_open`` returns)."""
+    import os
+    import subprocess
+    import sys
+
+    code = (
+        "import socket, sys\n"
+        "server = socket.socket()\n"
+        "server.bind(('127.0.0.1', 0))\n"
+        "server.listen(8)\n"
+        "port = server.getsockname()[1]\n"
+        "import litevfs\n"
+        "early = litevfs._start_open(f's3://b/p?endpoint=http://127.0.0.1:{port}"
+        "&forcePathStyle=true', {'poll_interval': '1s', 'cache_size': '64MiB'})\n"
+        "assert early is not None and early[1].request_sent.is_set()\n"
+        "heavy = ('dataclasses', 'logging', 'concurrent.futures', 'typing', 'apsw', 'boto3',\n"
+        "         'botocore', 'litevfs._pagecache', 'litevfs._pagecache_py', 'litevfs.api')\n"
+        "found = [m for m in heavy if m in sys.modules]\n"
+        "assert not found, found\n"
+    )
+    env = dict(os.environ, AWS_EC2_METADATA_DISABLED="true", AWS_ACCESS_KEY_ID="k",
+               AWS_SECRET_ACCESS_KEY="s")
+    subprocess.run([sys.executable, "-c", code], check=True, env=env, timeout=60,
+                   cwd=tmp_path)

@@ -4,14 +4,14 @@ Every option has a keyword name (also its URI parameter) and optionally
 environment variables; the value is taken from, in order of precedence, the
 keyword argument, the URI parameter, the environment, the default. Unknown
 options and malformed values raise ConfigError naming the option and its source.
-Stdlib only.
+Stdlib only, and light (no ``re``, no ``dataclasses``): a cold open resolves its
+options before its first request.
 """
 
 from __future__ import annotations
 
-import re
+from collections import namedtuple
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, fields
 TYPE_CHECKING = False  # not typing's: importing typing costs ~5 ms on the open's path
 if TYPE_CHECKING:
     from typing import Any
@@ -24,7 +24,8 @@ SQLITE_URI_KEYS = frozenset({"vfs", "mode", "cache", "immutable", "nolock", "pso
 _DURATION_UNITS = {
     "ns": 1e-9, "us": 1e-6, "µs": 1e-6, "μs": 1e-6, "ms": 1e-3, "s": 1.0, "m": 60.0, "h": 3600.0,
 }
-_DURATION_PART = re.compile(r"(\d+(?:\.\d*)?|\.\d+)(ns|us|µs|μs|ms|s|m|h)")
+_DURATION_UNITS_LONGEST_FIRST = sorted(_DURATION_UNITS, key=len, reverse=True)
+_DIGITS = frozenset("0123456789")
 
 _SIZE_UNITS = {
     "": 1, "b": 1,
@@ -32,9 +33,28 @@ _SIZE_UNITS = {
     "m": 1024**2, "mib": 1024**2, "mb": 1000**2,
     "g": 1024**3, "gib": 1024**3, "gb": 1000**3,
 }
-_SIZE_RE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([a-z]*)\s*$", re.IGNORECASE)
 
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
+
+
+def _number(text: str, pos: int, *, trailing_dot: bool) -> tuple[str | None, int]:
+    """The decimal number at ``text[pos:]`` (digits, optionally a point and digits;
+    ``.5`` too, and ``5.`` when ``trailing_dot``) and the position after it."""
+    end = pos
+    while end < len(text) and text[end] in _DIGITS:
+        end += 1
+    whole = end > pos
+    if end < len(text) and text[end] == ".":
+        frac = end + 1
+        while frac < len(text) and text[frac] in _DIGITS:
+            frac += 1
+        if frac > end + 1 or (whole and trailing_dot):
+            end = frac
+        elif not whole:
+            return None, pos
+    elif not whole:
+        return None, pos
+    return text[pos:end], end
 
 
 def parse_duration(value: Any) -> float:
@@ -51,11 +71,13 @@ def parse_duration(value: Any) -> float:
         body = text.lstrip("+-")
         pos, seconds = 0, 0.0
         while pos < len(body):
-            m = _DURATION_PART.match(body, pos)
-            if m is None:
+            number, pos = _number(body, pos, trailing_dot=True)
+            unit = next((u for u in _DURATION_UNITS_LONGEST_FIRST
+                         if body.startswith(u, pos)), None)
+            if number is None or unit is None:
                 raise ValueError(f"invalid duration {text!r} (expected e.g. 1s, 500ms, 1m30s)")
-            seconds += float(m.group(1)) * _DURATION_UNITS[m.group(2)]
-            pos = m.end()
+            seconds += float(number) * _DURATION_UNITS[unit]
+            pos += len(unit)
         if not body:
             raise ValueError("empty duration")
         seconds *= sign
@@ -84,11 +106,12 @@ def parse_size(value: Any) -> int:
     if isinstance(value, int):
         size = value
     else:
-        m = _SIZE_RE.match(str(value))
-        unit = m.group(2).lower() if m else None
-        if m is None or unit not in _SIZE_UNITS:
+        text = str(value).strip()
+        number, end = _number(text, 0, trailing_dot=False)
+        unit = text[end:].strip().lower()
+        if number is None or unit not in _SIZE_UNITS:
             raise ValueError(f"invalid size {value!r} (expected e.g. 64MiB, 10MB, 4096)")
-        size = int(float(m.group(1)) * _SIZE_UNITS[unit])
+        size = int(float(number) * _SIZE_UNITS[unit])
     if size < 0:
         raise ValueError(f"negative size {value!r}")
     return size
@@ -151,13 +174,11 @@ def parse_verify_mode(value: Any) -> str:
     return text
 
 
-@dataclass(frozen=True)
-class Field:
-    name: str  # keyword argument and URI parameter
-    parse: Callable[[Any], Any]
-    default: Any
-    env: tuple[str, ...]  # environment variables, first set one wins
-    doc: str
+class Field(namedtuple("Field", ("name", "parse", "default", "env", "doc"))):
+    """One option: ``name`` is the keyword argument and URI parameter, ``env`` the
+    environment variables (the first one set wins)."""
+
+    __slots__ = ()
 
 
 FIELDS: tuple[Field, ...] = (
@@ -237,36 +258,12 @@ FIELDS: tuple[Field, ...] = (
 FIELDS_BY_NAME = {f.name: f for f in FIELDS}
 
 
-@dataclass(frozen=True)
-class Config:
-    replica_url: str
-    poll_interval: float = 1.0
-    cache_size: int = 64 * 1024**2
-    open_timeout: float = 10.0
-    read_ahead: int = 2 * 1024**2
-    fetch_retries: int = 4
-    hedge_after: float = 0.1
-    hedge_max: int = 4
-    verify: str = "background"
-    verify_max_size: int = 4 * 1024**2
-    verify_bandwidth: int | None = None
-    cache_dir: str | None = None
-    cache_dir_size: int = 1024**3
-    cache_compress: bool = False
-    boot_set: str = "local"
-    poll_max_interval: float = 6.0
-    log_level: str | None = None
-    hydration: bool = False
-    hydration_path: str | None = None
-    hydration_concurrency: int = 16
-    write: bool = False
-    sync_interval: float = 1.0
-    buffer_path: str | None = None
-    buffer_fsync: bool = False
-    compaction_levels: tuple[float, ...] = (30.0, 300.0, 3600.0)
-    snapshot_interval: float = 86400.0
-    l0_retention: float = 300.0
-    snapshot_retention: float = 86400.0
+class Config(namedtuple("Config", [f.name for f in FIELDS],
+                        defaults=[f.default for f in FIELDS[1:]])):
+    """Resolved options, one attribute per entry of ``FIELDS`` (``replica_url`` first,
+    required; the rest default to the table's defaults). Immutable."""
+
+    __slots__ = ()
 
     @classmethod
     def resolve(
@@ -308,7 +305,7 @@ class Config:
         return cls(**values)
 
     def as_dict(self) -> dict[str, Any]:
-        return {f.name: getattr(self, f.name) for f in fields(self)}
+        return dict(self._asdict())
 
 
 def describe_options() -> list[dict[str, Any]]:

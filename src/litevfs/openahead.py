@@ -15,8 +15,8 @@ Kept light on purpose: it runs before the rest of litevfs is imported.
 from __future__ import annotations
 
 import threading
-from concurrent.futures import Future
 
+from ._pending import Pending, run_on_thread
 from .ltx.format import HEADER_SIZE, FileInfo
 
 TYPE_CHECKING = False  # not typing's: importing typing costs ~5 ms on the open's path
@@ -30,6 +30,7 @@ HEAD_READ = 64 * 1024  # the header read also brings page 1 and its neighbours (
 MAX_FILES = 8  # plans longer than this (many L0 files) read the rest the usual way
 
 ObjectKey = tuple[int, int, int, int]
+THREAD = "litevfs-openahead"
 
 
 def tail_size_for(info: FileInfo) -> int:
@@ -49,29 +50,11 @@ def object_key(info: FileInfo) -> ObjectKey:
     return (info.level, info.min_txid, info.max_txid, info.size)
 
 
-def _started(fn: object, *args: object) -> Future[bytes]:
-    """``fn(*args)`` on its own daemon thread, started now."""
-    future: Future[bytes] = Future()
-
-    def run() -> None:
-        if not future.set_running_or_notify_cancel():
-            return  # the read was given up before it started
-        try:
-            result = fn(*args)  # type: ignore[operator]
-        except BaseException as exc:  # noqa: BLE001 - handed to whoever adopts the read
-            future.set_exception(exc)
-        else:
-            future.set_result(result)
-
-    threading.Thread(target=run, name="litevfs-openahead", daemon=True).start()
-    return future
-
-
 class OpenAhead:
     """The plan's index reads, in flight; filled by the listing thread."""
 
     def __init__(self) -> None:
-        self._reads: dict[ObjectKey, tuple[Future[bytes], Future[bytes] | None]] = {}
+        self._reads: dict[ObjectKey, tuple[Pending, Pending | None]] = {}
         self._lock = threading.Lock()
         self.started = 0
 
@@ -84,15 +67,16 @@ class OpenAhead:
             for info in calc_restore_plan(levels)[:MAX_FILES]:
                 tail = tail_size_for(info)
                 head = head_size_for(info, tail)
-                reads = (_started(storage.read_tail, info, tail),
-                         _started(storage.read_range, info, 0, head) if head else None)
+                reads = (run_on_thread(storage.read_tail, info, tail, name=THREAD),
+                         run_on_thread(storage.read_range, info, 0, head, name=THREAD)
+                         if head else None)
                 with self._lock:
                     self._reads[object_key(info)] = reads
                 self.started += 1
         except Exception:  # noqa: BLE001 - the open plans again and raises what it finds
             return
 
-    def take(self, info: FileInfo) -> tuple[Future[bytes], Future[bytes] | None] | None:
+    def take(self, info: FileInfo) -> tuple[Pending, Pending | None] | None:
         """The in-flight (tail, head) reads of exactly this object, once."""
         with self._lock:
             return self._reads.pop(object_key(info), None)

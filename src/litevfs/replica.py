@@ -14,7 +14,7 @@ import logging
 import threading
 import time
 from collections.abc import Iterable, Mapping, Sequence
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from types import ModuleType
 from typing import Any
@@ -28,6 +28,7 @@ from .ltx.format import FileInfo, is_valid_page_size, lock_pgno
 from .ltx.remote import FileIndex, fetch_file_index
 from .openahead import HEAD_READ, OpenAhead, tail_size_for
 from .restore import calc_restore_plan
+from ._pending import Pending
 from .storage import start_listing
 from .storage.base import StorageClient
 
@@ -274,7 +275,7 @@ class Replica:
         """A view of exactly ``txid`` from the files that exist now (not published)."""
         return self.build_view(calc_restore_plan(self.list_levels(), txid=txid))
 
-    def open(self, listing: Future[dict[int, list[FileInfo]]] | None = None) -> None:
+    def open(self, listing: Pending | None = None) -> None:
         """Build the first view, waiting up to ``open_timeout`` for an empty replica.
         ``listing``: a LIST already started by this open (see ``open_replica``)."""
         deadline = time.monotonic() + self.config.open_timeout
@@ -335,7 +336,7 @@ _open_locks: dict[tuple[str, str], threading.Lock] = {}
 
 def open_replica(config: Config, impl: ModuleType = _impl,
                  storage: StorageClient | None = None,
-                 listing: Future[dict[int, list[FileInfo]]] | None = None,
+                 listing: Pending | None = None,
                  ahead: OpenAhead | None = None) -> Replica:
     """The shared replica for ``config.replica_url`` (opened on first use); pair every
     call with :func:`release_replica`. Options of the first opener win. ``listing``: a

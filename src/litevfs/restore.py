@@ -11,7 +11,7 @@ import os
 import sys
 import time
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, replace
+from collections import namedtuple
 from types import ModuleType
 
 from .errors import LTXFormatError, NonContiguousError, TxNotAvailableError
@@ -83,7 +83,7 @@ def with_header_timestamps(
 
     def stamp(info: FileInfo) -> FileInfo:
         header = Header.unpack(storage.read_range(info, 0, HEADER_SIZE))
-        return replace(info, created_at=header.timestamp / 1000.0)
+        return info._replace(created_at=header.timestamp / 1000.0)
 
     with ThreadPoolExecutor(max_workers=workers) as pool:
         stamped = list(pool.map(stamp, infos))
@@ -93,14 +93,9 @@ def with_header_timestamps(
     return out
 
 
-@dataclass(frozen=True)
-class RestoreResult:
-    path: str
-    txid: int
-    page_size: int
-    commit: int
-    files: int
-    bytes_downloaded: int
+class RestoreResult(namedtuple("RestoreResult", ("path", "txid", "page_size", "commit",
+                                                 "files", "bytes_downloaded"))):
+    __slots__ = ()
 
 
 ProgressFn = Callable[[int, int, int], None]  # (files done, files total, bytes downloaded)

@@ -1,14 +1,15 @@
 """LTX (format version 3) constants, header/trailer structs and file names.
 
 Facts from the LTX specification as implemented by superfly/ltx v0.5.x; see
-docs in the README. Stdlib only.
+docs in the README. Stdlib only, and light: a cold open imports this before its first
+request, so the value types are named tuples (``dataclasses`` and ``re`` would cost
+more to import than the request takes to build).
 """
 
 from __future__ import annotations
 
-import re
 import struct
-from dataclasses import dataclass
+from collections import namedtuple
 
 from ..errors import LTXFormatError
 
@@ -38,7 +39,7 @@ _HEADER = struct.Struct(">4sIIIQQqQqqIIQ20s")
 _TRAILER = struct.Struct(">QQ")
 assert _HEADER.size == HEADER_SIZE and _TRAILER.size == TRAILER_SIZE
 
-FILENAME_RE = re.compile(r"^([0-9a-f]{16})-([0-9a-f]{16})\.ltx$")
+_HEX = frozenset("0123456789abcdef")
 
 
 def is_valid_page_size(page_size: int) -> bool:
@@ -78,26 +79,21 @@ def format_filename(min_txid: int, max_txid: int) -> str:
 
 def parse_filename(name: str) -> tuple[int, int] | None:
     """(min_txid, max_txid) of a strict LTX file name, or None for any other name."""
-    m = FILENAME_RE.match(name)
-    if m is None:
+    # exactly <16 lowercase hex>-<16 lowercase hex>.ltx, as ltx.ParseFilename accepts
+    if len(name) != 37 or name[16] != "-" or not name.endswith(".ltx"):
         return None
-    return int(m.group(1), 16), int(m.group(2), 16)
+    lo, hi = name[:16], name[17:33]
+    if not _HEX.issuperset(lo) or not _HEX.issuperset(hi):
+        return None
+    return int(lo, 16), int(hi, 16)
 
 
-@dataclass(frozen=True, slots=True)
-class Header:
-    flags: int
-    page_size: int
-    commit: int
-    min_txid: int
-    max_txid: int
-    timestamp: int = 0  # milliseconds since the Unix epoch
-    pre_apply_checksum: int = 0
-    wal_offset: int = 0
-    wal_size: int = 0
-    wal_salt1: int = 0
-    wal_salt2: int = 0
-    node_id: int = 0
+class Header(namedtuple("Header", (
+        "flags", "page_size", "commit", "min_txid", "max_txid",
+        "timestamp",  # milliseconds since the Unix epoch
+        "pre_apply_checksum", "wal_offset", "wal_size", "wal_salt1", "wal_salt2", "node_id"),
+        defaults=(0, 0, 0, 0, 0, 0, 0))):
+    __slots__ = ()
 
     @property
     def is_snapshot(self) -> bool:
@@ -148,10 +144,8 @@ class Header:
             raise LTXFormatError("pre-apply checksum is missing its flag bit")
 
 
-@dataclass(frozen=True, slots=True)
-class Trailer:
-    post_apply_checksum: int
-    file_checksum: int
+class Trailer(namedtuple("Trailer", ("post_apply_checksum", "file_checksum"))):
+    __slots__ = ()
 
     def pack(self) -> bytes:
         return _TRAILER.pack(self.post_apply_checksum, self.file_checksum)
@@ -173,15 +167,12 @@ class Trailer:
             raise LTXFormatError("file checksum is missing its flag bit")
 
 
-@dataclass(frozen=True, slots=True)
-class FileInfo:
-    """One LTX object as a listing reports it."""
+class FileInfo(namedtuple("FileInfo", ("level", "min_txid", "max_txid", "size", "created_at"),
+                          defaults=(0.0,))):
+    """One LTX object as a listing reports it (``created_at``: seconds since the epoch,
+    S3 LastModified or file mtime)."""
 
-    level: int
-    min_txid: int
-    max_txid: int
-    size: int
-    created_at: float = 0.0  # seconds since the epoch (S3 LastModified / file mtime)
+    __slots__ = ()
 
     @property
     def name(self) -> str:

@@ -19,6 +19,8 @@ from ..openahead import head_size_for
 if TYPE_CHECKING:
     from array import array
 
+    from .._pending import Pending
+
     from ..storage.base import StorageClient
 
 DEFAULT_TAIL_SIZE = 32 * 1024
@@ -55,14 +57,14 @@ def fetch_file_index(
     executor: Executor | None = None,
     impl: ModuleType = _impl,
     head_size: int = HEADER_SIZE,
-    started: tuple[Future[bytes], Future[bytes] | None] | None = None,
+    started: tuple[Pending, Pending | None] | None = None,
 ) -> FileIndex:
     """Fetch and decode the header and page index of ``info``. With ``head_size`` above
     the header size, the concurrent header read also brings the first frames (page 1
     and its neighbours, in a snapshot) at no extra round trip; see ``FileIndex.head``.
     ``started``: the (tail, head) reads of these very sizes already in flight
     (``openahead.py``); they are adopted instead of being sent again."""
-    header_future: Future[bytes] | None = None
+    header_future: Future[bytes] | Pending | None = None
     head_len = head_size_for(info, tail_size, head_size)
     if started is not None:
         header_future = started[1]

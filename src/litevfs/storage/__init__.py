@@ -6,13 +6,11 @@ even then lazily, when the first request needs the client).
 
 from __future__ import annotations
 
-import threading
-from concurrent.futures import Future
-
 TYPE_CHECKING = False  # not typing's: importing typing costs ~5 ms on the open's path
 if TYPE_CHECKING:
     from typing import Any
 
+from .._pending import Pending, run_on_thread
 from ..errors import ConfigError
 from .base import StorageClient, StorageStats
 from .url import ReplicaURL, merge_options, parse_replica_url
@@ -52,21 +50,14 @@ def open_storage(url: str, **options: Any) -> StorageClient:
     raise ConfigError(f"unsupported replica URL scheme {parsed.scheme!r}")  # pragma: no cover
 
 
-def start_listing(storage: StorageClient, then: Any = None) -> Future[Any]:
+def start_listing(storage: StorageClient, then: Any = None) -> Pending:
     """``storage.list_all()`` on a daemon thread, started now; its error (if any) is
     re-raised by ``result()`` in the caller's thread. ``then(levels)`` runs on that
-    thread with the answer before the future resolves (it must not raise)."""
-    future: Future[Any] = Future()
-
-    def run() -> None:
-        try:
-            levels = storage.list_all()
-        except BaseException as exc:  # noqa: BLE001 - handed to the waiter
-            future.set_exception(exc)
-            return
+    thread with the answer before the result is handed over (it must not raise)."""
+    def run() -> Any:
+        levels = storage.list_all()
         if then is not None:
             then(levels)
-        future.set_result(levels)
+        return levels
 
-    threading.Thread(target=run, name="litevfs-list", daemon=True).start()
-    return future
+    return run_on_thread(run, name="litevfs-list")

@@ -12,24 +12,23 @@ import threading
 import time
 from abc import ABC, abstractmethod
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
 
 from ..errors import TransientStorageError
 from ..ltx.format import MAGIC, MAX_LEVEL, FileInfo
 
 
-@dataclass
 class StorageStats:
     """Per-client request counters (thread-safe increments)."""
 
-    lists: int = 0
-    gets: int = 0
-    puts: int = 0
-    deletes: int = 0
-    bytes_read: int = 0
-    bytes_written: int = 0
-    retries: int = 0
-    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False, compare=False)
+    COUNTERS = ("lists", "gets", "puts", "deletes", "bytes_read", "bytes_written", "retries")
+    __slots__ = (*COUNTERS, "_lock")
+
+    def __init__(self, **counts: int) -> None:
+        for name in self.COUNTERS:
+            setattr(self, name, counts.pop(name, 0))
+        if counts:
+            raise TypeError(f"unknown counters: {', '.join(sorted(counts))}")
+        self._lock = threading.Lock()
 
     def add(self, **counts: int) -> None:
         with self._lock:
@@ -38,7 +37,17 @@ class StorageStats:
 
     def snapshot(self) -> dict[str, int]:
         with self._lock:
-            return {k: v for k, v in self.__dict__.items() if not k.startswith("_")}
+            return {name: getattr(self, name) for name in self.COUNTERS}
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, StorageStats):
+            return NotImplemented
+        return self.snapshot() == other.snapshot()
+
+    __hash__ = None  # type: ignore[assignment]  # mutable
+
+    def __repr__(self) -> str:
+        return "StorageStats(" + ", ".join(f"{k}={v}" for k, v in self.snapshot().items()) + ")"
 
 
 class StorageClient(ABC):

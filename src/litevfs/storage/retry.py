@@ -8,8 +8,8 @@ one place decides what is retryable, and every retry is counted in ``stats.retri
 from __future__ import annotations
 
 import time
+from collections import namedtuple
 from collections.abc import Callable
-from dataclasses import dataclass
 
 from ..errors import TransientStorageError
 
@@ -31,12 +31,14 @@ class Retryable(Exception):
         self.retry = retry
 
 
-@dataclass(frozen=True)
-class RetryPolicy:
-    max_attempts: int = 5
-    base_delay: float = 0.05  # seconds before the first retry (before jitter)
-    max_delay: float = 2.0  # cap of one backoff sleep
-    max_elapsed: float = 20.0  # no new attempt starts after this many seconds
+class RetryPolicy(namedtuple("RetryPolicy", ("max_attempts", "base_delay", "max_delay",
+                                             "max_elapsed"), defaults=(5, 0.05, 2.0, 20.0))):
+    """``base_delay``: seconds before the first retry (before jitter); ``max_delay``:
+    cap of one backoff sleep; ``max_elapsed``: no new attempt starts after this many
+    seconds. (A named tuple: this module is imported before a cold open's first
+    request, and ``dataclasses`` costs more to import than that request to build.)"""
+
+    __slots__ = ()
 
     def delay(self, retry_number: int, rng: random.Random | None = None) -> float:
         """Sleep before retry ``retry_number`` (1-based): full jitter over an exponential

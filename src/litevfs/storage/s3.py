@@ -29,7 +29,6 @@ logged. SeaweedFS honours it (412 PreconditionFailed).
 from __future__ import annotations
 
 import hashlib
-import logging
 import os
 import re
 import threading
@@ -59,7 +58,14 @@ from .retry import DEFAULT_POLICY, Retryable, RetryPolicy, call_with_retry
 from .s3_fast import _CONTENT_RANGE, _FastReader, _FastUnsupported
 from .url import ReplicaURL, S3Config, parse_replica_url, resolve_s3_config
 
-log = logging.getLogger(__name__)
+
+
+def _log() -> Any:
+    """This module's logger, made on first use: ``logging`` is not imported before a
+    cold open's first request (it pulls in traceback, tokenize and more)."""
+    import logging
+
+    return logging.getLogger(__name__)
 
 MAX_DELETE_BATCH = 1000  # S3's DeleteObjects limit
 TIMESTAMP_METADATA = "litestream-timestamp"
@@ -412,7 +418,7 @@ class S3Storage(StorageClient):
         try:
             return True, op(fast)
         except _FastUnsupported as exc:
-            log.info("%s: %s; reads switch to botocore", self.url, exc)
+            _log().info("%s: %s; reads switch to botocore", self.url, exc)
             self._fast = None
             return False, None
 
@@ -585,7 +591,7 @@ class S3Storage(StorageClient):
             self.stats.add(retries=1)
             self._suffix_anomalies += 1
             if self._suffix_ranges_ok and (data == "unsupported" or self._suffix_anomalies > 1):
-                log.warning("%s mishandles suffix ranges; using explicit ranges", self.endpoint)
+                _log().warning("%s mishandles suffix ranges; using explicit ranges", self.endpoint)
                 self._suffix_ranges_ok = False
             return self._read_tail_explicit(key, info.size, length)
         self.stats.add(bytes_read=len(data))
@@ -728,7 +734,7 @@ class S3Storage(StorageClient):
                     except StorageError:
                         pass
                 if not supported:
-                    log.warning(
+                    _log().warning(
                         "%s ignores If-None-Match on PUT: conditional creates in %s fall back "
                         "to HEAD before and after the upload, which cannot exclude every race",
                         self.endpoint, self.url)

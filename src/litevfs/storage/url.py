@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import os
 import re
+from collections import namedtuple
 from collections.abc import Mapping
-from dataclasses import dataclass, field
 TYPE_CHECKING = False  # not typing's: importing typing costs ~5 ms on the open's path
 if TYPE_CHECKING:
     from typing import Any
@@ -89,17 +89,21 @@ S3_KWARG_OPTIONS: dict[str, str] = {
 _SECRET_OPTIONS = {canonical_option("sseCustomerKey")}
 
 
-@dataclass(frozen=True)
-class ReplicaURL:
+class ReplicaURL(namedtuple("ReplicaURL", ("scheme", "bucket", "path", "host", "options",
+                                           "raw_options"), defaults=("", None, None))):
     """A parsed replica location. ``path`` is the S3 key prefix (Litestream-cleaned), the
-    absolute directory for ``file``, or the store name for ``memory``."""
+    absolute directory for ``file``, or the store name for ``memory``; ``host`` the raw
+    URL host (s3), used to infer endpoint and region like Litestream; ``options`` maps
+    canonical option names to raw values, ``raw_options`` to the spelling used."""
 
-    scheme: str
-    bucket: str
-    path: str
-    host: str = ""  # the raw URL host (s3), used to infer endpoint/region like Litestream
-    options: dict[str, str] = field(default_factory=dict)  # canonical name -> raw value
-    raw_options: dict[str, str] = field(default_factory=dict)  # canonical -> spelling used
+    __slots__ = ()
+
+    def __new__(cls, scheme: str, bucket: str, path: str, host: str = "",
+                options: dict[str, str] | None = None,
+                raw_options: dict[str, str] | None = None) -> ReplicaURL:
+        return super().__new__(cls, scheme, bucket, path, host,
+                               {} if options is None else options,
+                               {} if raw_options is None else raw_options)
 
     def redacted(self) -> str:
         """The URL without credentials or secret options (safe for messages and logs)."""
@@ -207,34 +211,33 @@ def _parse_s3_access_point(url: str) -> ReplicaURL:
 # S3 configuration
 
 
-@dataclass(frozen=True)
-class S3Config:
-    bucket: str
-    prefix: str
-    endpoint: str | None
-    region: str
-    force_path_style: bool
-    skip_verify: bool = False
-    sign_payload: bool | None = None
-    require_content_md5: bool = False
-    concurrency: int | None = None
-    part_size: int | None = None
-    storage_class: str | None = None
-    sse_customer_algorithm: str | None = None
-    sse_customer_key: str | None = field(default=None, repr=False)
-    sse_customer_key_md5: str | None = None
-    sse_kms_key_id: str | None = None
-    access_key_id: str | None = None
-    secret_access_key: str | None = field(default=None, repr=False)
-    session_token: str | None = field(default=None, repr=False)
-    credential_source: str = "default AWS credential chain"
-    connect_timeout: float = 3.0
-    read_timeout: float = 30.0
-    max_pool_connections: int = 32
-    retry: Any = None  # a retry.RetryPolicy (kept untyped to keep this module light)
-    probe_conditional_writes: bool = True
-    fast_reads: bool = True  # stdlib SigV4 reads, no botocore on the cold path (see s3.py)
-    redacted_url: str = ""
+_S3_FIELDS = (  # (name, default); the first five are required
+    ("bucket", None), ("prefix", None), ("endpoint", None), ("region", None),
+    ("force_path_style", None), ("skip_verify", False), ("sign_payload", None),
+    ("require_content_md5", False), ("concurrency", None), ("part_size", None),
+    ("storage_class", None), ("sse_customer_algorithm", None), ("sse_customer_key", None),
+    ("sse_customer_key_md5", None), ("sse_kms_key_id", None), ("access_key_id", None),
+    ("secret_access_key", None), ("session_token", None),
+    ("credential_source", "default AWS credential chain"), ("connect_timeout", 3.0),
+    ("read_timeout", 30.0), ("max_pool_connections", 32),
+    ("retry", None),  # a retry.RetryPolicy (untyped: keeps this module light)
+    ("probe_conditional_writes", True),
+    ("fast_reads", True),  # stdlib SigV4 reads, no botocore on the cold path (see s3.py)
+    ("redacted_url", ""),
+)
+_S3_SECRETS = frozenset({"sse_customer_key", "secret_access_key", "session_token"})
+
+
+class S3Config(namedtuple("S3Config", [n for n, _ in _S3_FIELDS],
+                          defaults=[d for _, d in _S3_FIELDS[5:]])):
+    """Everything the S3 backend needs (immutable). Secrets never appear in its repr."""
+
+    __slots__ = ()
+
+    def __repr__(self) -> str:
+        shown = ", ".join(f"{k}={v!r}" for k, v in zip(self._fields, self)
+                          if k not in _S3_SECRETS)
+        return f"S3Config({shown})"
 
     @property
     def is_tigris(self) -> bool:
