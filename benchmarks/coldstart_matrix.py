@@ -206,7 +206,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--quick", action="store_true")
     p.add_argument("--page-size", type=int, default=4096)
     p.add_argument("--points", type=int, default=100)
-    p.add_argument("--idle-s", type=float, default=30.0, help="idle polling window")
+    p.add_argument("--idle-s", type=float, default=60.0,
+                   help="idle polling window (long enough that the poll interval's back-off "
+                        "after the open, 1 -> 2 -> 4 -> 6 s, is not most of it)")
     p.add_argument("--repeat", type=int, default=5,
                    help="interleaved rounds per reader; medians are reported")
     p.add_argument("--timeout", type=float, default=900.0)
