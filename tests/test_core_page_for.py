@@ -285,7 +285,6 @@ def outcome(fn, *args):
        odd=st.lists(st.sampled_from([0, -1, 1 << 64, -(1 << 70), True, 1.0, "1", None]),
                     max_size=4))
 def test_twins_agree(twins, capacity, ops, odd):
-    compiled, pure = twins
     state = []
     for core in twins:
         ix, c = core.PageIndex(), core.PageCache(capacity)

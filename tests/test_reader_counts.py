@@ -8,7 +8,7 @@ from types import ModuleType
 
 import pytest
 
-import litevfs.api as api
+from litevfs import api
 from litevfs.reader import PageFetchError
 from litevfs.replica import cache_key, open_replicas
 
