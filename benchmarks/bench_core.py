@@ -213,6 +213,39 @@ def bench_impl(core: ModuleType, impl: str, run: Runner, data: dict) -> None:
     t = timeit(unfused, run.reps(impl, 9, 5))
     run.record("read_path_hit_unfused", impl, t / len(read_probes) * 1e9, "ns/op", False)
     assert cache.misses == 0 and cache.hits > 0, "the read-path benchmarks must only hit"
+
+    # Prefetch planning (Reader.prefetch): which of a scan's next 512 pages are mapped,
+    # not cached and not in flight; half of each batch is cached.
+    batches = data["prefetch_batches"]
+    pcache = core.PageCache(1 << 30)
+    for batch in batches:
+        for p in batch[::2]:
+            pcache.put(cache_key(1, p), b"p")
+    inflight: dict[int, object] = {}
+    uncached = pcache.uncached
+    n_pages = sum(len(b) for b in batches)
+
+    def batched() -> None:
+        for batch in batches:
+            uncached(ix, batch, inflight)
+
+    t = timeit(batched, run.reps(impl, 9, 3))
+    run.record("prefetch_lookup", impl, t / n_pages * 1e9, "ns/page", False)
+
+    def looped() -> None:  # as Reader.prefetch did before uncached()
+        for batch in batches:
+            out = []
+            for p in batch:
+                entry = lookup(p)
+                if entry is None:
+                    continue
+                k = cache_key(entry[0], p)
+                if k in inflight or k in pcache:
+                    continue
+                out.append((p, entry[1], entry[2]))
+
+    t = timeit(looped, run.reps(impl, 9, 3))
+    run.record("prefetch_lookup_loop", impl, t / n_pages * 1e9, "ns/page", False)
     run.record("pageindex_nbytes_262144", impl, ix.nbytes / (1 << 20), "MiB", False)
 
 
@@ -234,7 +267,10 @@ def build_inputs(core: ModuleType) -> dict:
     inc_pgnos = array("I", sorted(rnd.sample(range(1, N_PAGES + 1), 1000)))
     read_rnd = random.Random(6)
     read_cached = read_rnd.sample(range(1, N_PAGES + 1), 1024)
+    pre_rnd = random.Random(8)
     return {
+        "prefetch_batches": [sorted(pre_rnd.sample(range(1, N_PAGES + 1), 512))
+                             for _ in range(200)],
         "read_cached": read_cached,
         "read_probes": [read_rnd.choice(read_cached) for _ in range(100_000)],
         "index": index,

@@ -346,6 +346,54 @@ Byte-bounded LRU of decompressed pages keyed by int (no locking: callers hold on
             return None
         return self._hit(s)
 
+    def uncached(self, index, pgnos, skip=None):
+        """The pages of ``pgnos`` that ``index`` maps but this cache does not hold, and
+        whose key is not in ``skip`` (a container of cache keys, e.g. fetches in flight),
+        in the order given, as four arrays: page numbers ("I"), file ids ("I"), frame
+        offsets ("Q") and frame sizes ("I"). A probe: no LRU change, no counters. This is
+        the lookup of prefetch planning, where a scan asks about hundreds of pages."""
+        cdef PageIndex ix
+        cdef long long p
+        cdef int overflow = 0
+        cdef uint64_t key
+        cdef uint32_t fid
+        cdef Py_ssize_t n = 0, cap
+        cdef array.array out_p, out_f, out_o, out_s
+        if not isinstance(index, PageIndex):
+            raise TypeError(f"index must be a PageIndex of the same core, not "
+                            f"{type(index).__module__}.{type(index).__qualname__}")
+        ix = <PageIndex>index
+        seq = pgnos if type(pgnos) is list or type(pgnos) is tuple else list(pgnos)
+        cap = len(seq)
+        out_p = array.clone(_ARRAY_I, cap, False)
+        out_f = array.clone(_ARRAY_I, cap, False)
+        out_o = array.clone(_ARRAY_Q, cap, False)
+        out_s = array.clone(_ARRAY_I, cap, False)
+        for item in seq:
+            if type(item) is not int:
+                item = PyNumber_Index(item)
+            p = PyLong_AsLongLongAndOverflow(item, &overflow)
+            if overflow or p <= 0 or p > ix._max or ix._sizes[p] == 0:
+                continue
+            fid = ix._slot_fid[ix._slots[p]]
+            key = (<uint64_t>fid << 32) | <uint64_t>p
+            if self._table_get(key) >= 0:
+                continue
+            if self._index or skip is not None:  # rare: non-int keys, or fetches in flight
+                k = key
+                if (self._index and k in self._index) or (skip is not None and k in skip):
+                    continue
+            out_p.data.as_uints[n] = <uint32_t>p
+            out_f.data.as_uints[n] = fid
+            out_o.data.as_ulonglongs[n] = ix._offsets[p]
+            out_s.data.as_uints[n] = ix._sizes[p]
+            n += 1
+        array.resize(out_p, n)
+        array.resize(out_f, n)
+        array.resize(out_o, n)
+        array.resize(out_s, n)
+        return out_p, out_f, out_o, out_s
+
     def put(self, key, value):
         cdef Py_ssize_t n, s
         cdef uint64_t u = 0

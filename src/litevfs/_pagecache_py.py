@@ -559,6 +559,33 @@ class PageCache:
         self._hits += 1
         return value
 
+    def uncached(self, index: PageIndex, pgnos: Iterable[int],
+                 skip: object = None) -> tuple[array, array, array, array]:
+        """The pages of ``pgnos`` that ``index`` maps but this cache does not hold, and
+        whose key is not in ``skip`` (a container of cache keys, e.g. fetches in flight),
+        in the order given, as four arrays: page numbers ("I"), file ids ("I"), frame
+        offsets ("Q") and frame sizes ("I"). A probe: no LRU change, no counters. This is
+        the lookup of prefetch planning, where a scan asks about hundreds of pages."""
+        if not isinstance(index, PageIndex):
+            raise TypeError(f"index must be a PageIndex of the same core, not "
+                            f"{type(index).__module__}.{type(index).__qualname__}")
+        out_p, out_f, out_o, out_s = array("I"), array("I"), array("Q"), array("I")
+        data, top = self._data, index._max
+        sizes, slots, offsets, fids = index._sizes, index._slots, index._offsets, index._slot_fid
+        for pgno in pgnos:
+            p = operator.index(pgno)
+            if p <= 0 or p > top or not sizes[p]:
+                continue
+            fid = fids[slots[p]]
+            key = (fid << 32) | p
+            if key in data or (skip is not None and key in skip):  # type: ignore[operator]
+                continue
+            out_p.append(p)
+            out_f.append(fid)
+            out_o.append(offsets[p])
+            out_s.append(sizes[p])
+        return out_p, out_f, out_o, out_s
+
     def put(self, key: int, value: bytes) -> None:
         if not isinstance(value, bytes):
             raise TypeError(f"PageCache values must be bytes, not {type(value).__name__!r}")

@@ -138,19 +138,16 @@ class Reader:
         lie close together become one ranged GET (gaps up to ``max_gap`` bytes are read
         and skipped), runs go out in parallel. Reads of these pages wait for them.
         Returns the number of requests started."""
-        lookup, cache, inflight = view.index.lookup, self.cache, self._inflight
+        inflight = self._inflight
         hydrator = self.replica.hydrator
         by_file: dict[int, list[tuple[int, int, int]]] = {}
         with self._lock:
-            for pgno in pgnos:
-                entry = lookup(pgno)
-                if entry is None:
+            # one core call sorts out what is mapped, cached or already in flight
+            found, fids, offsets, sizes = self.cache.uncached(view.index, pgnos, inflight)
+            for pgno, fid, offset, size in zip(found, fids, offsets, sizes):
+                if hydrator is not None and hydrator.has(pgno, fid):
                     continue
-                k = cache_key(entry[0], pgno)
-                if k in inflight or k in cache or (
-                        hydrator is not None and hydrator.has(pgno, entry[0])):
-                    continue
-                by_file.setdefault(entry[0], []).append((pgno, entry[1], entry[2]))
+                by_file.setdefault(fid, []).append((pgno, offset, size))
             runs: list[tuple[int, list, Future]] = []
             for file_id, frames in by_file.items():
                 frames.sort(key=lambda f: f[1])
