@@ -113,9 +113,9 @@ def run_size(args: argparse.Namespace, size_mb: float, work: Path) -> list[dict[
                 for label, runs in rounds.items():
                     report(median_of(runs))
                 _write_head(server, bucket)
-                # Unbounded verification bandwidth: the one-time background CRC check of
-                # the snapshot (16 MiB/s by default) ends before the idle window, which
-                # then counts polling only.
+                # Unbounded verification bandwidth, and the child waits for the one-time
+                # background CRC check of the snapshot to end before its idle window
+                # (its GETs are reported as requests_settle): the window counts polling.
                 report(run("litevfs-cython", "litevfs-idle-head",
                            {"LITEVFS_BOOT_SET": "off", "LITEVFS_VERIFY_BANDWIDTH": "0"},
                            idle_s=args.idle_s))
