@@ -181,14 +181,19 @@ def chart(results: list[dict[str, Any]], path: str) -> str | None:
         import matplotlib.pyplot as plt
     except ImportError:
         return None
-    fig, ax = plt.subplots(figsize=(7, 4.5))
-    for reader in ("litestream", "litevfs-cython", "litevfs-python", "litevfs-cython-warm"):
-        for rtt in sorted({r["rtt_ms"] for r in results}):
+    fig, ax = plt.subplots(figsize=(7.5, 5))
+    colors = {"litestream": "tab:red", "litevfs-cython": "tab:blue",
+              "litevfs-python": "tab:green", "litevfs-cython-warm": "tab:purple"}
+    rtts = sorted({r["rtt_ms"] for r in results})
+    styles = [("-", "o"), ("--", "s"), (":", "^"), ("-.", "D")]  # one per RTT
+    for reader, color in colors.items():
+        for i, rtt in enumerate(rtts):
             pts = sorted((r["size_mb"], r["cold_start_s"]) for r in results
                          if r["reader"] == reader and r["rtt_ms"] == rtt and "cold_start_s" in r)
             if pts:
-                ax.plot([p[0] for p in pts], [p[1] for p in pts], marker="o",
-                        label=f"{reader}, {rtt:g} ms RTT")
+                line, marker = styles[i % len(styles)]
+                ax.plot([p[0] for p in pts], [p[1] for p in pts], color=color, linestyle=line,
+                        marker=marker, label=f"{reader}, {rtt:g} ms RTT")
     ax.set_xlabel("database size (MB)")
     ax.set_ylabel("cold start: process start to first row (s)")
     ax.set_xscale("log")

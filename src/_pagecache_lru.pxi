@@ -27,6 +27,13 @@ cdef inline bint _u64_key(object key, uint64_t* out) except -1:
     return True
 
 
+cdef inline int _require_index(object index) except -1:
+    if not isinstance(index, PageIndex):
+        raise TypeError(f"index must be a PageIndex of the same core, not "
+                        f"{type(index).__module__}.{type(index).__qualname__}")
+    return 0
+
+
 cdef class PageCache:
     """PageCache(capacity)
 --
@@ -324,9 +331,7 @@ Byte-bounded LRU of decompressed pages keyed by int (no locking: callers hold on
         cdef int overflow = 0
         cdef uint64_t key
         cdef Py_ssize_t s
-        if not isinstance(index, PageIndex):
-            raise TypeError(f"index must be a PageIndex of the same core, not "
-                            f"{type(index).__module__}.{type(index).__qualname__}")
+        _require_index(index)
         ix = <PageIndex>index
         if type(pgno) is not int:
             pgno = PyNumber_Index(pgno)
@@ -359,9 +364,7 @@ Byte-bounded LRU of decompressed pages keyed by int (no locking: callers hold on
         cdef uint32_t fid
         cdef Py_ssize_t n = 0, cap
         cdef array.array out_p, out_f, out_o, out_s
-        if not isinstance(index, PageIndex):
-            raise TypeError(f"index must be a PageIndex of the same core, not "
-                            f"{type(index).__module__}.{type(index).__qualname__}")
+        _require_index(index)
         ix = <PageIndex>index
         seq = pgnos if type(pgnos) is list or type(pgnos) is tuple else list(pgnos)
         cap = len(seq)

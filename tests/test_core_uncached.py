@@ -4,27 +4,13 @@ flight), a probe that never changes the LRU or its counters; and twin parity."""
 
 from __future__ import annotations
 
-import os
-from array import array
 from types import ModuleType
 
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import given
 from hypothesis import strategies as st
 
-HYPO = settings(
-    max_examples=25 if os.environ.get("HYPOTHESIS_PROFILE") == "ci" else 60,
-    deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture],
-)
-
-
-def entries(pgnos, base=1000, size=4000):
-    pg = array("I", pgnos)
-    return pg, array("Q", (base + i * size for i in range(len(pg)))), array("I", [size] * len(pg))
-
-
-def key(file_id: int, pgno: int) -> int:
-    return (file_id << 32) | pgno  # litevfs.replica.cache_key
+from tests.core_support import HYPO, entries, key
 
 
 def as_lists(result) -> list[list[int]]:

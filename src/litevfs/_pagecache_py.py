@@ -511,6 +511,12 @@ class PageIndex:
 # --------------------------------------------------------------------------- PageCache
 
 
+def _require_index(index: object) -> None:
+    if not isinstance(index, PageIndex):
+        raise TypeError(f"index must be a PageIndex of the same core, not "
+                        f"{type(index).__module__}.{type(index).__qualname__}")
+
+
 class PageCache:
     """Byte-bounded LRU of decompressed pages keyed by int (no locking: callers hold one)."""
 
@@ -544,9 +550,7 @@ class PageCache:
         counted as ``get`` counts them; a page absent from the index (or a pgno
         out of range) returns None and counts nothing.
         """
-        if not isinstance(index, PageIndex):
-            raise TypeError(f"index must be a PageIndex of the same core, not "
-                            f"{type(index).__module__}.{type(index).__qualname__}")
+        _require_index(index)
         p = operator.index(pgno)
         if p <= 0 or p > index._max or not index._sizes[p]:
             return None
@@ -566,9 +570,7 @@ class PageCache:
         in the order given, as four arrays: page numbers ("I"), file ids ("I"), frame
         offsets ("Q") and frame sizes ("I"). A probe: no LRU change, no counters. This is
         the lookup of prefetch planning, where a scan asks about hundreds of pages."""
-        if not isinstance(index, PageIndex):
-            raise TypeError(f"index must be a PageIndex of the same core, not "
-                            f"{type(index).__module__}.{type(index).__qualname__}")
+        _require_index(index)
         out_p, out_f, out_o, out_s = array("I"), array("I"), array("Q"), array("I")
         data, top = self._data, index._max
         sizes, slots, offsets, fids = index._sizes, index._slots, index._offsets, index._slot_fid
