@@ -555,7 +555,7 @@ class PageCache:
         if p <= 0 or p > index._max or not index._sizes[p]:
             return None
         key = (index._slot_fid[index._slots[p]] << 32) | p
-        value = self._data.get(key)
+        value = self._data.get(key)  # get(key), inlined: one call less on every page read
         if value is None:
             self._misses += 1
             return None
