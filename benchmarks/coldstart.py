@@ -231,6 +231,8 @@ def _table(results: list[dict[str, Any]]) -> str:
             "".join(f"{'ratio ' + n.split('-')[-1]:>16}" for n in by if n.startswith("litevfs"))
         lines.append(head)
         for key, label in metrics:
+            if not any(isinstance(r.get(key), (int, float)) for r in by.values()):
+                continue  # a phase this run did not measure (e.g. no --scan)
             row = f"{label:<20}"
             for r in by.values():
                 v = r.get(key)
