@@ -122,6 +122,37 @@ def test_preloaded_index_serves_only_the_same_object(tmp_path: Path) -> None:
     assert cache._preloaded == {}
 
 
+def test_an_index_being_preloaded_is_waited_for_not_read_twice(tmp_path: Path) -> None:
+    import threading
+
+    header = Header(0, 4096, 7, 1, 1, timestamp=123)
+    arrays = array("I", [1, 2]), array("Q", [100, 200]), array("I", [10, 20])
+    store = _store(tmp_path)
+    cache = ReplicaDiskCache(store, "r")
+    cache.put_index(INFO, header, *arrays)
+    cache.flush()
+    reads: list[str] = []
+    started, release = threading.Event(), threading.Event()
+    real_get_index = store.get_index
+
+    def slow_get_index(ident: str) -> bytes | None:  # the boot loader's read, held up
+        reads.append(ident)
+        started.set()
+        release.wait(5)
+        return real_get_index(ident)
+
+    store.get_index = slow_get_index  # type: ignore[method-assign]
+    loader = threading.Thread(target=cache.preload_index, args=(INFO,))
+    loader.start()
+    assert started.wait(5)
+    threading.Timer(0.05, release.set).start()
+    assert cache.get_index(INFO) == (header, *arrays)  # waited for the preload
+    loader.join(5)
+    assert len(reads) == 1 and cache.index_hits == 1
+    cache.preload_index(INFO)  # served already: a second preload of it reads again
+    assert len(reads) == 2
+
+
 def test_size_is_bounded(tmp_path: Path) -> None:
     store = _store(tmp_path, max_bytes=2 << 20)
     cache = ReplicaDiskCache(store, "r")

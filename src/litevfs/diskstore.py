@@ -455,6 +455,9 @@ def unpack_index(blob: bytes) -> tuple[Header, array, array, array] | None:
     return header, pgnos, offsets, sizes
 
 
+PRELOAD_WAIT_S = 2.0  # longest an open waits for a preload of the index it wants
+
+
 class ReplicaDiskCache:
     """One replica's view of a shared :class:`DiskStore`, with its own counters."""
 
@@ -463,6 +466,8 @@ class ReplicaDiskCache:
         self.replica_id = replica_id
         self.hits = self.misses = self.index_hits = self.index_misses = 0
         self._preloaded: dict[str, tuple[Header, array, array, array]] = {}
+        self._preloading: dict[str, threading.Event] = {}  # ident -> set when read
+        self._preload_lock = threading.Lock()
 
     def ident(self, info: FileInfo) -> str:
         return object_ident(self.replica_id, info)
@@ -483,10 +488,20 @@ class ReplicaDiskCache:
         """Read ``info``'s cached index ahead (while the open's LIST is in flight), for
         one later ``get_index`` of the very same object (same identity string)."""
         ident = self.ident(info)
-        blob = self.store.get_index(ident)
-        parsed = unpack_index(blob) if blob is not None else None
-        if parsed is not None:
-            self._preloaded[ident] = parsed
+        done = threading.Event()
+        with self._preload_lock:
+            if ident in self._preloading or ident in self._preloaded:
+                return
+            self._preloading[ident] = done
+        try:
+            blob = self.store.get_index(ident)
+            parsed = unpack_index(blob) if blob is not None else None
+            if parsed is not None:
+                self._preloaded[ident] = parsed
+        finally:
+            with self._preload_lock:
+                del self._preloading[ident]
+            done.set()
 
     def drop_preloaded(self) -> None:
         """Forget preloaded indexes the open did not use (objects compacted away)."""
@@ -494,6 +509,10 @@ class ReplicaDiskCache:
 
     def get_index(self, info: FileInfo) -> tuple[Header, array, array, array] | None:
         ident = self.ident(info)
+        with self._preload_lock:
+            reading = self._preloading.get(ident)
+        if reading is not None:  # the boot loader is reading this very index: wait for
+            reading.wait(PRELOAD_WAIT_S)  # it rather than read (and check) 4 MiB twice
         parsed = self._preloaded.pop(ident, None)
         if parsed is not None:
             self.index_hits += 1
