@@ -10,8 +10,9 @@ from types import ModuleType
 import apsw
 import pytest
 
+import litevfs
 import litevfs.api as api
-from litevfs.errors import ConfigError, TxNotAvailableError
+from litevfs.errors import ConfigError, NotFoundError, TxNotAvailableError
 from litevfs.poller import poll_once
 from litevfs.replica import open_replicas
 from litevfs.storage.memory import memory_store
@@ -138,6 +139,44 @@ def test_missing_file_replans(primary: FakeLitestream, core: ModuleType) -> None
     for sql in QUERIES:
         assert rows(con, sql) == expected(primary, sql), sql
     con.close()
+
+
+def test_open_lists_again_when_a_planned_file_vanishes(primary: FakeLitestream,
+                                                         core: ModuleType,
+                                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    """Compaction can delete an L0 file between an open's LIST and its index read: the
+    open lists again instead of failing (a gone bucket still fails at once)."""
+    from litevfs.ltx.format import FileInfo
+    from litevfs.storage.memory import MemoryStorage
+
+    db = primary.db()
+    primary.sync()
+    transfer(db, 1, 2, 3)
+    last = primary.sync()
+    real = MemoryStorage.list_all
+    calls = []
+
+    def stale_list_all(self: MemoryStorage) -> dict:
+        levels = real(self)
+        calls.append(1)
+        if len(calls) <= 2:  # the first two LISTs still show a file that is gone
+            ghost = FileInfo(0, last.max_txid + 1, last.max_txid + 1, 500, last.created_at)
+            levels = {**levels, 0: [*levels.get(0, []), ghost]}
+        return levels
+
+    monkeypatch.setattr(MemoryStorage, "list_all", stale_list_all)
+    con = litevfs.connect(primary.storage.url, impl=core, poll_interval=0)
+    try:
+        assert len(calls) == 3
+        for sql in QUERIES:
+            assert rows(con, sql) == expected(primary, sql), sql
+    finally:
+        con.close()
+    calls.clear()
+    monkeypatch.setattr(MemoryStorage, "list_all",
+                        lambda self: {0: [FileInfo(0, 1, 999, 500, 0.0)]})
+    with pytest.raises(NotFoundError):  # vanishing on every LIST: the open gives up
+        litevfs.connect(primary.storage.url, impl=core, poll_interval=0)
 
 
 def test_shrink_trims_the_index(primary: FakeLitestream, core: ModuleType) -> None:

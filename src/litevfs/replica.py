@@ -22,7 +22,9 @@ from typing import Any
 from . import _impl
 from .config import Config
 from .diskcache import fetch_index_cached
-from .errors import LiteVFSError, LTXFormatError, TxNotAvailableError
+from .errors import (
+    BucketNotFoundError, LiteVFSError, LTXFormatError, NotFoundError, TxNotAvailableError,
+)
 from .ltx.decoder import decode_file
 from .ltx.format import FileInfo, is_valid_page_size, lock_pgno
 from .ltx.remote import FileIndex, fetch_file_index
@@ -35,6 +37,7 @@ from .storage.base import StorageClient
 log = logging.getLogger("litevfs.replica")
 
 PREFILL_MAX_FILE = 1024 * 1024  # whole files up to this size seed the cache at once
+OPEN_RELISTS = 4  # LISTs an open tries when files of its plan keep vanishing
 
 
 def cache_key(file_id: int, pgno: int) -> int:
@@ -283,10 +286,21 @@ class Replica:
 
         self.boot = start_boot(self)
         from . import poller  # noqa: F401 - imported while the LIST is in flight, not after
+        vanished = 0
         while True:
             try:
                 levels, listing = (listing.result() if listing else None), None
-                self.publish(self.latest_view(levels))
+                try:
+                    view = self.latest_view(levels)
+                except NotFoundError as exc:
+                    # A file of the plan went between the LIST and its index read
+                    # (compaction or retention deleted it): list again, a few times.
+                    vanished += 1
+                    if isinstance(exc, BucketNotFoundError) or vanished >= OPEN_RELISTS:
+                        raise
+                    log.info("%s: %s; listing the replica again", self.storage.url, exc)
+                    continue
+                self.publish(view)
                 self.metrics.opened()
                 if self.boot is not None:
                     self.boot.finish(self.current)  # waits for the boot loader
