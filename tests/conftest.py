@@ -60,3 +60,13 @@ def impl(request: pytest.FixtureRequest) -> Impl:
 def core(impl: Impl) -> ModuleType:
     """The core module (compiled or pure) under test."""
     return impl.module
+
+
+@pytest.fixture(scope="module")
+def twins(request: pytest.FixtureRequest) -> tuple[ModuleType, ModuleType]:
+    """(compiled, pure) core modules, for tests that compare the two side by side."""
+    if request.config.getoption("--no-compiled"):
+        pytest.skip("--no-compiled")
+    from litevfs import _pagecache, _pagecache_py  # the compiled import must not fall back
+
+    return _pagecache, _pagecache_py

@@ -5,7 +5,6 @@ int keys in a C table, other keys in a dict)."""
 
 from __future__ import annotations
 
-from types import ModuleType
 
 import pytest
 from hypothesis import given
@@ -247,15 +246,6 @@ def test_same_as_lookup_then_get(core, capacity, ops):
     for op in ops:
         assert apply_read_op(ix_a, a, op, True) == apply_read_op(ix_b, b, op, False), op
         assert cache_state(a) == cache_state(b), op
-
-
-@pytest.fixture(scope="module")
-def twins(request: pytest.FixtureRequest) -> tuple[ModuleType, ModuleType]:
-    if request.config.getoption("--no-compiled"):
-        pytest.skip("--no-compiled")
-    from litevfs import _pagecache, _pagecache_py
-
-    return _pagecache, _pagecache_py
 
 
 def outcome(fn, *args):

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import os
 from array import array
-from types import ModuleType
 
 import lz4.block
 import lz4.frame
@@ -29,15 +28,6 @@ settings.register_profile("litevfs-core-fuzz", max_examples=5000, deadline=None,
                           suppress_health_check=[HealthCheck.too_slow])
 HYPO = settings.get_profile({"ci": "litevfs-core-ci", "fuzz": "litevfs-core-fuzz"}.get(
     os.environ.get("HYPOTHESIS_PROFILE", ""), "litevfs-core-dev"))
-
-
-@pytest.fixture(scope="module")
-def twins(request: pytest.FixtureRequest) -> tuple[ModuleType, ModuleType]:
-    if request.config.getoption("--no-compiled"):
-        pytest.skip("--no-compiled")
-    from litevfs import _pagecache, _pagecache_py  # the compiled import must not fall back
-
-    return _pagecache, _pagecache_py
 
 
 def normalize(value):

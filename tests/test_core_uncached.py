@@ -4,7 +4,6 @@ flight), a probe that never changes the LRU or its counters; and twin parity."""
 
 from __future__ import annotations
 
-from types import ModuleType
 
 import pytest
 from hypothesis import given
@@ -64,15 +63,6 @@ def test_bad_arguments(core, bad, kind):
         core.PageCache(100).uncached(ix, bad)
     with pytest.raises(TypeError, match="PageIndex"):
         core.PageCache(100).uncached({}, [1])
-
-
-@pytest.fixture(scope="module")
-def twins(request: pytest.FixtureRequest) -> tuple[ModuleType, ModuleType]:
-    if request.config.getoption("--no-compiled"):
-        pytest.skip("--no-compiled")
-    from litevfs import _pagecache, _pagecache_py
-
-    return _pagecache, _pagecache_py
 
 
 @pytest.mark.compiled
