@@ -80,9 +80,8 @@ class Reader:
     def read_page(self, view: View, pgno: int, ahead_bytes: int = 0) -> bytes:
         """Page ``pgno`` of ``view``; fetch up to ``ahead_bytes`` more of the same file's
         following frames in the same request."""
-        boot = self.replica.boot
-        probed = self.replica.hydrator is None and not self._failed and (
-            boot is None or not boot.recording)
+        boot, hydrator = self.replica.boot, self.replica.hydrator
+        probed = hydrator is None and not self._failed and (boot is None or not boot.recording)
         if probed:  # hot path: index + cache key + LRU in one call; counts the hit or miss
             page = self.cache.page_for(view.index, pgno)
             if page is not None:
@@ -97,10 +96,8 @@ class Reader:
         file_id, offset, size = entry
         if self._failed and file_id in self._failed:  # failed verification (verify.py)
             self.replica.verifier.check(file_id)
-        boot = self.replica.boot
         if boot is not None and boot.recording:  # learned boot set (bootset.py)
             boot.note(pgno, entry)
-        hydrator = self.replica.hydrator
         if hydrator is not None:  # the local copy, when it holds this very version
             page = hydrator.read(pgno, file_id)
             if page is not None:
