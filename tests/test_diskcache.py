@@ -106,6 +106,38 @@ def test_damaged_cache_file_found_after_open_is_replaced(tmp_path: Path, caplog)
     assert list((tmp_path / "cache").glob(f"{diskstore.DB_NAME}.corrupt-*"))
 
 
+def test_a_locked_cache_file_is_waited_for_never_set_aside(tmp_path: Path, caplog,
+                                                            monkeypatch) -> None:
+    """Two processes creating one cache directory at once: the loser sees "database is
+    locked" while the winner switches the file to WAL. That is busy, not damage: it
+    tries again, and neither the set-up nor the structural check moves the file away
+    (a CI run caught the set-up doing so)."""
+    real_create = DiskStore._create
+    failures = []
+
+    def locked_twice(self) -> None:
+        if len(failures) < 2:
+            failures.append(1)
+            raise sqlite3.OperationalError("database is locked")
+        real_create(self)
+
+    monkeypatch.setattr(DiskStore, "_create", locked_twice)
+    store = _store(tmp_path)
+    cache = ReplicaDiskCache(store, "r")
+    frames, pages = _frames(3)
+    cache.put_frames(INFO, frames, pages)
+    assert store.flush() and len(failures) == 2
+    assert cache.get_frames(INFO, frames) == pages
+    real_connect = store._connect
+    monkeypatch.setattr(store, "_connect", lambda: (_ for _ in ()).throw(
+        sqlite3.OperationalError("database is locked")))
+    store._check()  # busy during the structural check: not damage either
+    monkeypatch.setattr(store, "_connect", real_connect)
+    assert "unusable" not in caplog.text
+    assert not list((tmp_path / "cache").glob("*.corrupt-*"))
+    assert cache.get_frames(INFO, frames) == pages
+
+
 def test_preloaded_index_serves_only_the_same_object(tmp_path: Path) -> None:
     header = Header(0, 4096, 7, 1, 1, timestamp=123)
     pgnos, offsets, sizes = array("I", [1, 2]), array("Q", [100, 200]), array("I", [10, 20])

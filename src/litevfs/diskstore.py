@@ -46,6 +46,7 @@ log = logging.getLogger("litevfs.diskcache")
 
 DB_NAME = "pages.sqlite3"
 TOUCH_AFTER = 600  # seconds: refresh an entry's access time at most this often
+SETUP_ATTEMPTS = 8  # tries to create/open the cache file while another process holds it
 SETUP_WAIT = 5.0  # seconds a read waits for the file to be opened (else a miss)
 CODEC_RAW, CODEC_ZSTD = 0, 1
 _SCHEMA = """
@@ -132,10 +133,12 @@ class DiskStore:
             if ok:
                 return
             reason = "quick_check failed"
+        except sqlite3.OperationalError:
+            return  # locked, busy, I/O: not evidence of damage (a subclass of the next)
         except sqlite3.DatabaseError as exc:
             reason = str(exc)
         except sqlite3.Error:
-            return  # busy or similar: not evidence of damage
+            return
         log.warning("page cache %s is unusable (%s); starting a new one", self.path, reason)
         try:
             self._replace()
@@ -151,11 +154,21 @@ class DiskStore:
         return con
 
     def _setup(self) -> None:
-        try:
-            self._create()
-        except sqlite3.DatabaseError as exc:  # not a database / torn: start over
-            log.warning("page cache %s is unusable (%s); starting a new one", self.path, exc)
-            self._replace()
+        for attempt in range(1, SETUP_ATTEMPTS + 1):
+            try:
+                self._create()
+                return
+            except sqlite3.OperationalError:
+                # "database is locked": another process is creating the file or switching
+                # it to WAL right now. Never a reason to set its file aside: try again.
+                if attempt == SETUP_ATTEMPTS:
+                    raise
+                time.sleep(0.05 * attempt)
+            except sqlite3.DatabaseError as exc:  # not a database / torn: start over
+                log.warning("page cache %s is unusable (%s); starting a new one",
+                            self.path, exc)
+                self._replace()
+                return
 
     def _replace(self) -> None:
         for suffix in ("", "-wal", "-shm"):
