@@ -8,9 +8,8 @@ from pathlib import Path
 import pytest
 
 import litevfs
-from litevfs.freshness import (
-    HEAD_NAME, Freshness, conditional_get, decode_head, read_head, write_head,
-)
+from litevfs.freshness import Freshness, conditional_get
+from litevfs.head import HEAD_NAME, head_txid as decode_head, read_head, write_head
 from litevfs.replica import open_replicas
 from litevfs.storage import open_storage
 from litevfs.storage.file import FileStorage

@@ -170,7 +170,7 @@ def test_race_lost_at_conditional_create(tmp_path, core, monkeypatch):
 
         a.storage.write_ltx(0, 1, 1, encode_file([(1, b"\x09" * PS)], page_size=PS, commit=1,
                                                  min_txid=1, max_txid=1))
-        monkeypatch.setattr(syncer_mod, "remote_max_txid", lambda w: 0)  # LIST raced
+        monkeypatch.setattr(syncer_mod, "remote_levels", lambda w: {})  # LIST raced
         a.writer.commit({1: b"\1" * PS}, 1)
         with pytest.raises(ConflictError, match="first"):
             sync_once(a.writer)

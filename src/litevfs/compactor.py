@@ -7,7 +7,9 @@ have time to move on); snapshots older than ``snapshot_retention`` go (the newes
 stays), and with them L1..L8 files below the oldest remaining snapshot.
 
 Every output is a conditional create: if someone else wrote the same range first,
-theirs stays. :class:`Compactor` is the thin thread around ``compact_once``.
+theirs stays. Only TXIDs the head object has recorded are compacted (``fence.py``):
+an upload whose commit point has not happened yet (or never will: its writer was
+fenced out) is never merged into a higher level. :class:`Compactor` is the thin thread around ``compact_once``.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ from types import ModuleType
 
 from . import _impl
 from .errors import AlreadyExistsError, LiteVFSError
+from .fence import committed_limit
 from .ltx.decoder import decode_file
 from .ltx.encoder import encode_file
 from .ltx.format import ENCODING_FRAME, SNAPSHOT_LEVEL, FileInfo, lock_pgno
@@ -162,7 +165,9 @@ def compact_once(storage: StorageClient, policy: CompactionPolicy, now: float | 
     """One round: compactions that are due, a snapshot if due, retention. Returns the
     files written."""
     now = time.time() if now is None else now
-    levels = {lvl: list(files) for lvl, files in storage.list_all().items()}
+    limit = committed_limit(storage)
+    levels = {lvl: [f for f in files if limit is None or f.max_txid <= limit]
+              for lvl, files in storage.list_all().items()}
     written = []
     for level, interval in enumerate(policy.level_intervals, start=1):
         info = compact_level(storage, levels, level, interval, now, impl)

@@ -47,6 +47,10 @@ class AlreadyExistsError(StorageError, FileExistsError):
     """A conditional create failed because the key exists already."""
 
 
+class PreconditionFailedError(StorageError):
+    """A conditional write (``If-Match``) failed: the object changed since it was read."""
+
+
 class TransientStorageError(StorageError):
     """A retryable failure (5xx, timeout, reset) that survived every retry."""
 

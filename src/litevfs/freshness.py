@@ -1,7 +1,7 @@
 """Cheap freshness: a tiny head object naming the latest TXID, polled conditionally.
 
-A litevfs writer calls :func:`write_head` after every successful upload; the object
-``<path>/litevfs/head`` (Litestream ignores it) holds ``{"txid": "<16 hex>", "at": ms}``.
+A litevfs writer records every sync in the head object ``<path>/litevfs/head``
+(``head.py``; Litestream ignores it), whose ``txid`` names the latest TXID.
 Readers then poll it with a conditional GET (``If-None-Match: <etag>``): an unchanged
 replica answers 304 with no body, one request per poll instead of Litestream's two
 whole-level LISTs. Only when the head moved past the reader's view does the poll
@@ -17,13 +17,11 @@ starts later is picked up; in head mode a LIST poll still runs every
 
 from __future__ import annotations
 
-import json
 import logging
-import os
 import time
 from typing import TYPE_CHECKING, Any
 
-from .errors import NotFoundError
+from .head import HEAD_NAME, head_txid
 
 if TYPE_CHECKING:
     from .replica import Replica
@@ -31,94 +29,15 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("litevfs.freshness")
 
-HEAD_NAME = "litevfs/head"
 RECHECK_S = 60.0  # list mode: look for a head object again this often
 HEAD_RECHECK_S = 300.0  # head mode: one LIST poll this often anyway
-
-
-def encode_head(txid: int) -> bytes:
-    return json.dumps({"txid": f"{txid:016x}", "at": int(time.time() * 1000)},
-                      separators=(",", ":")).encode()
-
-
-def decode_head(data: bytes) -> int:
-    return int(json.loads(data)["txid"], 16)
-
-
-def write_head(storage: StorageClient, txid: int) -> None:
-    """Publish ``txid`` as the replica's latest (writer side; call after an upload)."""
-    storage.put_object(HEAD_NAME, encode_head(txid))
-
-
-def read_head(storage: StorageClient) -> int | None:
-    """The head TXID, or None when the replica has no head object."""
-    try:
-        return decode_head(storage.get_object(HEAD_NAME))
-    except NotFoundError:
-        return None
 
 
 def conditional_get(storage: StorageClient, name: str, etag: str | None
                     ) -> tuple[bytes | None, str | None, bool]:
     """(data, etag, changed). ``changed`` is False when the object still has ``etag``
     (then data is None); a missing object is (None, None, True)."""
-    from .storage.file import FileStorage
-    from .storage.s3 import S3Storage
-
-    if isinstance(storage, S3Storage):
-        return _s3_conditional(storage, name, etag)
-    if isinstance(storage, FileStorage):
-        path = storage.object_path(name)
-        storage.stats.add(gets=1)
-        try:
-            st = os.stat(path)
-        except FileNotFoundError:
-            return None, None, True
-        tag = f"{st.st_mtime_ns}-{st.st_size}-{st.st_ino}"
-        if tag == etag:
-            return None, etag, False
-        with open(path, "rb") as f:
-            return f.read(), tag, True
-    try:  # other backends: a plain read, compared by content
-        data = storage.get_object(name)
-    except NotFoundError:
-        return None, None, True
-    import xxhash
-
-    tag = xxhash.xxh64_hexdigest(data)
-    return (None, etag, False) if tag == etag else (data, tag, True)
-
-
-def _s3_conditional(storage: Any, name: str, etag: str | None
-                    ) -> tuple[bytes | None, str | None, bool]:
-    key = storage.object_key(name)
-    headers = {"if-none-match": etag} if etag else {}
-    fast = getattr(storage, "_fast", None)
-    storage.stats.add(gets=1)
-    if fast is not None:
-        resp = fast.request("GET", key, (), headers)
-        if resp.status == 304:
-            return None, etag, False
-        if resp.status == 404:
-            return None, None, True
-        fast.check(resp, f"GET s3://{storage.bucket}/{key}", key)
-        storage.stats.add(bytes_read=len(resp.body))
-        return resp.body, resp.headers.get("etag"), True
-    from botocore.exceptions import ClientError
-
-    args = {"IfNoneMatch": etag} if etag else {}
-    try:
-        out = storage.client.get_object(Bucket=storage.bucket, Key=key, **args)
-    except ClientError as exc:
-        status = int(exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0) or 0)
-        if status == 304:
-            return None, etag, False
-        if status == 404:
-            return None, None, True
-        raise storage._map_error(exc, "GET head", key) from exc
-    body = out["Body"].read()
-    storage.stats.add(bytes_read=len(body))
-    return body, out.get("ETag"), True
+    return storage.get_object_if_changed(name, etag)
 
 
 class Freshness:
@@ -172,8 +91,8 @@ class Freshness:
             return False
         self._etag = etag
         try:
-            self._head_txid = decode_head(data or b"")
-        except (ValueError, KeyError, TypeError):
+            self._head_txid = head_txid(data or b"")
+        except ValueError:
             self._head_txid = 1 << 64  # unreadable: let the LIST decide
         if self._head_txid <= self.replica.current.txid:
             self.replica.last_poll_ok = time.monotonic()

@@ -52,7 +52,7 @@ def replica_info(url: str) -> dict[str, Any]:
                 db_size=header.page_size * header.commit,
             )
         try:
-            from .freshness import read_head
+            from .head import read_head
 
             head = read_head(storage)
             out["head_txid"] = None if head is None else f"{head:016x}"

@@ -15,7 +15,10 @@ One sync:
    our own earlier attempt (response lost, or crash after upload) from another
    writer's file (conflict). Transient failures are retried with backoff; the buffer
    and the frozen layer stay until an upload succeeds.
-5. The view containing the new file is published (index entries from our encoder,
+5. The commit point: the head object records the file by compare-and-swap
+   (``fence.py``). A writer that was paused while another took over is refused here
+   (ConflictError, buffer kept), however long the pause, and its stray file is removed.
+6. The view containing the new file is published (index entries from our encoder,
    pages into the shared cache), then the frozen layer is dropped and the buffer is
    rewritten without the synced records.
 """
@@ -28,11 +31,13 @@ from typing import TYPE_CHECKING
 
 from ._worker import Worker
 from .errors import AlreadyExistsError, ConflictError, LiteVFSError, NotFoundError, StorageError
+from .fence import commit_head, file_checksum
 from .ltx.decoder import locate_index
 from .ltx.encoder import encode_file
 from .ltx.format import ENCODING_FRAME, HEADER_SIZE, FileInfo, Header
 from .ltx.remote import FileIndex
 from .replica import cache_key
+from .writebuffer import SyncMark
 from .writer import Local
 
 if TYPE_CHECKING:
@@ -46,10 +51,6 @@ _U64_MASK = (1 << 64) - 1
 
 class SyncTimeout(LiteVFSError, TimeoutError):
     """The sync did not finish within the caller's timeout (nothing is lost)."""
-
-
-def file_checksum(data: bytes) -> int:
-    return int.from_bytes(data[-8:], "big")
 
 
 def _cut(writer: Writer) -> tuple[Local, int, int] | None:
@@ -69,9 +70,12 @@ def _cut(writer: Writer) -> tuple[Local, int, int] | None:
         return local, writer.buffer.size, writer.base_txid
 
 
-def remote_max_txid(writer: Writer) -> int:
-    """Newest TXID in any level (S3 lists every level in one request)."""
-    levels = writer.replica.storage.list_all()
+def remote_levels(writer: Writer) -> dict[int, list[FileInfo]]:
+    """Every level's files (S3 lists every level in one request)."""
+    return writer.replica.storage.list_all()
+
+
+def max_txid(levels: dict[int, list[FileInfo]]) -> int:
     return max((f.max_txid for files in levels.values() for f in files), default=0)
 
 
@@ -100,9 +104,10 @@ def local_file_index(info: FileInfo, data: bytes, impl) -> FileIndex:
     return FileIndex(info, Header.unpack(data[:HEADER_SIZE]), pgnos, offsets, sizes, None)
 
 
-def _upload(writer: Writer, txid: int, data: bytes, checksum: int) -> tuple[FileInfo, int | None]:
-    """Conditional create with retries. Returns (info, covered offset of the earlier
-    attempt that is already there, or None when this attempt created it)."""
+def _upload(writer: Writer, txid: int, data: bytes, checksum: int
+            ) -> tuple[FileInfo, SyncMark | None]:
+    """Conditional create with retries. Returns (info, the mark of the earlier attempt
+    that is already there, or None when this attempt created it)."""
     storage = writer.replica.storage
     delay = 0.1
     for attempt in range(UPLOAD_ATTEMPTS):
@@ -127,7 +132,7 @@ def _upload(writer: Writer, txid: int, data: bytes, checksum: int) -> tuple[File
                 return info, None
             if mine:
                 log.info("TXID %016x already uploaded by an earlier attempt of ours", txid)
-                return info, mine[-1].covered
+                return info, mine[-1]
             raise writer.set_conflict(
                 f"another writer created TXID {txid:016x} first ({storage.url})") from None
         except StorageError as exc:
@@ -151,7 +156,8 @@ def sync_once(writer: Writer) -> int:
         if cut is None:
             return writer.base_txid
         local, covered, base = cut
-        remote = remote_max_txid(writer)
+        levels = remote_levels(writer)
+        remote = max_txid(levels)
         if remote > base:
             raise writer.set_conflict(
                 f"the replica advanced to TXID {remote:016x} but this writer's buffer builds "
@@ -162,10 +168,16 @@ def sync_once(writer: Writer) -> int:
         with writer.lock:
             writer.buffer.mark_sync(txid, covered, checksum)
         info, earlier = _upload(writer, txid, data, checksum)
+        landed = checksum if earlier is None else earlier.checksum
+        try:
+            commit_head(writer.replica.storage, writer.head_state, txid, landed, levels)
+        except ConflictError as exc:
+            _remove_stray(writer, info, landed)
+            raise writer.set_conflict(str(exc)) from None
         if earlier is None:
             _install(writer, info, data, local)
         else:  # an earlier attempt landed (it covered less): re-read it like a poll
-            covered = earlier
+            covered = earlier.covered
             writer.replica.replan()
         with writer.lock:
             writer.base_txid = txid
@@ -175,18 +187,26 @@ def sync_once(writer: Writer) -> int:
             writer.local = writer._local_from_buffer(writer.local.gen + (earlier is not None))
         writer.last_error = None
         log.debug("synced TXID %016x (%d bytes)", txid, len(data))
-        _publish_head(writer, txid)
         return txid
 
 
-def _publish_head(writer: Writer, txid: int) -> None:
-    """Readers poll the head object with a conditional GET (freshness.py); best effort."""
-    from .freshness import write_head
-
+def _remove_stray(writer: Writer, info: FileInfo, checksum: int) -> None:
+    """A fenced-out upload is not part of the history: delete it (best effort, and only
+    when the head names another file for its TXID and the object is still ours)."""
+    state = writer.head_state
+    head = state.head
+    if head is None or head.committed(info.max_txid, checksum, state.writer_id) is not False:
+        return
+    if head.run_of(info.max_txid) is None:
+        return  # not recorded as anyone's: leave it (a foreign writer may build on it)
+    storage = writer.replica.storage
     try:
-        write_head(writer.replica.storage, txid)
-    except Exception as exc:  # noqa: BLE001 - readers fall back to LIST
-        log.warning("updating the head object to TXID %016x failed: %s", txid, exc)
+        if file_checksum(storage.read_tail(info, 16)) == checksum:
+            storage.delete_ltx([info])
+            log.warning("removed this writer's stray upload %s (TXID %016x belongs to "
+                        "another writer)", info.name, info.max_txid)
+    except StorageError as exc:
+        log.warning("could not remove stray upload %s: %s", info.name, exc)
 
 
 def _install(writer: Writer, info: FileInfo, data: bytes, local: Local) -> None:
@@ -226,7 +246,9 @@ def sync_now(writer: Writer, timeout: float | None = None) -> int:
 def recover(writer: Writer) -> None:
     """After opening a buffer that holds transactions: decide whether the remote is
     where the buffer expects it, or our last upload landed before a crash, or another
-    writer got there first (conflict: writes refused, buffer kept)."""
+    writer got there first (conflict: writes refused, buffer kept). A landed upload is
+    recognised by the head object's history (which outlives retention of the L0 key),
+    else by the L0 file's checksum; one whose commit point never happened is completed."""
     buf = writer.buffer
     remote = writer.replica.current.txid
     if buf.empty:
@@ -238,23 +260,49 @@ def recover(writer: Writer) -> None:
         return
     base = buf.base_txid
     if remote > base:
-        marks = [m for m in buf.marks if m.txid == base + 1]
-        info = next((f for f in writer.replica.storage.list_level(0)
-                     if (f.min_txid, f.max_txid) == (base + 1, base + 1)), None)
-        if marks and info is not None:
-            theirs = file_checksum(writer.replica.storage.read_tail(info, 16))
-            mine = [m for m in marks if m.checksum == theirs]
-            if mine:
-                log.info("our upload of TXID %016x landed before the crash", base + 1)
-                buf.reset(mine[-1].covered, base + 1)
-                writer.base_txid = base = base + 1
-                writer.local = writer._local_from_buffer(writer.local.gen + 1)
-                if buf.empty:
-                    return recover(writer)
+        landed = _landed_mark(writer, base + 1)
+        if landed is not None:
+            log.info("our upload of TXID %016x landed before the crash", base + 1)
+            buf.reset(landed.covered, base + 1)
+            writer.base_txid = base = base + 1
+            writer.local = writer._local_from_buffer(writer.local.gen + 1)
+            if buf.empty:
+                return recover(writer)
     if remote != base:
         writer.set_conflict(
             f"the replica is at TXID {remote:016x} but the recovered buffer builds on "
             f"{base:016x}")
+
+
+def _landed_mark(writer: Writer, txid: int) -> SyncMark | None:
+    """The sync mark of ours whose upload of ``txid`` is part of the replica's history."""
+    marks = [m for m in writer.buffer.marks if m.txid == txid]
+    if not marks:
+        return None
+    state = writer.head_state
+    head = state.head
+    if head is not None and head.txid >= txid:
+        for m in marks:
+            if head.committed(txid, m.checksum):
+                return m
+    storage = writer.replica.storage
+    info = next((f for f in storage.list_level(0)
+                 if (f.min_txid, f.max_txid) == (txid, txid)), None)
+    if info is None:
+        return None
+    theirs = file_checksum(storage.read_tail(info, 16))
+    mine = [m for m in marks if m.checksum == theirs]
+    if not mine:
+        return None
+    if head is None or head.txid < txid:
+        # Crashed between the upload and its commit point: complete it now.
+        try:
+            commit_head(storage, state, txid, theirs)
+        except ConflictError:
+            return None
+    elif not head.committed(txid, theirs):
+        return None  # the head names another file for this TXID: not ours after all
+    return mine[-1]
 
 
 class Syncer(Worker):

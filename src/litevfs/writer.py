@@ -21,12 +21,14 @@ from __future__ import annotations
 import hashlib
 import logging
 import os
+import secrets
 import tempfile
 import threading
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 
 from .errors import ConflictError, LiteVFSError, TxNotAvailableError
+from .fence import HeadState
 from .ltx.format import lock_pgno
 from .writebuffer import WriteBuffer
 
@@ -150,6 +152,8 @@ class Writer:
         self.lock_pgno = lock_pgno(self.page_size)
         self.base_txid = self.buffer.base_txid
         self.local = self._local_from_buffer(0)
+        # The commit point (fence.py): what this writer last saw of the head object.
+        self.head_state = HeadState(secrets.token_hex(8))
         self.syncer: Any = None
         self.compactor: Any = None
         if self.recovered.transactions:
@@ -218,6 +222,7 @@ class Writer:
                 txid = 0
             self.buffer.clear(txid)
             self.base_txid = txid
+            self.head_state.load(self.replica.storage)  # rebase the commit point too
             if txid and self.replica.current.page_size != self.page_size:
                 self.page_size = self.replica.current.page_size
             self.local = Local(gen=self.local.gen + 1)
@@ -265,6 +270,7 @@ def attach_writer(replica: Replica, buffer_path: str | None = None) -> Writer:
             return replica.writer
         writer = Writer(replica, buffer_path=buffer_path)
         try:
+            writer.head_state.load(replica.storage)
             recover(writer)
         except BaseException:
             writer.buffer.close()

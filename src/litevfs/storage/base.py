@@ -7,6 +7,7 @@ file: ``<path>/ltx/<level>/<min>-<max>.ltx``). Callers only ever name LTX files 
 
 from __future__ import annotations
 
+import hashlib
 import struct
 import threading
 import time
@@ -94,8 +95,29 @@ class StorageClient(ABC):
         """A side object under the replica path (e.g. ``litevfs/head``); NotFoundError if absent."""
 
     @abstractmethod
-    def put_object(self, name: str, data: bytes, *, if_absent: bool = False) -> None:
-        """Store a side object under the replica path."""
+    def get_object_tagged(self, name: str) -> tuple[bytes, str]:
+        """A side object and its entity tag (what ``put_object(if_match=...)`` compares);
+        NotFoundError if absent."""
+
+    def get_object_if_changed(self, name: str, etag: str | None
+                              ) -> tuple[bytes | None, str | None, bool]:
+        """A conditional read: ``(data, etag, changed)``. ``changed`` is False when the
+        object still has ``etag`` (then data is None); a missing object is
+        ``(None, None, True)``. Backends with latency override this to send the tag
+        (``If-None-Match``) so an unchanged object costs no body."""
+        try:
+            data, tag = self.get_object_tagged(name)
+        except FileNotFoundError:
+            return None, None, True
+        return (None, etag, False) if tag == etag else (data, tag, True)
+
+    @abstractmethod
+    def put_object(self, name: str, data: bytes, *, if_absent: bool = False,
+                   if_match: str | None = None) -> str | None:
+        """Store a side object under the replica path; returns its new entity tag (None
+        when the server did not say). ``if_absent``: create only (AlreadyExistsError when
+        it exists). ``if_match``: replace only while the object still has that tag
+        (PreconditionFailedError otherwise, also when it is missing): a compare-and-swap."""
 
     def close(self) -> None:  # noqa: B027 - optional hook
         """Release connections."""
@@ -169,6 +191,12 @@ def short_read_message(what: str, offset: int, length: int | None, size: int | N
     want = f"bytes {offset}.." + ("end" if length is None else str(offset + length - 1))
     have = "" if size is None else f" (object is {size} bytes)"
     return f"short read of {what}: asked for {want}{have}"
+
+
+def content_etag(data: bytes) -> str:
+    """The entity tag the file and memory backends give an object: its MD5, quoted, as
+    S3 gives a single-part upload (so tags look alike everywhere)."""
+    return '"' + hashlib.md5(data, usedforsecurity=False).hexdigest() + '"'
 
 
 _TIMESTAMP = struct.Struct(">q")

@@ -9,18 +9,19 @@ file's mtime is the LTX timestamp, as Litestream sets it, so ``created_at`` roun
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import os
 import secrets
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from urllib.parse import quote
 
 from ..errors import AccessDeniedError, AlreadyExistsError, NotFoundError, StorageError
-from ..errors import TransientStorageError
+from ..errors import PreconditionFailedError, TransientStorageError
 from ..ltx.format import MAX_LEVEL, FileInfo, format_filename, parse_filename
 from .base import (
-    StorageClient, check_ltx_args, check_object_name, check_range, ltx_timestamp_ms,
-    short_read_message,
+    StorageClient, check_ltx_args, check_object_name, check_range, content_etag,
+    ltx_timestamp_ms, short_read_message,
 )
 
 # errno values meaning "this filesystem cannot hard-link": fall back to O_EXCL.
@@ -204,6 +205,9 @@ class FileStorage(StorageClient):
                 raise _storage_error(exc, path) from exc
 
     def get_object(self, name: str) -> bytes:
+        return self.get_object_tagged(name)[0]
+
+    def get_object_tagged(self, name: str) -> tuple[bytes, str]:
         path = self.object_path(name)
         self.stats.add(gets=1)
         try:
@@ -212,13 +216,47 @@ class FileStorage(StorageClient):
         except OSError as exc:
             raise _storage_error(exc, path) from exc
         self.stats.add(bytes_read=len(data))
-        return data
+        return data, content_etag(data)
 
-    def put_object(self, name: str, data: bytes, *, if_absent: bool = False) -> None:
+    def put_object(self, name: str, data: bytes, *, if_absent: bool = False,
+                   if_match: str | None = None) -> str:
         path = self.object_path(name)
         self.stats.add(puts=1)
-        self._write_atomic(path, data, if_absent=if_absent, mtime=None)
+        if if_match is None:
+            self._write_atomic(path, data, if_absent=if_absent, mtime=None)
+        else:
+            with self._object_lock(path):  # compare and swap among local processes
+                try:
+                    with open(path, "rb") as f:
+                        current = content_etag(f.read())
+                except FileNotFoundError:
+                    current = None
+                except OSError as exc:
+                    raise _storage_error(exc, path) from exc
+                if current != if_match:
+                    raise PreconditionFailedError(f"{path} changed (If-Match)")
+                self._write_atomic(path, data, if_absent=False, mtime=None)
         self.stats.add(bytes_written=len(data))
+        return content_etag(bytes(data))
+
+    @contextlib.contextmanager
+    def _object_lock(self, path: str) -> Iterator[None]:
+        """An exclusive lock (flock on a dot-file beside ``path``) held while comparing
+        and replacing: two processes never both swap from the same tag."""
+        import fcntl
+
+        directory = os.path.dirname(path)
+        lock_path = os.path.join(directory, f".{os.path.basename(path)}.lock")
+        try:
+            _makedirs(directory)
+            fd = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o600)
+        except OSError as exc:
+            raise _storage_error(exc, lock_path) from exc
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            yield
+        finally:
+            os.close(fd)  # releases the lock
 
     def delete_object(self, name: str) -> None:
         path = self.object_path(name)

@@ -12,11 +12,13 @@ import time
 from collections.abc import Callable, Collection, Iterable
 from dataclasses import dataclass, field
 
-from ..errors import AlreadyExistsError, NotFoundError, TransientStorageError
+from ..errors import (
+    AlreadyExistsError, NotFoundError, PreconditionFailedError, TransientStorageError,
+)
 from ..ltx.format import FileInfo, format_filename
 from .base import (
-    StorageClient, check_ltx_args, check_object_name, check_range, ltx_timestamp_ms,
-    slice_range,
+    StorageClient, check_ltx_args, check_object_name, check_range, content_etag,
+    ltx_timestamp_ms, slice_range,
 )
 
 #: Operation names accepted by ``fail_next(ops=...)``.
@@ -208,6 +210,9 @@ class MemoryStorage(StorageClient):
                 self.store.ltx.get(level, {}).pop((lo, hi), None)
 
     def get_object(self, name: str) -> bytes:
+        return self.get_object_tagged(name)[0]
+
+    def get_object_tagged(self, name: str) -> tuple[bytes, str]:
         check_object_name(name)
         self.stats.add(gets=1)
         self.store._enter("get_object")
@@ -216,18 +221,23 @@ class MemoryStorage(StorageClient):
         if data is None:
             raise NotFoundError(f"{self.url}/{name} does not exist")
         self.stats.add(bytes_read=len(data))
-        return data
+        return data, content_etag(data)
 
-    def put_object(self, name: str, data: bytes, *, if_absent: bool = False) -> None:
+    def put_object(self, name: str, data: bytes, *, if_absent: bool = False,
+                   if_match: str | None = None) -> str:
         check_object_name(name)
         blob = bytes(data)
         self.stats.add(puts=1)
         self.store._enter("put_object")
         with self.store.lock:
-            if if_absent and name in self.store.objects:
+            old = self.store.objects.get(name)
+            if if_absent and old is not None:
                 raise AlreadyExistsError(f"{self.url}/{name} already exists")
+            if if_match is not None and (old is None or content_etag(old) != if_match):
+                raise PreconditionFailedError(f"{self.url}/{name} changed (If-Match)")
             self.store.objects[name] = blob
         self.stats.add(bytes_written=len(blob))
+        return content_etag(blob)
 
     def delete_object(self, name: str) -> None:
         """Remove a side object (missing is fine). Not part of the abstract interface."""

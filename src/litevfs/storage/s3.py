@@ -47,7 +47,7 @@ if TYPE_CHECKING:
 from .._version import __version__
 from ..errors import (
     AccessDeniedError, AlreadyExistsError, BucketNotFoundError, EndpointUnreachableError,
-    NotFoundError, StorageError,
+    NotFoundError, PreconditionFailedError, StorageError,
 )
 from ..ltx.format import FileInfo, format_filename, parse_filename
 from .base import (
@@ -55,7 +55,7 @@ from .base import (
     short_read_message,
 )
 from .retry import DEFAULT_POLICY, Retryable, RetryPolicy, call_with_retry
-from .s3_fast import _CONTENT_RANGE, _FastReader, _FastUnsupported
+from .s3_fast import _CONTENT_RANGE, _FastReader, _FastUnsupported, _xml_text
 from .url import ReplicaURL, S3Config, parse_replica_url, resolve_s3_config
 
 
@@ -200,6 +200,11 @@ def _sse_customer_key(raw: str) -> bytes | str:
 
 
 _worker = threading.local()
+
+
+def _fast_code(resp: Any) -> str:
+    """The S3 error code of a fast-path answer (a 404 for a missing bucket vs key)."""
+    return _xml_text(resp.body, b"Code") or ""
 
 
 def _mark_worker() -> None:
@@ -659,15 +664,18 @@ class S3Storage(StorageClient):
         return args
 
     def _put(self, key: str, data: bytes, *, if_absent: bool,
-             metadata: dict[str, str] | None = None) -> None:
+             metadata: dict[str, str] | None = None, if_match: str | None = None,
+             ) -> str | None:
         what = f"PUT s3://{self.bucket}/{key}"
         data = bytes(data)
         args = self._put_args(key, data, metadata)
-        if if_absent:
+        if if_match is not None:
+            args["IfMatch"] = if_match
+        elif if_absent:
             if not self._conditional_supported():
                 self._put_guarded(key, data, args, what)
                 self.stats.add(bytes_written=len(data))
-                return
+                return None
             args["IfNoneMatch"] = "*"
         attempts = 0
 
@@ -677,15 +685,22 @@ class S3Storage(StorageClient):
             return self.client.put_object(**args)
 
         try:
-            self._request("puts", what, call, key)
+            out = self._request("puts", what, call, key)
         except AlreadyExistsError:
+            if if_match is not None:
+                # 412 to If-Match: the object changed (or a retry met our own earlier
+                # attempt; the caller tells the two apart by reading the object).
+                raise PreconditionFailedError(
+                    f"s3://{self.bucket}/{key} changed since it was read (If-Match)") from None
             # A retried conditional PUT can meet its own earlier attempt (the response was
             # lost, the write was not): that is success, not a conflict.
             if attempts > 1 and self._holds(key, data):
                 self.stats.add(bytes_written=len(data))
-                return
+                return None
             raise
         self.stats.add(bytes_written=len(data))
+        etag = out.get("ETag") if isinstance(out, dict) else None
+        return str(etag) if etag else None
 
     def _holds(self, key: str, data: bytes) -> bool:
         try:
@@ -772,8 +787,63 @@ class S3Storage(StorageClient):
     def get_object(self, name: str) -> bytes:
         return self._read_range_key(self.object_key(name), 0, None)
 
-    def put_object(self, name: str, data: bytes, *, if_absent: bool = False) -> None:
-        self._put(self.object_key(name), data, if_absent=if_absent)
+    def get_object_tagged(self, name: str) -> tuple[bytes, str]:
+        data, etag, _ = self._get_conditional(self.object_key(name), None)
+        if data is None:
+            raise NotFoundError(f"s3://{self.bucket}/{self.object_key(name)} does not exist")
+        return data, etag or ""
+
+    def get_object_if_changed(self, name: str, etag: str | None
+                              ) -> tuple[bytes | None, str | None, bool]:
+        return self._get_conditional(self.object_key(name), etag)
+
+    def _get_conditional(self, key: str, etag: str | None
+                         ) -> tuple[bytes | None, str | None, bool]:
+        """GET with ``If-None-Match: etag``: 304 -> (None, etag, False), 404 ->
+        (None, None, True), else (body, new etag, True)."""
+        what = f"GET s3://{self.bucket}/{key}"
+        headers = {"if-none-match": etag} if etag else {}
+
+        def call() -> tuple[bytes | None, str | None, bool]:
+            fast = self._fast
+            if fast is not None:
+                resp = fast.request("GET", key, (), headers)
+                if resp.status == 304:
+                    return None, etag, False
+                if resp.status == 404 and _fast_code(resp) != "NoSuchBucket":
+                    return None, None, True
+                fast.check(resp, what, key)
+                return resp.body, resp.headers.get("etag"), True
+            from botocore.exceptions import ClientError
+
+            args = {"IfNoneMatch": etag} if etag else {}
+            try:
+                out = self.client.get_object(Bucket=self.bucket, Key=key, **args,
+                                             **self._sse_read)
+            except ClientError as exc:
+                meta = exc.response.get("ResponseMetadata", {})
+                status = int(meta.get("HTTPStatusCode", 0) or 0)
+                code = str(exc.response.get("Error", {}).get("Code", ""))
+                if status == 304:
+                    return None, etag, False
+                if status == 404 and code != "NoSuchBucket":
+                    return None, None, True
+                raise
+            body = out["Body"]
+            try:
+                data = body.read()
+            finally:
+                body.close()
+            return data, out.get("ETag"), True
+
+        data, tag, changed = self._request("gets", what, call, key)
+        if data is not None:
+            self.stats.add(bytes_read=len(data))
+        return data, tag, changed
+
+    def put_object(self, name: str, data: bytes, *, if_absent: bool = False,
+                   if_match: str | None = None) -> str | None:
+        return self._put(self.object_key(name), data, if_absent=if_absent, if_match=if_match)
 
     # Deleting ------------------------------------------------------------------------
 

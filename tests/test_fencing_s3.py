@@ -1,0 +1,73 @@
+"""Fencing against the real components: a paused litevfs writer on SeaweedFS, another
+writer process taking over with aggressive compaction and retention, and
+``litestream restore`` as the judge of what the replica's history is."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import apsw
+import pytest
+
+import litevfs
+from litevfs.compactor import CompactionPolicy, compact_once
+from litevfs.replica import open_replicas
+from litevfs.storage import open_storage
+from litevfs.writebuffer import read_buffer
+from tests.test_fencing import Gate, in_thread
+from tests.test_write_s3 import child_env, finish, litestream_rows, spawn
+
+pytestmark = [pytest.mark.litestream, pytest.mark.s3]
+
+
+def test_writer_paused_past_compaction_and_retention_gets_conflict_not_ack(
+        seaweed, s3_url, tmp_path, core):
+    env = child_env(seaweed, core)
+    init = spawn(["writer", s3_url, str(tmp_path / "init.wbuf"), "1", "3", "--sync"], env)
+    assert "closed" in finish(init)
+    a = litevfs.connect(s3_url, write=True, impl=core, sync_interval=0,
+                        buffer_path=str(tmp_path / "a.wbuf"))
+    storage = None
+    try:
+        for i in range(100, 104):  # four commits, acknowledged locally only
+            a.execute("INSERT INTO t(id, v) VALUES (?, 'a')", (i,))
+        replica = next(r for r in open_replicas() if r.writer is not None)
+        gate = Gate(replica.storage, "write_ltx")  # A's PUT stalls in the network
+        t, box = in_thread(lambda: litevfs.sync(a, timeout=60))
+        assert gate.held.wait(20)
+        # B takes over in another process and commits; its history is compacted and
+        # retention deletes the L0 key A is about to create.
+        for first in (200, 205):  # two sessions: two TXIDs, the first one compactable
+            b = spawn(["writer", s3_url, str(tmp_path / "b.wbuf"), str(first), "5", "--sync"],
+                      env)
+            assert "closed" in finish(b)
+        storage = open_storage(s3_url)
+        policy = CompactionPolicy((1.0,), 0.0, 0.0, 86400.0)
+        now = max(f.created_at for f in storage.list_level(0)) + 10
+        compact_once(storage, policy, now, core)
+        compact_once(storage, policy, now + 10, core)
+        assert [f.max_txid for f in storage.list_level(0)] == [3]  # L0 2 is gone
+        gate.release.set()
+        t.join(60)
+        gate.restore()
+        assert isinstance(box.get("error"), litevfs.ConflictError), box
+        assert "first" in str(box["error"])
+        # A's PUT of TXID 2 succeeded, but it is not in the history: removed again.
+        assert [f.max_txid for f in storage.list_level(0)] == [3]
+    finally:
+        with pytest.raises(apsw.Error, match="conflict"):
+            a.close()  # a clean close never acknowledges what is not in the history
+        if storage is not None:
+            storage.close()
+    ids = [r[0] for r in litestream_rows(s3_url, seaweed, tmp_path)]
+    assert ids == [1, 2, 3] + list(range(200, 210))
+    # A's four transactions are kept, not dropped. Its base state (TXID 1) was compacted
+    # away with the L0 key, so an export says so and names the raw reader.
+    res = subprocess.run([sys.executable, "-m", "litevfs", "unsynced", "export",
+                          str(tmp_path / "a.wbuf"), "-o", str(tmp_path / "a.db")],
+                         env=env, capture_output=True, text=True, timeout=60)
+    assert res.returncode == 1 and "read_buffer" in res.stderr, res.stderr
+    assert len(res.stderr.strip().splitlines()) == 1
+    info, txns = read_buffer(str(tmp_path / "a.wbuf"))
+    assert info["base_txid"] == 1 and len(txns) == 4
