@@ -45,7 +45,7 @@ import coldstart  # noqa: E402  (benchmarks/coldstart.py: child process, proxy, 
 
 def _write_head(server: Any, bucket: str) -> None:
     """Give the replica a litevfs head object, as a litevfs writer would."""
-    from litevfs.head import write_head
+    from litevfs.engine.head import write_head
     from litevfs.storage import open_storage
     from tests.rig.seaweed import s3_replica_url
 

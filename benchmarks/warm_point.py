@@ -26,7 +26,7 @@ import apsw  # noqa: E402
 
 import litevfs._pagecache as compiled  # noqa: E402
 import litevfs._pagecache_py as pure  # noqa: E402
-import litevfs.api as api  # noqa: E402
+import litevfs.vfs.connect as api  # noqa: E402
 from tests.vfs_support import FakeLitestream, unique_memory_url  # noqa: E402
 
 

@@ -6,9 +6,10 @@ from __future__ import annotations
 from pathlib import Path
 
 import litevfs
-from litevfs import bootset, diskcache
+from litevfs.engine import bootset as bootset
+from litevfs.engine import diskcache as diskcache
 from litevfs.ltx.format import FileInfo
-from litevfs.replica import open_replicas
+from litevfs.engine.replica import open_replicas
 from litevfs.storage.memory import MemoryStorage
 from tests.vfs_support import FakeLitestream, make_accounts_db, unique_memory_url
 

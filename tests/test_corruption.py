@@ -21,7 +21,7 @@ import pytest
 
 import litevfs
 from litevfs.errors import LiteVFSError
-from litevfs.replica import open_replicas
+from litevfs.engine.replica import open_replicas
 from litevfs.storage.memory import memory_store
 from tests.rig import report
 from tests.vfs_support import FakeLitestream, make_accounts_db, transfer, unique_memory_url
@@ -206,7 +206,7 @@ def test_background_budget_follows_the_core_unless_set() -> None:
     import litevfs._impl as selected
     import litevfs._pagecache as compiled
     import litevfs._pagecache_py as pure
-    from litevfs.verify import COMPILED_BANDWIDTH, PURE_BANDWIDTH, default_bandwidth
+    from litevfs.engine.verify import COMPILED_BANDWIDTH, PURE_BANDWIDTH, default_bandwidth
 
     assert default_bandwidth(pure) == PURE_BANDWIDTH
     assert default_bandwidth(compiled) == COMPILED_BANDWIDTH

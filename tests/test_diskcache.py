@@ -14,10 +14,11 @@ from pathlib import Path
 import pytest
 
 import litevfs
-from litevfs import diskcache, diskstore
-from litevfs.diskstore import DiskStore, ReplicaDiskCache, pack_index, unpack_index
+from litevfs.engine import diskcache as diskcache
+from litevfs.engine import diskstore as diskstore
+from litevfs.engine.diskstore import DiskStore, ReplicaDiskCache, pack_index, unpack_index
 from litevfs.ltx.format import FileInfo, Header
-from litevfs.replica import open_replicas
+from litevfs.engine.replica import open_replicas
 from tests.vfs_support import FakeLitestream, make_accounts_db, unique_memory_url
 
 INFO = FileInfo(0, 1, 1, 12345, 1700000000.5)
@@ -218,7 +219,7 @@ def test_processes_share_the_directory(tmp_path: Path) -> None:
     """Two other processes write concurrently; this one reads everything back."""
     script = textwrap.dedent(f"""
         import sys
-        from litevfs.diskstore import DiskStore, ReplicaDiskCache
+        from litevfs.engine.diskstore import DiskStore, ReplicaDiskCache
         from litevfs.ltx.format import FileInfo
         store = DiskStore({str(tmp_path / "cache")!r}, 64 << 20)
         cache = ReplicaDiskCache(store, "shared")
@@ -284,7 +285,7 @@ def test_a_verified_large_file_is_not_streamed_again_after_a_restart(tmp_path: P
     """Files above verify_max_size are CRC-checked by streaming them in the background;
     the persistent cache remembers the check (per object, upload time included), so the
     next process does not download a big snapshot again just to verify it."""
-    from litevfs.vfs import file_of
+    from litevfs.vfs.registry import file_of
 
     url = unique_memory_url("verified")
     make_accounts_db(tmp_path / "p.db", accounts=2000, blob_rows=40).close()

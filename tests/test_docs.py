@@ -24,6 +24,6 @@ def test_readme_opens_with_the_two_commands():
 
 def test_public_restore_is_the_function_even_after_the_submodule_import():
     import litevfs
-    import litevfs.restore  # noqa: F401 - importing the submodule must not rebind the name
+    import litevfs.engine.restore  # noqa: F401 - importing the submodule must not rebind the name
 
     assert callable(litevfs.restore)

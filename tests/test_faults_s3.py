@@ -18,13 +18,13 @@ from types import ModuleType
 import apsw
 import pytest
 
-import litevfs.api as api
-from litevfs import writeapi
+import litevfs.vfs.connect as api
+from litevfs.vfs import writeapi
 from litevfs.config import Config
 from litevfs.errors import StorageError
-from litevfs.replica import open_replica, release_replica
+from litevfs.engine.replica import open_replica, release_replica
 from litevfs.storage.retry import RetryPolicy
-from litevfs.storage.s3 import S3Storage
+from litevfs.storage.s3.client import S3Storage
 from tests.rig import report
 from tests.rig.faults import FaultProxy, Rule
 from tests.rig.seaweed import SeaweedServer, s3_replica_url

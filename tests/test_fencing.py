@@ -15,14 +15,14 @@ import threading
 
 import pytest
 
-from litevfs import replica as replica_mod
-from litevfs.compactor import CompactionPolicy, compact_once
+from litevfs.engine import replica as replica_mod
+from litevfs.write.compactor import CompactionPolicy, compact_once
 from litevfs.errors import ConflictError, TransientStorageError
-from litevfs.fence import HeadState, commit_head
-from litevfs.head import HEAD_NAME, Head, decode_head
-from litevfs.replica import open_replica, release_replica
+from litevfs.write.fence import HeadState, commit_head
+from litevfs.engine.head import HEAD_NAME, Head, decode_head
+from litevfs.engine.replica import open_replica, release_replica
 from litevfs.storage.memory import MemoryStorage
-from litevfs.syncer import sync_once
+from litevfs.write.syncer import sync_once
 from tests.test_syncer import PS, make_config, restored
 from tests.vfs_support import unique_memory_url
 

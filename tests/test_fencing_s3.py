@@ -11,10 +11,10 @@ import apsw
 import pytest
 
 import litevfs
-from litevfs.compactor import CompactionPolicy, compact_once
-from litevfs.replica import open_replicas
+from litevfs.write.compactor import CompactionPolicy, compact_once
+from litevfs.engine.replica import open_replicas
 from litevfs.storage import open_storage
-from litevfs.writebuffer import read_buffer
+from litevfs.write.buffer import read_buffer
 from tests.test_fencing import Gate, in_thread
 from tests.test_write_s3 import child_env, finish, litestream_rows, spawn
 

@@ -8,9 +8,9 @@ from pathlib import Path
 import pytest
 
 import litevfs
-from litevfs.freshness import Freshness, conditional_get
-from litevfs.head import HEAD_NAME, head_txid as decode_head, read_head, write_head
-from litevfs.replica import open_replicas
+from litevfs.engine.freshness import Freshness, conditional_get
+from litevfs.engine.head import HEAD_NAME, head_txid as decode_head, read_head, write_head
+from litevfs.engine.replica import open_replicas
 from litevfs.storage import open_storage
 from litevfs.storage.file import FileStorage
 from tests.vfs_support import FakeLitestream, make_accounts_db, unique_memory_url

@@ -26,10 +26,10 @@ from litevfs.errors import ConfigError, LTXFormatError
 from litevfs.ltx.decoder import FileDecoder, locate_index
 from litevfs.ltx.encoder import encode_file
 from litevfs.ltx.format import Header
-from litevfs.sidecar import MAGIC as SIDECAR_MAGIC
-from litevfs.sidecar import Sidecar, SidecarError
+from litevfs.engine.hydrate.sidecar import MAGIC as SIDECAR_MAGIC
+from litevfs.engine.hydrate.sidecar import Sidecar, SidecarError
 from litevfs.storage.url import parse_replica_url, resolve_s3_config
-from litevfs.writebuffer import BufferError, WriteBuffer, read_buffer
+from litevfs.write.buffer import BufferError, WriteBuffer, read_buffer
 from tests.rig import report
 
 FUZZ = settings(deadline=timedelta(seconds=5), max_examples=int(

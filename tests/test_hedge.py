@@ -13,10 +13,10 @@ from typing import Any
 
 import pytest
 
-import litevfs.api as api
-from litevfs.hedge import Hedger, size_class
+import litevfs.vfs.connect as api
+from litevfs.engine.hedge import Hedger, size_class
 from litevfs.ltx.format import FileInfo
-from litevfs.replica import open_replicas
+from litevfs.engine.replica import open_replicas
 
 from .vfs_support import FakeLitestream, unique_memory_url
 

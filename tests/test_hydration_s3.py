@@ -14,9 +14,9 @@ from types import ModuleType
 import pytest
 
 import litevfs
-import litevfs.api as api
-import litevfs.hydrator as hydrator_mod
-from litevfs.vfs import file_of
+import litevfs.vfs.connect as api
+import litevfs.engine.hydrate.hydrator as hydrator_mod
+from litevfs.vfs.registry import file_of
 from tests.rig import dbgen
 from tests.rig.litestream import Litestream, S3Replica
 from tests.rig.seaweed import SeaweedServer, s3_replica_url

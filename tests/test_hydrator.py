@@ -11,10 +11,10 @@ from types import ModuleType
 import pytest
 
 from litevfs.config import Config
-from litevfs.hydrator import Hydrator, plan_runs
-from litevfs.poller import poll_once
-from litevfs.replica import Replica
-from litevfs.sidecar import Sidecar, read_sidecar, sidecar_path, write_sidecar
+from litevfs.engine.hydrate.hydrator import Hydrator, plan_runs
+from litevfs.engine.poller import poll_once
+from litevfs.engine.replica import Replica
+from litevfs.engine.hydrate.sidecar import Sidecar, read_sidecar, sidecar_path, write_sidecar
 from litevfs.storage.memory import MemoryStorage
 
 from .vfs_support import FakeLitestream, make_accounts_db, transfer, unique_memory_url

@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 
 import litevfs
-from litevfs.cli import main as cli_main
-from litevfs.metrics import request_cost_usd
+from litevfs.cli.main import main as cli_main
+from litevfs.engine.metrics import request_cost_usd
 from tests.vfs_support import FakeLitestream, make_accounts_db, unique_memory_url
 
 

@@ -9,12 +9,12 @@ from types import ModuleType
 import pytest
 
 import litevfs
-import litevfs.api as api
+import litevfs.vfs.connect as api
 from litevfs.errors import NotFoundError
 from litevfs.ltx.format import FileInfo
-from litevfs.openahead import OpenAhead, head_size_for, tail_size_for
+from litevfs.engine.openahead import OpenAhead, head_size_for, tail_size_for
 from litevfs.storage.memory import MemoryStorage
-from litevfs.vfs import file_of
+from litevfs.vfs.registry import file_of
 from tests.vfs_support import FakeLitestream, make_accounts_db, unique_memory_url
 
 QUERY = "SELECT count(*), sum(balance) FROM accounts"
@@ -126,7 +126,7 @@ def test_the_first_request_waits_for_no_heavy_import(tmp_path: Path) -> None:
         "&forcePathStyle=true', {'poll_interval': '1s', 'cache_size': '64MiB'})\n"
         "assert early is not None and early[1].request_sent.is_set()\n"
         "heavy = ('dataclasses', 'logging', 'concurrent.futures', 'typing', 'apsw', 'boto3',\n"
-        "         'botocore', 'litevfs._pagecache', 'litevfs._pagecache_py', 'litevfs.api')\n"
+        "         'botocore', 'litevfs._pagecache', 'litevfs._pagecache_py', 'litevfs.vfs.connect')\n"
         "found = [m for m in heavy if m in sys.modules]\n"
         "assert not found, found\n"
     )

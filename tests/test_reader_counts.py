@@ -8,9 +8,9 @@ from types import ModuleType
 
 import pytest
 
-from litevfs import api
-from litevfs.reader import PageFetchError
-from litevfs.replica import cache_key, open_replicas
+from litevfs.vfs import connect as api
+from litevfs.engine.reader import PageFetchError
+from litevfs.engine.replica import cache_key, open_replicas
 
 from .vfs_support import FakeLitestream, make_accounts_db, unique_memory_url
 

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from litevfs.restore import restore
+from litevfs.engine.restore import restore
 from litevfs.storage import open_storage
 from tests.rig import dbgen
 from tests.rig.litestream import restore as litestream_restore

@@ -25,14 +25,14 @@ import apsw
 import pytest
 
 import litevfs
-import litevfs.api as api
-from litevfs import writeapi
+import litevfs.vfs.connect as api
+from litevfs.vfs import writeapi
 from litevfs.errors import LiteVFSError, LTXFormatError, StorageError
 from litevfs.ltx.encoder import encode_file
-from litevfs.replica import open_replica, release_replica
+from litevfs.engine.replica import open_replica, release_replica
 from litevfs.storage.file import FileStorage
 from litevfs.storage.memory import MemoryStorage
-from litevfs.storage.s3 import S3Storage
+from litevfs.storage.s3.client import S3Storage
 from tests.rig.faults import FaultProxy, Rule
 from tests.rig.seaweed import SeaweedServer, s3_replica_url
 from tests.vfs_support import unique_memory_url
@@ -127,7 +127,7 @@ def test_profile_from_shared_credentials_file(scenario_factory, seaweed: Seaweed
     monkeypatch.setenv("AWS_CONFIG_FILE", str(tmp_path / "config"))
     monkeypatch.setenv("AWS_PROFILE", "litevfs-test")
     monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")
-    import litevfs.storage.s3 as s3mod  # the botocore session reads profiles once
+    import litevfs.storage.s3.client as s3mod  # the botocore session reads profiles once
     monkeypatch.setattr(s3mod, "_session", None)
     con = litevfs.connect(scn.url, impl=core,
                           poll_interval=0, boot_set="off")

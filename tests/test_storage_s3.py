@@ -27,7 +27,7 @@ from litevfs.errors import (
 from litevfs.ltx.format import FileInfo
 from litevfs.storage import open_storage
 from litevfs.storage.retry import RetryPolicy, call_with_retry
-from litevfs.storage.s3 import S3Storage, format_timestamp, parse_timestamp
+from litevfs.storage.s3.client import S3Storage, format_timestamp, parse_timestamp
 
 pytestmark = pytest.mark.s3
 
@@ -484,7 +484,7 @@ def test_server_ignoring_if_none_match_is_detected(seaweed: Any, s3_bucket: str,
             del request.headers["If-None-Match"]
 
     st.client.meta.events.register("before-sign.s3.PutObject", strip)
-    with caplog.at_level(logging.WARNING, logger="litevfs.storage.s3"):
+    with caplog.at_level(logging.WARNING, logger="litevfs.storage.s3.client"):
         st.write_ltx(0, 1, 1, b"first", if_absent=True)
     assert st._conditional is False
     assert "ignores If-None-Match" in caplog.text

@@ -12,9 +12,9 @@ import apsw
 import pytest
 
 import litevfs
-import litevfs.api as api
-from litevfs.poller import poll_once
-from litevfs.vfs import file_of
+import litevfs.vfs.connect as api
+from litevfs.engine.poller import poll_once
+from litevfs.vfs.registry import file_of
 
 from .vfs_support import FakeLitestream, make_accounts_db, transfer, unique_memory_url
 
@@ -222,7 +222,7 @@ def test_temporary_file_removed_at_interpreter_exit(tmp_path: Path) -> None:
 def test_time_travel_reads_stay_exact(primary: FakeLitestream, core: ModuleType) -> None:
     """Time travel reads the old versions; pages that still match stay local, and
     LATEST returns to the hydrated copy (Litestream turns hydrated reads off for good)."""
-    from litevfs.timetravel import format_ms
+    from litevfs.engine.timetravel import format_ms
 
     con = api.connect(primary.storage.url, impl=core, poll_interval=0, hydration=True)
     try:

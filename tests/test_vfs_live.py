@@ -17,7 +17,7 @@ from types import ModuleType
 
 import pytest
 
-import litevfs.api as api
+import litevfs.vfs.connect as api
 from tests.conftest import Impl
 from tests.rig import dbgen
 from tests.rig.litestream import Litestream, S3Replica

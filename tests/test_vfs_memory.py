@@ -11,10 +11,10 @@ import apsw
 import pytest
 
 import litevfs
-import litevfs.api as api
+import litevfs.vfs.connect as api
 from litevfs.errors import ConfigError, NotFoundError, TxNotAvailableError
-from litevfs.poller import poll_once
-from litevfs.replica import open_replicas
+from litevfs.engine.poller import poll_once
+from litevfs.engine.replica import open_replicas
 from litevfs.storage.memory import memory_store
 
 from .vfs_support import FakeLitestream, make_accounts_db, transfer, unique_memory_url
@@ -68,7 +68,7 @@ def test_queries_match_the_primary(primary: FakeLitestream, core: ModuleType) ->
 
 def test_sees_new_commits_between_transactions(primary: FakeLitestream, core: ModuleType) -> None:
     con = connect(primary, core)
-    from litevfs.replica import open_replicas
+    from litevfs.engine.replica import open_replicas
 
     replica = next(r for r in open_replicas() if r.storage.url == primary.storage.url)
     before = rows(con, QUERIES[0])
@@ -283,7 +283,7 @@ def test_concurrent_readers_share_fetches(primary: FakeLitestream, core: ModuleT
 
 
 def test_time_travel_pragma_and_functions(primary: FakeLitestream, core: ModuleType) -> None:
-    from litevfs.timetravel import format_ms
+    from litevfs.engine.timetravel import format_ms
 
     db = primary.db()
     stamps = [primary.timestamp_ms]
@@ -321,7 +321,7 @@ def test_time_travel_pragma_and_functions(primary: FakeLitestream, core: ModuleT
 def test_time_parsing() -> None:
     from datetime import datetime, timedelta, timezone
 
-    from litevfs.timetravel import TimeTravelError, format_time, parse_time
+    from litevfs.engine.timetravel import TimeTravelError, format_time, parse_time
 
     now = datetime(2026, 1, 2, 3, 4, 5, tzinfo=timezone.utc)
     assert parse_time("5 minutes ago", now) == now - timedelta(minutes=5)

@@ -10,8 +10,8 @@ from types import ModuleType
 
 import pytest
 
-import litevfs.api as api
-from litevfs.replica import open_replicas
+import litevfs.vfs.connect as api
+from litevfs.engine.replica import open_replicas
 
 from .vfs_support import FakeLitestream, unique_memory_url
 

@@ -16,8 +16,8 @@ from types import ModuleType
 import apsw
 import pytest
 
-import litevfs.api as api
-from litevfs.vfs import file_of
+import litevfs.vfs.connect as api
+from litevfs.vfs.registry import file_of
 from litevfs.errors import (
     AccessDeniedError, BucketNotFoundError, EndpointUnreachableError, StorageError,
     TxNotAvailableError,
@@ -75,7 +75,7 @@ def test_queries_equal_litestream_restore(scenario: tuple[Scenario, Path], core:
 def test_past_txids_equal_restore(scenario: tuple[Scenario, Path], core: ModuleType,
                                   tmp_path: Path) -> None:
     """Views of earlier TXIDs (as after a re-plan) match `litestream restore -txid`."""
-    from litevfs.replica import open_replicas
+    from litevfs.engine.replica import open_replicas
 
     scn, _ = scenario
     con = api.connect(scn.url, impl=core, poll_interval=0)

@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 
 import litevfs
-from litevfs.restore import calc_restore_plan
+from litevfs.engine.restore import calc_restore_plan
 from litevfs.storage import open_storage
 from tests.rig.litestream import S3Replica
 from tests.rig.litestream import restore as litestream_restore
@@ -244,7 +244,7 @@ def test_writer_compaction_keeps_cold_reads_bounded(seaweed, s3_url, tmp_path, c
 
 def test_injected_5xx_and_lost_responses_keep_the_buffer(seaweed, s3_bucket, tmp_path, core,
                                                          monkeypatch):
-    from litevfs import syncer
+    from litevfs.write import syncer as syncer
     from tests.rig.seaweed import s3_replica_url
 
     monkeypatch.setattr(syncer, "UPLOAD_ATTEMPTS", 2)  # the S3 client retries each one too

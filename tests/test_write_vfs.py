@@ -10,10 +10,10 @@ import pytest
 
 import litevfs
 from litevfs.ltx.encoder import encode_file
-from litevfs.replica import open_replicas
-from litevfs.restore import restore
+from litevfs.engine.replica import open_replicas
+from litevfs.engine.restore import restore
 from litevfs.storage.memory import MemoryStorage
-from litevfs.vfs import file_of
+from litevfs.vfs.registry import file_of
 from tests.vfs_support import unique_memory_url
 
 PS = 4096
@@ -130,7 +130,7 @@ def test_reader_keeps_snapshot_while_sync_installs(url, tmp_path, core):
 
 
 def test_filesize_not_regressed_by_own_upload(url, tmp_path, core):
-    from litevfs import syncer
+    from litevfs.write import syncer as syncer
 
     con = wconnect(url, tmp_path, core)
     con.execute("CREATE TABLE t(id INTEGER PRIMARY KEY, v BLOB)")

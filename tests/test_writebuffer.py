@@ -6,7 +6,7 @@ import os
 
 import pytest
 
-from litevfs.writebuffer import BufferError, WriteBuffer, read_buffer
+from litevfs.write.buffer import BufferError, WriteBuffer, read_buffer
 
 URL = "memory://wb"
 PS = 512

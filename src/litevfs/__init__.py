@@ -12,7 +12,7 @@ if TYPE_CHECKING:
     from typing import Any
 
 from ._version import __version__
-from .restore import restore  # eager: the submodule of the same name must not shadow it
+from .engine.restore import restore  # eager: the submodule of the same name must not shadow it
 from .errors import (
     AccessDeniedError, AlreadyExistsError, BucketNotFoundError, ChecksumMismatchError,
     ConfigError, ConflictError, EndpointUnreachableError, LiteVFSError, LTXFormatError,
@@ -39,7 +39,7 @@ def connect(url: str | None = None, *, impl: Any = None, **options: Any) -> Any:
     imported, so those imports (tens of ms) overlap its round trip. The LIST is still
     issued after this call began, so the view it decides is as fresh as ever."""
     early = _start_open(url, options)
-    from . import api
+    from .vfs import connect as api
 
     return api.connect(url, impl=impl, _early=early, **options)
 
@@ -58,11 +58,11 @@ def _start_open(url: str | None, options: dict[str, Any]) -> Any:
         if url is not None:
             keywords["replica_url"] = url
         config = Config.resolve(keywords, None, os.environ)
-        replica_mod = sys.modules.get(f"{__name__}.replica")
+        replica_mod = sys.modules.get(f"{__name__}.engine.replica")
         if replica_mod is not None and any(
                 key[0] == config.replica_url for key in replica_mod._registry):
             return None  # shared with an open replica: no LIST needed
-        from .openahead import OpenAhead
+        from .engine.openahead import OpenAhead
         from .storage import open_storage, start_listing
 
         storage = open_storage(config.replica_url)
@@ -94,11 +94,11 @@ def __getattr__(name: str) -> Any:
 
         return IMPLEMENTATION
     if name in ("register", "hydration_status", "stats"):
-        from . import api
+        from .vfs import connect as api
 
         return getattr(api, name)
     if name in ("sync", "write_status", "export_unsynced", "discard_unsynced"):
-        from . import writeapi
+        from .vfs import writeapi
 
         return getattr(writeapi, name)
     if name == "open_storage":

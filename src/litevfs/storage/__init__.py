@@ -34,7 +34,7 @@ def open_storage(url: str, **options: Any) -> StorageClient:
     """
     parsed = parse_replica_url(url)
     if parsed.scheme == "s3":
-        from .s3 import S3Storage  # boto3 stays unimported until the client is needed
+        from .s3.client import S3Storage  # boto3 stays unimported until the client is needed
 
         return S3Storage.from_url(parsed, **options)
     # file:// and memory:// take no options; merge_options names any that were given.

@@ -1,0 +1,86 @@
+"""Persistent page cache: how the read path uses it (the engine is ``diskstore.py``,
+imported only when ``cache_dir`` is set, so a cold start without it pays nothing).
+
+* page indexes: ``fetch_index_cached`` answers from the cache, else fetches and stores;
+* pages: ``fetch_run_cached`` serves the frames of a run that the cache holds and
+  fetches only the missing span with one ranged GET, storing what came back.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from .diskstore import DiskStore, ReplicaDiskCache
+    from ..ltx.format import FileInfo
+
+log = logging.getLogger("litevfs.diskcache")
+
+_stores: dict[str, DiskStore] = {}
+_stores_lock = threading.Lock()
+
+
+def open_disk_cache(config: Any, replica_id: str) -> ReplicaDiskCache | None:
+    """The replica's disk cache when ``config.cache_dir`` is set, else None. A cache
+    directory that cannot be used logs a warning and leaves the cache off."""
+    directory = getattr(config, "cache_dir", None)
+    if not directory:
+        return None
+    directory = os.path.abspath(os.path.expanduser(directory))
+    import sqlite3
+
+    from .diskstore import DiskStore, ReplicaDiskCache
+
+    try:
+        with _stores_lock:
+            store = _stores.get(directory)
+            if store is None or store._closed:
+                store = _stores[directory] = DiskStore(
+                    directory, getattr(config, "cache_dir_size", 1 << 30),
+                    getattr(config, "cache_compress", False))
+    except (OSError, sqlite3.Error) as exc:
+        log.warning("persistent page cache in %s disabled: %s", directory, exc)
+        return None
+    return ReplicaDiskCache(store, replica_id)
+
+
+def fetch_index_cached(disk: ReplicaDiskCache | None, info: FileInfo, fetch: Any) -> Any:
+    """``fetch(info)`` (a ``FileIndex``), answered from the disk cache when it holds
+    this object's decoded index; a fetched index is stored for the next process."""
+    if disk is not None:
+        got = disk.get_index(info)
+        if got is not None:
+            header, pgnos, offsets, sizes = got
+            if (header.min_txid, header.max_txid) == (info.min_txid, info.max_txid):
+                from ..storage.fetch import FileIndex
+
+                return FileIndex(info, header, pgnos, offsets, sizes, None)
+    fi = fetch(info)
+    if disk is not None:
+        disk.put_index(info, fi.header, fi.pgnos, fi.offsets, fi.sizes)
+    return fi
+
+
+def fetch_run_cached(reader: Any, view: Any, file_id: int, run: Sequence[tuple[int, int, int]],
+                     remote: Any) -> dict[int, bytes]:
+    """The reader's run of frames: those in the disk cache from there (into the memory
+    cache too), the rest with one ranged GET over just the missing span, stored."""
+    from .replica import cache_key
+
+    replica = reader.replica
+    disk: ReplicaDiskCache = replica.disk
+    info = replica.file_info(file_id)
+    pages = disk.get_frames(info, run)
+    put = reader.cache.put
+    for pgno, page in pages.items():
+        put(cache_key(file_id, pgno), page)
+    missing = [f for f in run if f[0] not in pages]
+    if missing:
+        fetched = remote(view, file_id, missing, missing[0][1])
+        disk.put_frames(info, missing, fetched)
+        pages.update(fetched)
+    return pages

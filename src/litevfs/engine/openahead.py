@@ -1,0 +1,82 @@
+"""Index reads started by the LIST thread itself, the moment a cold open's LIST answers.
+
+``litevfs.connect`` sends the LIST before it imports apsw, the core and the VFS
+machinery; those imports take about as long as the LIST's round trip. Without this
+module the index reads of the restore plan would wait for them. Here the listing
+thread computes the plan and sends every plan file's tail read (the page index) and
+head read (header, page 1 and its neighbours) at once, so they are on the wire while
+the main thread is still importing. The replica's index fetch then adopts the reads
+whose object is still the one it wants (same level, TXIDs and size) and makes its own
+for the rest: an adopted read is exactly the read it would have sent.
+
+Kept light on purpose: it runs before the rest of litevfs is imported.
+"""
+
+from __future__ import annotations
+
+import threading
+
+from .._pending import Pending, run_on_thread
+from ..ltx.format import HEADER_SIZE, FileInfo
+
+TYPE_CHECKING = False  # not typing's: importing typing costs ~5 ms on the open's path
+if TYPE_CHECKING:
+    from collections.abc import Mapping, Sequence
+
+    from ..storage.base import StorageClient
+
+MAX_TAIL_READ = 4 * 1024 * 1024
+HEAD_READ = 64 * 1024  # the header read also brings page 1 and its neighbours (one RTT less)
+MAX_FILES = 8  # plans longer than this (many L0 files) read the rest the usual way
+
+ObjectKey = tuple[int, int, int, int]
+THREAD = "litevfs-openahead"
+
+
+def tail_size_for(info: FileInfo) -> int:
+    """Guess the tail read that holds the whole page index (about 9 bytes per page;
+    compressed frames are rarely below ~1 KiB), so big snapshots need one read, not two."""
+    return max(32 * 1024, min(MAX_TAIL_READ, info.size // 96))
+
+
+def head_size_for(info: FileInfo, tail_size: int, head_size: int = HEAD_READ) -> int:
+    """Bytes of the concurrent head read (0: the tail read returns the whole file)."""
+    if info.size <= tail_size:
+        return 0
+    return max(HEADER_SIZE, min(head_size, info.size - tail_size))
+
+
+def object_key(info: FileInfo) -> ObjectKey:
+    return (info.level, info.min_txid, info.max_txid, info.size)
+
+
+class OpenAhead:
+    """The plan's index reads, in flight; filled by the listing thread."""
+
+    def __init__(self) -> None:
+        self._reads: dict[ObjectKey, tuple[Pending, Pending | None]] = {}
+        self._lock = threading.Lock()
+        self.started = 0
+
+    def start(self, storage: StorageClient, levels: Mapping[int, Sequence[FileInfo]]) -> None:
+        """Called with the LIST's answer: send the latest plan's index reads. Any trouble
+        (an empty or gapped replica) just means no reads ahead: the open reports it."""
+        try:
+            from .restore import calc_restore_plan
+
+            for info in calc_restore_plan(levels)[:MAX_FILES]:
+                tail = tail_size_for(info)
+                head = head_size_for(info, tail)
+                reads = (run_on_thread(storage.read_tail, info, tail, name=THREAD),
+                         run_on_thread(storage.read_range, info, 0, head, name=THREAD)
+                         if head else None)
+                with self._lock:
+                    self._reads[object_key(info)] = reads
+                self.started += 1
+        except Exception:  # noqa: BLE001 - the open plans again and raises what it finds
+            return
+
+    def take(self, info: FileInfo) -> tuple[Pending, Pending | None] | None:
+        """The in-flight (tail, head) reads of exactly this object, once."""
+        with self._lock:
+            return self._reads.pop(object_key(info), None)

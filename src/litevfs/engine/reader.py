@@ -1,0 +1,346 @@
+"""The page read path: cache, then one ranged GET over contiguous frames.
+
+Lookup order (seams for later issues): dirty write buffer -> hydrated local file ->
+page cache -> remote. Only the last two exist in read-only mode.
+
+A miss fetches the wanted frame plus, when SQLite is reading sequentially, the
+following frames of the same LTX file (frames are stored in pgno order, so
+neighbouring pages are one byte range). Concurrent misses on pages already being
+fetched wait for that fetch instead of issuing their own.
+"""
+
+from __future__ import annotations
+
+import logging
+import struct
+import threading
+import time
+from concurrent.futures import Future
+from typing import TYPE_CHECKING
+
+from .._worker import settle
+from ..errors import LiteVFSError, LTXFormatError, NotFoundError, StorageError
+from .hedge import Hedger
+from ..ltx.format import lock_pgno
+from .replica import cache_key
+
+if TYPE_CHECKING:
+    from .replica import Replica, View
+
+log = logging.getLogger("litevfs.reader")
+
+
+class PageFetchError(LiteVFSError):
+    """A page could not be read (the VFS turns it into SQLITE_IOERR_READ)."""
+
+
+class FileMissingError(PageFetchError):
+    """The LTX file the view points to is gone (compaction or retention deleted it)."""
+
+    def __init__(self, message: str, file_id: int) -> None:
+        super().__init__(message)
+        self.file_id = file_id
+
+
+INTERIOR_PAGE_TYPES = (2, 5)  # index / table b-tree interior pages
+
+
+def btree_children(page: bytes, pgno: int) -> list[int] | None:
+    """Child page numbers of a b-tree interior page in key order, else None."""
+    base = 100 if pgno == 1 else 0
+    if len(page) < base + 12 or page[base] not in INTERIOR_PAGE_TYPES:
+        return None
+    ncells, = struct.unpack_from(">H", page, base + 3)
+    right, = struct.unpack_from(">I", page, base + 8)
+    end = base + 12 + 2 * ncells
+    if end > len(page):
+        return None
+    children = []
+    for ptr in struct.unpack_from(f">{ncells}H", page, base + 12):
+        if ptr + 4 > len(page):
+            return None
+        children.append(struct.unpack_from(">I", page, ptr)[0])
+    children.append(right)
+    return children
+
+
+class Reader:
+    """Fetches pages of a replica's views; one per replica, shared by connections."""
+
+    def __init__(self, replica: Replica) -> None:
+        self.replica = replica
+        self.cache = replica.cache
+        self._inflight: dict[int, Future[dict[int, bytes]]] = {}
+        self._lock = threading.Lock()
+        self._failed = replica.verifier.failed  # file ids never to be served again
+        cfg = replica.config  # slow GETs get a duplicate; the first answer wins (hedge.py)
+        self.hedger = Hedger(lambda: replica.storage.read_range, floor=cfg.hedge_after,
+                             max_concurrent=cfg.hedge_max)
+
+    def read_page(self, view: View, pgno: int, ahead_bytes: int = 0) -> bytes:
+        """Page ``pgno`` of ``view``; fetch up to ``ahead_bytes`` more of the same file's
+        following frames in the same request."""
+        boot, hydrator = self.replica.boot, self.replica.hydrator
+        probed = hydrator is None and not self._failed and (boot is None or not boot.recording)
+        if probed:  # hot path: index + cache key + LRU in one call; counts the hit or miss
+            page = self.cache.page_for(view.index, pgno)
+            if page is not None:
+                return page
+        entry = view.index.lookup(pgno)
+        if entry is None:
+            if pgno == lock_pgno(view.page_size):
+                return bytes(view.page_size)  # never stored; SQLite never uses its content
+            raise PageFetchError(
+                f"page {pgno} is not in the replica's index at TXID {view.txid:016x} "
+                f"(database has {view.commit} pages)")
+        file_id, offset, size = entry
+        if self._failed and file_id in self._failed:  # failed verification (verify.py)
+            self.replica.verifier.check(file_id)
+        if boot is not None and boot.recording:  # learned boot set (bootset.py)
+            boot.note(pgno, entry)
+        if hydrator is not None:  # the local copy, when it holds this very version
+            page = hydrator.read(pgno, file_id)
+            if page is not None:
+                return page
+        key = cache_key(file_id, pgno)
+        page = None if probed else self.cache.get(key)  # a probed miss is counted once
+        if page is not None:
+            return page
+        with self._lock:
+            pending = self._inflight.get(key)
+            if pending is None:
+                run = self._plan_run(view, pgno, file_id, offset, size, ahead_bytes)
+                pending = Future()
+                for p, _, _ in run:
+                    self._inflight[cache_key(file_id, p)] = pending
+                owner = True
+            else:
+                owner = False
+        if not owner:
+            pages = pending.result()  # raises the owner's error
+            return pages[pgno]
+        return self._complete(view, file_id, run, pending)[pgno]
+
+    def _complete(self, view: View, file_id: int, run: list, pending: Future) -> dict[int, bytes]:
+        try:
+            return settle(pending, lambda: self._fetch_run(view, file_id, run, run[0][1]))
+        finally:
+            with self._lock:
+                for p, _, _ in run:
+                    self._inflight.pop(cache_key(file_id, p), None)
+
+    def prefetch(self, view: View, pgnos: list[int], *, max_gap: int = 128 * 1024,
+                 max_run: int = 4 * 1024 * 1024) -> int:
+        """Start fetching ``pgnos`` in the background: uncached frames of one file that
+        lie close together become one ranged GET (gaps up to ``max_gap`` bytes are read
+        and skipped), runs go out in parallel. Reads of these pages wait for them.
+        Returns the number of requests started."""
+        inflight = self._inflight
+        hydrator = self.replica.hydrator
+        by_file: dict[int, list[tuple[int, int, int]]] = {}
+        with self._lock:
+            # one core call sorts out what is mapped, cached or already in flight
+            found, fids, offsets, sizes = self.cache.uncached(view.index, pgnos, inflight)
+            for pgno, fid, offset, size in zip(found, fids, offsets, sizes):
+                if hydrator is not None and hydrator.has(pgno, fid):
+                    continue
+                by_file.setdefault(fid, []).append((pgno, offset, size))
+            runs: list[tuple[int, list, Future]] = []
+            for file_id, frames in by_file.items():
+                frames.sort(key=lambda f: f[1])
+                run = [frames[0]]
+                for frame in frames[1:]:
+                    end = run[-1][1] + run[-1][2]
+                    if frame[1] - end <= max_gap and frame[1] + frame[2] - run[0][1] <= max_run:
+                        run.append(frame)
+                    else:
+                        runs.append((file_id, run, Future()))
+                        run = [frame]
+                runs.append((file_id, run, Future()))
+            for file_id, run, pending in runs:
+                for p, _, _ in run:
+                    inflight[cache_key(file_id, p)] = pending
+        for file_id, run, pending in runs:
+            self.replica.executor.submit(self._complete_quietly, view, file_id, run, pending)
+        return len(runs)
+
+    def _complete_quietly(self, view: View, file_id: int, run: list, pending: Future) -> None:
+        try:
+            self._complete(view, file_id, run, pending)
+        except BaseException as exc:  # the reader that needs the page reports it
+            log.debug("prefetch of pages %d.. failed: %s", run[0][0], exc)
+
+    def _plan_run(self, view: View, pgno: int, file_id: int, offset: int, size: int,
+                  ahead_bytes: int) -> list[tuple[int, int, int]]:
+        """(pgno, offset, size) of the wanted frame and the contiguous uncached frames
+        after it in the same file, within ``ahead_bytes``."""
+        run = [(pgno, offset, size)]
+        end = offset + size
+        total = size
+        lookup, cache, inflight = view.index.lookup, self.cache, self._inflight
+        hydrator = self.replica.hydrator
+        nxt = pgno + 1
+        while total < ahead_bytes and nxt <= view.commit:
+            entry = lookup(nxt)
+            if entry is None or entry[0] != file_id or entry[1] != end:
+                break
+            k = cache_key(file_id, nxt)
+            if k in inflight or k in cache or (
+                    hydrator is not None and hydrator.has(nxt, file_id)):
+                break
+            run.append((nxt, entry[1], entry[2]))
+            end += entry[2]
+            total += entry[2]
+            nxt += 1
+        return run  # type: ignore[return-value]
+
+    def _fetch_run(self, view: View, file_id: int, run: list, start: int) -> dict[int, bytes]:
+        if self.replica.disk is not None:  # the persistent page cache first (diskcache.py)
+            from .diskcache import fetch_run_cached
+
+            return fetch_run_cached(self, view, file_id, run, self._fetch_remote)
+        return self._fetch_remote(view, file_id, run, start)
+
+    def _fetch_remote(self, view: View, file_id: int, run: list, start: int
+                      ) -> dict[int, bytes]:
+        replica = self.replica
+        info = replica.file_info(file_id)
+        length = run[-1][1] + run[-1][2] - start  # frames in offset order; gaps are skipped
+        decode = replica.impl.decode_page_frame
+        page_size = view.page_size
+        attempts = replica.config.fetch_retries + 1
+        last_error: Exception | None = None
+        for attempt in range(attempts):
+            if attempt:
+                time.sleep(min(1.0, 0.05 * (2 ** (attempt - 1))))
+            try:
+                whole = replica.verifier.pages_for(file_id)  # small files: whole + CRC
+                if whole is not None:
+                    pages = self._from_whole(view, file_id, run, whole)
+                    break
+                data = self.hedger.read_range(info, start, length)
+                if len(data) != length:
+                    raise LTXFormatError(f"short read: {len(data)} of {length} bytes")
+                pages = {}
+                for pgno, offset, size in run:
+                    got, _flags, page, frame_len = decode(data, page_size, offset - start, size)
+                    if got != pgno or frame_len != size:
+                        raise LTXFormatError(
+                            f"frame at offset {offset} holds page {got} ({frame_len} bytes), "
+                            f"index says page {pgno} ({size} bytes)")
+                    pages[pgno] = page
+                break
+            except NotFoundError as exc:
+                raise FileMissingError(f"{info.name} (level {info.level}) is gone: {exc}",
+                                       file_id) from exc
+            except (StorageError, LTXFormatError, OSError) as exc:
+                last_error = exc
+                log.warning("fetching pages %d-%d of %s failed (attempt %d of %d): %s",
+                            run[0][0], run[-1][0], info.name, attempt + 1, attempts, exc)
+        else:
+            raise PageFetchError(
+                f"cannot read page {run[0][0]} from {info.name} (level {info.level}) "
+                f"after {attempts} attempts: {last_error}") from last_error
+        put = self.cache.put
+        for pgno, page in pages.items():
+            put(cache_key(file_id, pgno), page)
+        return pages
+
+    def _from_whole(self, view: View, file_id: int, run: list, whole: dict[int, bytes]
+                    ) -> dict[int, bytes]:
+        """The run's pages from a verified whole file; the file's other pages the view
+        still maps to it seed the cache (they were paid for already)."""
+        lookup, put = view.index.lookup, self.cache.put
+        frames = []
+        for pgno, page in whole.items():
+            entry = lookup(pgno)
+            if entry is not None and entry[0] == file_id:
+                put(cache_key(file_id, pgno), page)
+                frames.append((pgno, entry[1], entry[2]))
+        disk = self.replica.disk
+        if disk is not None and frames:  # the persistent cache gets them too
+            disk.put_frames(self.replica.file_info(file_id), frames, whole)
+        try:
+            return {pgno: whole[pgno] for pgno, _, _ in run}
+        except KeyError as exc:
+            raise LTXFormatError(f"page {exc} is not in the file its index names") from None
+
+
+class ScanTracker:
+    """Per connection: recognises scans and decides how much to fetch ahead.
+
+    * Sequential page numbers (table scans of a freshly written table) grow the
+      read-ahead of the ranged GET, doubling up to ``read_ahead`` bytes.
+    * B-tree scans: interior pages list their children; when SQLite reads two
+      consecutive children of one interior page, the remaining children are fetched
+      at once (coalesced, in parallel), so a scan costs a few round trips per interior
+      page instead of one per leaf.
+    """
+
+    MAX_TRACKED = 50_000  # child -> parent entries kept before starting over
+
+    def __init__(self, reader: Reader, read_ahead: int) -> None:
+        self.reader = reader
+        self.read_ahead = read_ahead
+        self.ahead = 0
+        self.last_pgno = 0
+        self._parent_of: dict[int, tuple[int, int]] = {}  # child -> (parent, index)
+        self._children: dict[int, list[int]] = {}
+        self._last_index: dict[int, int] = {}
+        self._prefetched_to: dict[int, int] = {}
+        self._view_txid = -1
+
+    def begin_transaction(self) -> None:
+        """A new read transaction: forget which children were read last. Only a scan
+        inside one transaction reads consecutive children; separate point queries that
+        happen to land on neighbouring children must not start a prefetch cascade."""
+        self._last_index.clear()
+        self._prefetched_to.clear()
+        self.ahead = 0
+        self.last_pgno = 0
+
+    def before_read(self, view: View, pgno: int) -> int:
+        """Read-ahead bytes for a read of ``pgno``; may start a b-tree prefetch."""
+        if view.txid != self._view_txid:  # page numbers mean new pages in a new view
+            self._view_txid = view.txid
+            self._parent_of.clear()
+            self._children.clear()
+            self._last_index.clear()
+            self._prefetched_to.clear()
+        if 0 < pgno - self.last_pgno <= 2:
+            self.ahead = min(self.read_ahead, max(self.ahead * 2, view.page_size * 4))
+        else:
+            self.ahead = 0
+        self.last_pgno = pgno
+        parent = self._parent_of.get(pgno)
+        if parent is not None and self.read_ahead:
+            ppgno, i = parent
+            if self._last_index.get(ppgno) == i - 1 and self._prefetched_to.get(ppgno, 0) <= i:
+                budget = max(1, self.read_ahead // view.page_size)
+                wanted = self._children[ppgno][i:i + budget]
+                self.reader.prefetch(view, wanted)
+                self._prefetched_to[ppgno] = i + len(wanted)
+            self._last_index[ppgno] = i
+        return self.ahead
+
+    def after_read(self, view: View, pgno: int, page: bytes) -> None:
+        kind = page[100] if pgno == 1 else page[0]
+        if kind not in INTERIOR_PAGE_TYPES or pgno in self._children:
+            return
+        children = btree_children(page, pgno)
+        if not children:
+            return
+        if len(self._parent_of) > self.MAX_TRACKED:
+            self._parent_of.clear()
+            self._children.clear()
+        self._children[pgno] = children
+        for i, child in enumerate(children):
+            self._parent_of[child] = (pgno, i)
+        parent = self._parent_of.get(pgno)
+        if parent is not None and self._prefetched_to.get(parent[0], 0) > parent[1]:
+            # An interior page reached by a scan: its children are next, fetch them now
+            # instead of waiting for two of them to be read one by one.
+            budget = max(1, self.read_ahead // view.page_size)
+            self.reader.prefetch(view, children[:budget])
+            self._prefetched_to[pgno] = min(budget, len(children))
+            self._last_index[pgno] = -1

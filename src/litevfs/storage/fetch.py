@@ -1,0 +1,106 @@
+"""Read an LTX file's header and page index with ranged reads, as few and as
+parallel as possible: one tail read (the whole file when it is small), the header
+fetched concurrently, and a second read only when the index is larger than the tail.
+"""
+
+from __future__ import annotations
+
+from concurrent.futures import Executor, Future
+from dataclasses import dataclass
+from types import ModuleType
+from typing import TYPE_CHECKING
+
+from .. import _impl
+from ..errors import LTXFormatError
+from ..ltx.decoder import locate_index
+from ..ltx.format import HEADER_SIZE, FileInfo, Header
+from ..engine.openahead import head_size_for
+
+if TYPE_CHECKING:
+    from array import array
+
+    from .._pending import Pending
+
+    from .base import StorageClient
+
+DEFAULT_TAIL_SIZE = 32 * 1024
+
+
+@dataclass(frozen=True, slots=True)
+class FileIndex:
+    """What a reader needs to serve pages from one LTX file."""
+
+    info: FileInfo
+    header: Header
+    pgnos: array
+    offsets: array
+    sizes: array
+    data: bytes | None = None  # the whole file, when the tail read returned all of it
+    head: bytes | None = None  # the file's first bytes (header, then the lowest pages)
+
+
+def _check_header(info: FileInfo, raw: bytes) -> Header:
+    header = Header.unpack(raw)
+    header.validate()
+    if (header.min_txid, header.max_txid) != (info.min_txid, info.max_txid):
+        raise LTXFormatError(
+            f"{info.name}: header TXID range {header.min_txid:016x}-{header.max_txid:016x} "
+            "does not match the file name")
+    return header
+
+
+def fetch_file_index(
+    storage: StorageClient,
+    info: FileInfo,
+    *,
+    tail_size: int = DEFAULT_TAIL_SIZE,
+    executor: Executor | None = None,
+    impl: ModuleType = _impl,
+    head_size: int = HEADER_SIZE,
+    started: tuple[Pending, Pending | None] | None = None,
+) -> FileIndex:
+    """Fetch and decode the header and page index of ``info``. With ``head_size`` above
+    the header size, the concurrent header read also brings the first frames (page 1
+    and its neighbours, in a snapshot) at no extra round trip; see ``FileIndex.head``.
+    ``started``: the (tail, head) reads of these very sizes already in flight
+    (``openahead.py``); they are adopted instead of being sent again."""
+    header_future: Future[bytes] | Pending | None = None
+    head_len = head_size_for(info, tail_size, head_size)
+    if started is not None:
+        header_future = started[1]
+    elif head_len and executor is not None:
+        header_future = executor.submit(storage.read_range, info, 0, head_len)
+    try:
+        tail = started[0].result() if started is not None else storage.read_tail(info, tail_size)
+        whole = len(tail) >= info.size
+        if whole and len(tail) != info.size:
+            raise LTXFormatError(f"{info.name}: read {len(tail)} bytes, listing says {info.size}")
+        try:
+            loc = locate_index(tail, info.size)
+            tail_start = info.size - len(tail)
+            if loc.start >= tail_start:
+                buf, base = tail, tail_start
+            else:  # index larger than the tail: one more read, just the index
+                buf = storage.read_range(info, loc.start, loc.end - loc.start + 8)
+                base = loc.start
+            pgnos, offsets, sizes, end = impl.decode_page_index(buf, loc.start - base)
+        except LTXFormatError as exc:
+            raise LTXFormatError(f"{info.name}: {exc}") from None
+        if end + base != loc.end:
+            raise LTXFormatError(f"{info.name}: page index length does not match its entries")
+        head = None
+        if whole:
+            raw_header = tail[:HEADER_SIZE]
+        elif header_future is not None:
+            raw_header = head = header_future.result()
+            header_future = None
+        else:
+            raw_header = storage.read_range(info, 0, HEADER_SIZE)
+        header = _check_header(info, raw_header[:HEADER_SIZE])
+    finally:
+        if header_future is not None:
+            header_future.cancel()
+    if len(pgnos) and (pgnos[-1] > header.commit):
+        raise LTXFormatError(f"{info.name}: page {pgnos[-1]} beyond commit {header.commit}")
+    return FileIndex(info, header, pgnos, offsets, sizes, tail if whole else None,
+                     head if head is not None and len(head) > HEADER_SIZE else None)

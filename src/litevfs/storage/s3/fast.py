@@ -1,0 +1,400 @@
+"""The stdlib S3 read path: SigV4 signed with hashlib/hmac over pooled keep-alive
+sockets, for LIST, GET and HEAD on a cold open (botocore costs ~150 ms to import and build).
+
+``S3Storage`` (``s3.py``) decides when it is usable and falls back to botocore for
+everything it does not handle (``_FastUnsupported``).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+import threading
+
+from ..._version import __version__
+from ...errors import EndpointUnreachableError, StorageError
+from ..retry import Retryable
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from collections.abc import Sequence
+    from typing import Any
+
+    from .client import S3Storage
+    from ..url import S3Config
+
+_CONTENT_RANGE = re.compile(r"bytes (\d+)-(\d+)/(\d+|\*)")
+
+
+
+class _FastUnsupported(Exception):
+    """The fast path met something only botocore handles (e.g. a region redirect)."""
+
+
+class _Stale(Exception):
+    """A pooled keep-alive connection turned out to be closed by the server."""
+
+
+_EMPTY_SHA256 = hashlib.sha256(b"").hexdigest()
+_DNS_BUCKET = r"^[a-z0-9][a-z0-9-]{1,61}[a-z0-9]$"
+_XML_TAGS: dict[bytes, re.Pattern[bytes]] = {}
+_XML_ENTITY = r"&(#x[0-9a-fA-F]+|#[0-9]+|amp|lt|gt|quot|apos);"
+_ENTITIES = {"amp": "&", "lt": "<", "gt": ">", "quot": '"', "apos": "'"}
+_PROXY_VARS = ("http_proxy", "https_proxy", "all_proxy")
+
+
+def _xml_text(xml: bytes, tag: bytes) -> str | None:
+    """Text of the first ``<tag>`` (S3's answers are flat enough that a regex suffices;
+    xml.etree would cost more to import than the whole fast path)."""
+    pattern = _XML_TAGS.get(tag)
+    if pattern is None:
+        pattern = _XML_TAGS[tag] = re.compile(b"<" + tag + b">(.*?)</" + tag + b">", re.S)
+    m = pattern.search(xml)
+    if m is None:
+        return None
+    text = m.group(1).decode("utf-8")
+    return re.sub(_XML_ENTITY, _unescape, text) if "&" in text else text
+
+
+def _unescape(m: re.Match[str]) -> str:
+    name = m.group(1)
+    if name.startswith("#x"):
+        return chr(int(name[2:], 16))
+    if name.startswith("#"):
+        return chr(int(name[1:]))
+    return _ENTITIES[name]
+
+
+def _quote(text: str, safe: str = "") -> str:
+    from urllib.parse import quote
+    return quote(text, safe="-_.~" + safe)
+
+
+def _proxied(host: str, environ: Any) -> bool:
+    """True when the environment asks for an HTTP proxy for ``host`` (the fast path
+    does not speak to proxies; botocore does)."""
+    if not any(environ.get(v) or environ.get(v.upper()) for v in _PROXY_VARS):
+        return False
+    no_proxy = environ.get("no_proxy") or environ.get("NO_PROXY") or ""
+    for entry in (e.strip().lower() for e in no_proxy.split(",")):
+        if entry == "*" or (entry and (host == entry.lstrip(".") or host.endswith(
+                "." + entry.lstrip(".")))):
+            return False
+    return True
+
+
+class _Response:
+    __slots__ = ("status", "headers", "body")
+
+    def __init__(self, status: int, headers: dict[str, str], body: bytes) -> None:
+        self.status, self.headers, self.body = status, headers, body
+
+
+class _Connection:
+    """One keep-alive HTTP/1.1 connection on a plain socket (http.client alone costs
+    ~30 ms to import, for parsing this small subset of HTTP)."""
+
+    def __init__(self, host: str, port: int, tls: Any, connect_timeout: float,
+                 read_timeout: float) -> None:
+        import socket
+        # An ASCII host as bytes: a str host makes getaddrinfo import the idna codec
+        # (~3 ms, on the open's critical path).
+        sock = socket.create_connection((host.encode() if host.isascii() else host, port),
+                                        timeout=connect_timeout)
+        try:
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            if tls is not None:
+                sock = tls.wrap_socket(sock, server_hostname=host)
+            sock.settimeout(read_timeout)
+        except BaseException:
+            sock.close()
+            raise
+        self.sock = sock
+        self.rfile = sock.makefile("rb")
+
+    def close(self) -> None:
+        try:
+            self.rfile.close()
+        finally:
+            self.sock.close()
+
+    def roundtrip(self, request: bytes, method: str, reused: bool,
+                  sent: threading.Event | None = None) -> tuple[_Response, bool]:
+        """Send one request, read the whole answer: (response, keep the connection?).
+        ``sent`` is set once the request is written."""
+        try:
+            self.sock.sendall(request)
+            if sent is not None:
+                sent.set()
+            line = self.rfile.readline(65537)
+        except (BrokenPipeError, ConnectionResetError, ConnectionAbortedError):
+            if reused:
+                raise _Stale from None
+            raise
+        if not line:
+            if reused:
+                raise _Stale
+            raise ConnectionResetError("server closed the connection without answering")
+        while True:
+            parts = line.split(None, 2)
+            if len(parts) < 2 or not parts[0].startswith(b"HTTP/"):
+                raise ConnectionError(f"malformed HTTP status line {line[:80]!r}")
+            status = int(parts[1])
+            headers: dict[str, str] = {}
+            while True:
+                h = self.rfile.readline(65537)
+                if h in (b"\r\n", b"\n", b""):
+                    break
+                name, _, value = h.decode("latin-1").partition(":")
+                name = name.strip().lower()
+                value = value.strip()
+                headers[name] = f"{headers[name]}, {value}" if name in headers else value
+            if status != 100:
+                break
+            line = self.rfile.readline(65537)  # "100 Continue": the real answer follows
+        keep = parts[0] == b"HTTP/1.1" and headers.get("connection", "").lower() != "close"
+        if method == "HEAD" or status in (204, 304):
+            body = b""
+        elif "chunked" in headers.get("transfer-encoding", "").lower():
+            body = self._read_chunked()
+        elif "content-length" in headers:
+            n = int(headers["content-length"])
+            body = self.rfile.read(n)
+            if len(body) < n:
+                raise ConnectionResetError(f"body cut short: {len(body)} of {n} bytes")
+        else:
+            body = self.rfile.read()
+            keep = False
+        return _Response(status, headers, body), keep
+
+    def _read_chunked(self) -> bytes:
+        chunks = []
+        while True:
+            size_line = self.rfile.readline(65537)
+            if not size_line:
+                raise ConnectionResetError("chunked body cut short")
+            size = int(size_line.split(b";", 1)[0].strip() or b"0", 16)
+            if size == 0:
+                while self.rfile.readline(65537) not in (b"\r\n", b"\n", b""):
+                    pass  # trailers
+                return b"".join(chunks)
+            chunk = self.rfile.read(size + 2)
+            if len(chunk) < size + 2:
+                raise ConnectionResetError("chunked body cut short")
+            chunks.append(chunk[:size])
+
+
+class _FastReader:
+    """LIST, GET and HEAD signed with SigV4 by hand, over pooled keep-alive sockets.
+    Raises only our errors (or Retryable / _FastUnsupported)."""
+
+    def __init__(self, cfg: S3Config, owner: S3Storage) -> None:
+        from urllib.parse import urlsplit
+
+        self.cfg = cfg
+        self.owner = owner
+        u = urlsplit(cfg.endpoint or f"https://s3.{cfg.region}.amazonaws.com")
+        self.tls_wanted = u.scheme == "https"
+        host = (u.hostname or "").lower()
+        self.port = u.port or (443 if self.tls_wanted else 80)
+        default_port = self.port == (443 if self.tls_wanted else 80)
+        virtual = not cfg.force_path_style and re.match(_DNS_BUCKET, cfg.bucket) is not None
+        if virtual:
+            host = f"{cfg.bucket}.{host}"
+            self.base = ""
+        else:
+            self.base = "/" + _quote(cfg.bucket)
+        self.host = host
+        self.host_header = host if default_port else f"{host}:{self.port}"
+        self._tls: Any = None
+        self._idle: list[_Connection] = []
+        self._lock = threading.Lock()
+        self._signing_key: tuple[str, bytes] = ("", b"")
+        self.closed = False
+
+    @staticmethod
+    def usable(cfg: S3Config, environ: Any) -> bool:
+        if not (cfg.fast_reads and cfg.access_key_id and cfg.secret_access_key):
+            return False  # the default credential chain needs botocore
+        if cfg.sse_customer_key or cfg.bucket.lower().startswith("arn:"):
+            return False
+        endpoint = cfg.endpoint or ""
+        if endpoint:
+            from urllib.parse import urlsplit
+            u = urlsplit(endpoint)
+            if u.path not in ("", "/") or u.query or u.scheme not in ("http", "https"):
+                return False
+            host = (u.hostname or "").lower()
+        else:
+            host = f"s3.{cfg.region}.amazonaws.com"
+        return not _proxied(host, environ)
+
+    # HTTP --------------------------------------------------------------------------
+
+    def _tls_context(self) -> Any:
+        if self._tls is None and self.tls_wanted:
+            import os
+            import ssl
+            ctx = ssl.create_default_context(cafile=os.environ.get("AWS_CA_BUNDLE") or None)
+            if self.cfg.skip_verify:
+                ctx.check_hostname = False
+                ctx.verify_mode = ssl.CERT_NONE
+            self._tls = ctx
+        return self._tls
+
+    def _connect(self) -> _Connection:
+        try:
+            return _Connection(self.host, self.port, self._tls_context(),
+                               self.cfg.connect_timeout, self.cfg.read_timeout)
+        except OSError as exc:
+            if type(exc).__name__.startswith("SSL"):
+                raise StorageError(
+                    f"TLS error talking to {self.owner.endpoint}: {exc} "
+                    "(skipVerify=true disables certificate checks)") from exc
+            raise EndpointUnreachableError(
+                f"cannot reach S3 endpoint {self.owner.endpoint} "
+                f"(bucket {self.cfg.bucket!r}): {exc}") from exc
+
+    def close(self) -> None:
+        self.closed = True
+        with self._lock:
+            idle, self._idle = self._idle, []
+        for conn in idle:
+            conn.close()
+
+    def _sign(self, method: str, path: str, query: str, headers: dict[str, str]) -> None:
+        import hmac
+        import time
+
+        now = time.gmtime()
+        amz_date = time.strftime("%Y%m%dT%H%M%SZ", now)
+        day = amz_date[:8]
+        headers["host"] = self.host_header
+        headers["x-amz-date"] = amz_date
+        headers["x-amz-content-sha256"] = _EMPTY_SHA256
+        if self.cfg.session_token:
+            headers["x-amz-security-token"] = self.cfg.session_token
+        names = sorted(headers)
+        canonical = "\n".join([
+            method, path, query,
+            "".join(f"{n}:{' '.join(headers[n].split())}\n" for n in names),
+            ";".join(names), _EMPTY_SHA256,
+        ])
+        scope = f"{day}/{self.cfg.region}/s3/aws4_request"
+        to_sign = "\n".join(["AWS4-HMAC-SHA256", amz_date, scope,
+                             hashlib.sha256(canonical.encode()).hexdigest()])
+        cached_day, key = self._signing_key
+        if cached_day != day:
+            key = ("AWS4" + (self.cfg.secret_access_key or "")).encode()
+            for part in (day, self.cfg.region, "s3", "aws4_request"):
+                key = hmac.new(key, part.encode(), hashlib.sha256).digest()
+            self._signing_key = (day, key)
+        signature = hmac.new(key, to_sign.encode(), hashlib.sha256).hexdigest()
+        headers["authorization"] = (
+            f"AWS4-HMAC-SHA256 Credential={self.cfg.access_key_id}/{scope}, "
+            f"SignedHeaders={';'.join(names)}, Signature={signature}")
+
+    def request(self, method: str, key: str | None, query: Sequence[tuple[str, str]] = (),
+                headers: dict[str, str] | None = None) -> _Response:
+        path = self.base + "/" + _quote(key, "/") if key is not None else (self.base or "/")
+        qs = "&".join(f"{k}={v}" for k, v in sorted(
+            (_quote(k), _quote(v)) for k, v in query))
+        hdrs = {k.lower(): v for k, v in (headers or {}).items()}
+        if self.cfg.is_tigris:
+            hdrs["x-tigris-consistent"] = "true"
+        self._sign(method, path, qs, hdrs)
+        target = path + ("?" + qs if qs else "")
+        head = [f"{method} {target} HTTP/1.1"]
+        head += [f"{k}: {v}" for k, v in hdrs.items()]
+        head.append(f"user-agent: litevfs/{__version__}")
+        raw = ("\r\n".join(head) + "\r\n\r\n").encode("latin-1")
+        for attempt in (0, 1):
+            with self._lock:
+                conn = self._idle.pop() if (self._idle and attempt == 0) else None
+            reused = conn is not None
+            if conn is None:
+                conn = self._connect()
+            try:
+                resp, keep = conn.roundtrip(raw, method, reused, self.owner.request_sent)
+            except _Stale:
+                conn.close()
+                continue  # the server dropped an idle connection: reconnect, not a retry
+            except (OSError, ValueError, ConnectionError) as exc:
+                conn.close()
+                kind = "read timeout" if isinstance(exc, TimeoutError) else type(exc).__name__
+                raise Retryable(f"{kind}: {exc}") from exc
+            if keep and not self.closed:
+                with self._lock:
+                    if len(self._idle) < self.cfg.max_pool_connections:
+                        self._idle.append(conn)
+                        conn = None
+            if conn is not None:
+                conn.close()
+            return resp
+        raise Retryable("connection closed by the server twice")  # pragma: no cover
+
+    def check(self, resp: _Response, what: str, key: str | None,
+              ok: tuple[int, ...] = (200,)) -> _Response:
+        if resp.status in ok:
+            return resp
+        if resp.status in (301, 302, 307, 308):
+            raise _FastUnsupported(f"redirect {resp.status}")
+        code = _xml_text(resp.body, b"Code") or ""
+        if code in ("PermanentRedirect", "AuthorizationHeaderMalformed", "TemporaryRedirect",
+                    "IllegalLocationConstraintException"):
+            raise _FastUnsupported(code)
+        message = _xml_text(resp.body, b"Message") or ""
+        raise self.owner._map_status(code, resp.status, message, what, key)
+
+    # S3 operations, answering in botocore's shapes ---------------------------------
+
+    def list_page(self, prefix: str, token: str | None, max_keys: int, what: str
+                  ) -> dict[str, Any]:
+        query = [("list-type", "2"), ("prefix", prefix), ("max-keys", str(max_keys))]
+        if token:
+            query.append(("continuation-token", token))
+        body = self.check(self.request("GET", None, query), what, None).body
+        from datetime import datetime
+
+        contents = []
+        for m in re.finditer(rb"<Contents>(.*?)</Contents>", body, re.S):
+            item = m.group(1)
+            modified = _xml_text(item, b"LastModified")
+            contents.append({
+                "Key": _xml_text(item, b"Key") or "",
+                "Size": int(_xml_text(item, b"Size") or 0),
+                "LastModified": datetime.fromisoformat(modified) if modified else None,
+            })
+        return {"Contents": contents,
+                "IsTruncated": (_xml_text(body, b"IsTruncated") or "") == "true",
+                "NextContinuationToken": _xml_text(body, b"NextContinuationToken")}
+
+    def get(self, key: str, rng: str | None, what: str) -> tuple[bytes, int, int | None, int]:
+        resp = self.check(self.request("GET", key, (), {"range": rng} if rng else None),
+                          what, key, ok=(200, 206))
+        start, total = 0, None
+        m = _CONTENT_RANGE.match(resp.headers.get("content-range", ""))
+        if m:
+            start = int(m.group(1))
+            total = None if m.group(3) == "*" else int(m.group(3))
+        elif resp.status == 200:
+            total = len(resp.body)
+        return resp.body, start, total, resp.status
+
+    def head(self, key: str, what: str) -> dict[str, Any]:
+        resp = self.check(self.request("HEAD", key), what, key)
+        h = resp.headers
+        modified = None
+        if h.get("last-modified"):
+            from email.utils import parsedate_to_datetime
+            try:
+                modified = parsedate_to_datetime(h["last-modified"])
+            except (TypeError, ValueError):
+                modified = None
+        return {
+            "ContentLength": int(h.get("content-length", 0)),
+            "ETag": h.get("etag"),
+            "LastModified": modified,
+            "Metadata": {k[len("x-amz-meta-"):]: v for k, v in h.items()
+                         if k.startswith("x-amz-meta-")},
+        }
