@@ -6,7 +6,7 @@ import pytest
 
 from litevfs.errors import NonContiguousError, TxNotAvailableError
 from litevfs.ltx.format import FileInfo
-from litevfs.engine.restore import calc_restore_plan
+from litevfs.engine.plan import calc_restore_plan
 
 
 def f(level, lo, hi, t=0.0):

@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 
 import litevfs
-from litevfs.engine.restore import calc_restore_plan
+from litevfs.engine.plan import calc_restore_plan
 from litevfs.storage import open_storage
 from tests.rig.litestream import S3Replica
 from tests.rig.litestream import restore as litestream_restore

@@ -20,7 +20,7 @@ from ..engine.metrics import request_cost_usd
 
 def replica_info(url: str) -> dict[str, Any]:
     """The summary as a dict (``litevfs info --json`` prints it)."""
-    from ..engine.restore import calc_restore_plan
+    from ..engine.plan import calc_restore_plan
     from ..storage import open_storage
 
     storage = open_storage(url)

@@ -62,7 +62,7 @@ class OpenAhead:
         """Called with the LIST's answer: send the latest plan's index reads. Any trouble
         (an empty or gapped replica) just means no reads ahead: the open reports it."""
         try:
-            from .restore import calc_restore_plan
+            from .plan import calc_restore_plan
 
             for info in calc_restore_plan(levels)[:MAX_FILES]:
                 tail = tail_size_for(info)

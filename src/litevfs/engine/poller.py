@@ -14,33 +14,15 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 from .._worker import Worker
-from ..ltx.format import FileInfo
+from .plan import next_chain
 
 if TYPE_CHECKING:
     from .replica import Replica
 
 log = logging.getLogger("litevfs.poller")
-
-
-def next_chain(files: Sequence[FileInfo], position: int) -> list[FileInfo]:
-    """Files extending ``position`` contiguously, furthest-reaching first at each step."""
-    chain: list[FileInfo] = []
-    current = position
-    while True:
-        best = None
-        for f in files:
-            if f.min_txid <= current + 1 and f.max_txid > current and (
-                best is None or (f.max_txid, -f.min_txid) > (best.max_txid, -best.min_txid)
-            ):
-                best = f
-        if best is None:
-            return chain
-        chain.append(best)
-        current = best.max_txid
 
 
 def poll_once(replica: Replica) -> bool:

@@ -29,7 +29,7 @@ from ..ltx.decoder import decode_file
 from ..ltx.format import FileInfo, is_valid_page_size, lock_pgno
 from ..storage.fetch import FileIndex, fetch_file_index
 from .openahead import HEAD_READ, OpenAhead, tail_size_for
-from .restore import calc_restore_plan
+from .plan import calc_restore_plan
 from .._pending import Pending
 from ..storage import start_listing
 from ..storage.base import StorageClient

@@ -1,9 +1,5 @@
-"""Restore plans (which LTX files give a state) and materialising a database file.
-
-The plan follows Litestream's ``CalcRestorePlan``: start from the newest fitting
-level-9 snapshot, then repeatedly take, across levels 8..0, the contiguous file
-reaching furthest; a "latest" plan that leaves files beyond a gap is an error.
-"""
+"""Materialising a database file from a replica: the restore plan (``plan.py``)
+applied file by file, every file CRC-64-verified, written atomically."""
 
 from __future__ import annotations
 
@@ -14,62 +10,13 @@ from collections.abc import Callable, Mapping, Sequence
 from collections import namedtuple
 from types import ModuleType
 
-from ..errors import LTXFormatError, NonContiguousError, TxNotAvailableError
-from ..ltx.format import HEADER_SIZE, MAX_LEVEL, SNAPSHOT_LEVEL, FileInfo, Header
+from ..errors import LTXFormatError
+from ..ltx.format import HEADER_SIZE, FileInfo, Header
+from .plan import calc_restore_plan
 
 TYPE_CHECKING = False  # not typing's: importing typing costs ~5 ms on the open's path
 if TYPE_CHECKING:
     from ..storage.base import StorageClient
-
-
-def _fits(info: FileInfo, txid: int | None, timestamp: float | None) -> bool:
-    if txid is not None and info.max_txid > txid:
-        return False
-    return timestamp is None or info.created_at < timestamp
-
-
-def calc_restore_plan(
-    levels: Mapping[int, Sequence[FileInfo]],
-    txid: int | None = None,
-    timestamp: float | None = None,
-) -> list[FileInfo]:
-    """Files to apply, in order, to reach the latest state, TXID ``txid`` or the
-    last state before ``timestamp`` (seconds since the epoch)."""
-    if txid is not None and timestamp is not None:
-        raise ValueError("give a target TXID or a timestamp, not both")
-    plan: list[FileInfo] = []
-    current = 0
-    snapshots = [f for f in levels.get(SNAPSHOT_LEVEL, ()) if _fits(f, txid, timestamp)]
-    if snapshots:
-        plan.append(snapshots[-1])  # listing order: the last one is the newest
-        current = snapshots[-1].max_txid
-    others = [f for lvl in range(MAX_LEVEL - 1, -1, -1) for f in levels.get(lvl, ())]
-    while txid is None or current < txid:
-        best: FileInfo | None = None
-        for f in others:
-            if f.min_txid > current + 1 or f.max_txid <= current or not _fits(f, txid, timestamp):
-                continue
-            if best is None or (
-                (-f.max_txid, f.min_txid, -f.level, f.created_at)
-                < (-best.max_txid, best.min_txid, -best.level, best.created_at)
-            ):
-                best = f
-        if best is None:
-            break
-        plan.append(best)
-        current = best.max_txid
-    if not plan:
-        raise TxNotAvailableError("transaction not available: the replica has no usable LTX files")
-    if txid is not None and current < txid:
-        raise TxNotAvailableError(
-            f"transaction not available: TXID {txid:016x} is beyond the replica ({current:016x})")
-    if txid is None and timestamp is None:
-        for f in others:
-            if f.max_txid > current:
-                raise NonContiguousError(
-                    f"non-contiguous ltx files: level {f.level} file {f.name} starts after "
-                    f"TXID {current:016x} with nothing bridging the gap")
-    return plan
 
 
 def with_header_timestamps(

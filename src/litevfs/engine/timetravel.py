@@ -12,7 +12,7 @@ from datetime import datetime, timedelta, timezone
 from typing import TYPE_CHECKING
 
 from ..errors import LiteVFSError, TxNotAvailableError
-from .restore import calc_restore_plan
+from .plan import calc_restore_plan
 
 if TYPE_CHECKING:
     from .replica import Replica, View

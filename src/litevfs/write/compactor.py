@@ -27,7 +27,7 @@ from .fence import committed_limit
 from ..ltx.decoder import decode_file
 from ..ltx.encoder import encode_file
 from ..ltx.format import ENCODING_FRAME, SNAPSHOT_LEVEL, FileInfo, lock_pgno
-from ..engine.restore import calc_restore_plan
+from ..engine.plan import calc_restore_plan
 from ..storage.base import StorageClient
 
 log = logging.getLogger("litevfs.compactor")
