@@ -70,7 +70,7 @@ def build_pages(n: int) -> list[bytes]:
 
 
 def cache_key(file_id: int, pgno: int) -> int:
-    """As ``litevfs.engine.replica.cache_key``."""
+    """As ``litevfs._impl.cache_key``."""
     return (file_id << 32) | pgno
 
 

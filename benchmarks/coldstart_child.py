@@ -92,7 +92,7 @@ def main(spec, spawned_at):
         if reader.startswith("litevfs"):
             # The one-time background CRC check of the snapshot is not polling: let it
             # finish first (its GETs land in the "settle" phase, reported apart).
-            from litevfs.engine.replica import open_replicas
+            from litevfs.session import open_replicas
 
             s = time.perf_counter()
             (replica,) = open_replicas()
@@ -102,7 +102,7 @@ def main(spec, spawned_at):
         phase("idle", idle_s=spec["idle_s"])
     extra = {"peak_rss_mb": peak_rss_mb()}
     if reader.startswith("litevfs"):
-        from litevfs.engine.replica import open_replicas
+        from litevfs.session import open_replicas
 
         (replica,) = open_replicas()
         extra.update(impl=replica.impl.__name__, storage=replica.storage.stats.snapshot(),

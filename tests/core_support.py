@@ -21,4 +21,4 @@ def entries(pgnos, base=1000, size=4000):
 
 
 def key(file_id: int, pgno: int) -> int:
-    return (file_id << 32) | pgno  # litevfs.engine.replica.cache_key
+    return (file_id << 32) | pgno  # litevfs._impl.cache_key

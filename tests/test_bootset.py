@@ -9,7 +9,7 @@ import litevfs
 from litevfs.engine import bootset as bootset
 from litevfs.engine import diskcache as diskcache
 from litevfs.ltx.format import FileInfo
-from litevfs.engine.replica import open_replicas
+from litevfs.session import open_replicas
 from litevfs.storage.memory import MemoryStorage
 from tests.vfs_support import FakeLitestream, make_accounts_db, unique_memory_url
 

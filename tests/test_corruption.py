@@ -21,7 +21,7 @@ import pytest
 
 import litevfs
 from litevfs.errors import LiteVFSError
-from litevfs.engine.replica import open_replicas
+from litevfs.session import open_replicas
 from litevfs.storage.memory import memory_store
 from tests.rig import report
 from tests.vfs_support import FakeLitestream, make_accounts_db, transfer, unique_memory_url

@@ -18,7 +18,7 @@ from litevfs.engine import diskcache as diskcache
 from litevfs.engine import diskstore as diskstore
 from litevfs.engine.diskstore import DiskStore, ReplicaDiskCache, pack_index, unpack_index
 from litevfs.ltx.format import FileInfo, Header
-from litevfs.engine.replica import open_replicas
+from litevfs.session import open_replicas
 from tests.vfs_support import FakeLitestream, make_accounts_db, unique_memory_url
 
 INFO = FileInfo(0, 1, 1, 12345, 1700000000.5)

@@ -22,7 +22,7 @@ import litevfs.vfs.connect as api
 from litevfs.vfs import writeapi
 from litevfs.config import Config
 from litevfs.errors import StorageError
-from litevfs.engine.replica import open_replica, release_replica
+from litevfs.session import open_replica, release_replica
 from litevfs.storage.retry import RetryPolicy
 from litevfs.storage.s3.client import S3Storage
 from tests.rig import report

@@ -15,12 +15,12 @@ import threading
 
 import pytest
 
-from litevfs.engine import replica as replica_mod
+from litevfs import session as replica_mod
 from litevfs.write.compactor import CompactionPolicy, compact_once
 from litevfs.errors import ConflictError, TransientStorageError
 from litevfs.write.fence import HeadState, commit_head
 from litevfs.engine.head import HEAD_NAME, Head, decode_head
-from litevfs.engine.replica import open_replica, release_replica
+from litevfs.session import open_replica, release_replica
 from litevfs.storage.memory import MemoryStorage
 from litevfs.write.syncer import sync_once
 from tests.test_syncer import PS, make_config, restored

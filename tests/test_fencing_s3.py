@@ -12,7 +12,7 @@ import pytest
 
 import litevfs
 from litevfs.write.compactor import CompactionPolicy, compact_once
-from litevfs.engine.replica import open_replicas
+from litevfs.session import open_replicas
 from litevfs.storage import open_storage
 from litevfs.write.buffer import read_buffer
 from tests.test_fencing import Gate, in_thread

@@ -10,7 +10,7 @@ import pytest
 import litevfs
 from litevfs.engine.freshness import Freshness, conditional_get
 from litevfs.engine.head import HEAD_NAME, head_txid as decode_head, read_head, write_head
-from litevfs.engine.replica import open_replicas
+from litevfs.session import open_replicas
 from litevfs.storage import open_storage
 from litevfs.storage.file import FileStorage
 from tests.vfs_support import FakeLitestream, make_accounts_db, unique_memory_url
@@ -70,9 +70,9 @@ def _open(tmp_path: Path, core):
 def test_head_mode_backs_off_and_speeds_up(tmp_path: Path, core) -> None:
     con, replica, ls = _open(tmp_path, core)
     try:
-        replica.config = replica.config._replace(poll_interval=1.0)
+        replica.state.config = replica.config._replace(poll_interval=1.0)
         clock = Clock()
-        fresh = Freshness(replica, clock)
+        fresh = Freshness(replica.state, replica.views, clock)
         write_head(ls.storage, ls.txid)
         fresh.poll()  # first poll: head found (and one safety LIST)
         assert fresh.mode == "head"
@@ -100,9 +100,9 @@ def test_head_mode_backs_off_and_speeds_up(tmp_path: Path, core) -> None:
 def test_litestream_replica_polls_by_list(tmp_path: Path, core) -> None:
     con, replica, ls = _open(tmp_path, core)
     try:
-        replica.config = replica.config._replace(poll_interval=1.0)
+        replica.state.config = replica.config._replace(poll_interval=1.0)
         clock = Clock()
-        fresh = Freshness(replica, clock)
+        fresh = Freshness(replica.state, replica.views, clock)
         fresh.poll()
         assert fresh.mode == "list" and fresh.interval == 1.0
         gets = replica.storage.stats.gets

@@ -16,7 +16,7 @@ import pytest
 import litevfs.vfs.connect as api
 from litevfs.engine.hedge import Hedger, size_class
 from litevfs.ltx.format import FileInfo
-from litevfs.engine.replica import open_replicas
+from litevfs.session import open_replicas
 
 from .vfs_support import FakeLitestream, unique_memory_url
 

@@ -13,7 +13,7 @@ import pytest
 from litevfs.config import Config
 from litevfs.engine.hydrate.hydrator import Hydrator, plan_runs
 from litevfs.engine.poller import poll_once
-from litevfs.engine.replica import Replica
+from litevfs.session import Replica
 from litevfs.engine.hydrate.sidecar import Sidecar, read_sidecar, sidecar_path, write_sidecar
 from litevfs.storage.memory import MemoryStorage
 
@@ -61,7 +61,7 @@ def test_plan_runs_coalesces_contiguous_frames() -> None:
 
 def test_hydrates_byte_identical(primary: FakeLitestream, core: ModuleType) -> None:
     replica = open_replica(primary, core)
-    h = Hydrator(replica, concurrency=4, run_bytes=64 * 1024)
+    h = Hydrator(replica.state, replica.views, replica.verifier, concurrency=4, run_bytes=64 * 1024)
     try:
         assert h.status()["state"] == "pending"
         run(h)
@@ -89,7 +89,7 @@ def test_only_newest_versions_downloaded(primary: FakeLitestream, core: ModuleTy
         primary.sync()
     con.close()
     replica = open_replica(primary, core)
-    h = Hydrator(replica, concurrency=8)
+    h = Hydrator(replica.state, replica.views, replica.verifier, concurrency=8)
     try:
         run(h)
         assert local_bytes(h) == primary.db_path.read_bytes()
@@ -104,7 +104,7 @@ def test_only_newest_versions_downloaded(primary: FakeLitestream, core: ModuleTy
 def test_follows_new_views_and_keeps_old_views_isolated(
         primary: FakeLitestream, core: ModuleType) -> None:
     replica = open_replica(primary, core)
-    h = Hydrator(replica, concurrency=2, run_bytes=16 * 1024)
+    h = Hydrator(replica.state, replica.views, replica.verifier, concurrency=2, run_bytes=16 * 1024)
     replica.hydrator = h
     try:
         assert h.hydrate_step()  # part of the way
@@ -115,7 +115,7 @@ def test_follows_new_views_and_keeps_old_views_isolated(
         con.execute("UPDATE blobs SET data = randomblob(9000) WHERE id = 3")
         con.close()
         primary.sync()
-        assert poll_once(replica)
+        assert poll_once(replica.state, replica.views)
         run(h)
         new = replica.current
         assert h.status()["txid"] == new.txid
@@ -135,7 +135,7 @@ def test_follows_new_views_and_keeps_old_views_isolated(
 
 def test_shrink_truncates(primary: FakeLitestream, core: ModuleType) -> None:
     replica = open_replica(primary, core)
-    h = Hydrator(replica)
+    h = Hydrator(replica.state, replica.views, replica.verifier)
     try:
         run(h)
         before = len(local_bytes(h))
@@ -144,7 +144,7 @@ def test_shrink_truncates(primary: FakeLitestream, core: ModuleType) -> None:
         con.execute("VACUUM")
         con.close()
         primary.sync()
-        assert poll_once(replica)
+        assert poll_once(replica.state, replica.views)
         run(h)
         data = local_bytes(h)
         assert len(data) < before
@@ -158,7 +158,7 @@ def test_persistent_resume_fetches_only_changes(
         primary: FakeLitestream, core: ModuleType, tmp_path: Path) -> None:
     path = str(tmp_path / "h" / "local.db")
     replica = open_replica(primary, core)
-    h = Hydrator(replica, path)
+    h = Hydrator(replica.state, replica.views, replica.verifier, path)
     run(h)
     full = h.bytes_fetched
     h.close()
@@ -169,7 +169,7 @@ def test_persistent_resume_fetches_only_changes(
 
     # restart, nothing changed: nothing fetched
     replica = open_replica(primary, core)
-    h = Hydrator(replica, path)
+    h = Hydrator(replica.state, replica.views, replica.verifier, path)
     run(h)
     assert h.resumed_pages == replica.current.commit
     assert h.bytes_fetched == 0
@@ -182,7 +182,7 @@ def test_persistent_resume_fetches_only_changes(
     con.close()
     primary.sync()
     replica = open_replica(primary, core)
-    h = Hydrator(replica, path)
+    h = Hydrator(replica.state, replica.views, replica.verifier, path)
     run(h)
     assert 0 < h.bytes_fetched < full / 10
     assert Path(path).read_bytes() == primary.db_path.read_bytes()
@@ -196,7 +196,7 @@ def test_mismatched_sidecar_rebuilds(primary: FakeLitestream, core: ModuleType,
                                      caplog: pytest.LogCaptureFixture) -> None:
     path = str(tmp_path / "local.db")
     replica = open_replica(primary, core)
-    h = Hydrator(replica, path)
+    h = Hydrator(replica.state, replica.views, replica.verifier, path)
     run(h)
     full = h.bytes_fetched
     h.close()
@@ -216,7 +216,7 @@ def test_mismatched_sidecar_rebuilds(primary: FakeLitestream, core: ModuleType,
         f.seek(8192)
         f.write(b"\xAA" * 4096)
     replica = open_replica(primary, core)
-    h = Hydrator(replica, path)
+    h = Hydrator(replica.state, replica.views, replica.verifier, path)
     with caplog.at_level(logging.WARNING, logger="litevfs.hydrator"):
         run(h)
     assert "rebuilding" in caplog.text
@@ -231,7 +231,7 @@ def test_unwritable_path_fails_cleanly(primary: FakeLitestream, core: ModuleType
     blocker = tmp_path / "not-a-dir"
     blocker.write_text("x")
     replica = open_replica(primary, core)
-    h = Hydrator(replica, str(blocker / "local.db"))
+    h = Hydrator(replica.state, replica.views, replica.verifier, str(blocker / "local.db"))
     with caplog.at_level(logging.ERROR, logger="litevfs.hydrator"):
         h.start()
         h.hydrate_step()
@@ -247,7 +247,7 @@ def test_disk_full_stops_hydration(primary: FakeLitestream, core: ModuleType,
                                    monkeypatch: pytest.MonkeyPatch,
                                    caplog: pytest.LogCaptureFixture) -> None:
     replica = open_replica(primary, core)
-    h = Hydrator(replica, concurrency=1, run_bytes=32 * 1024)
+    h = Hydrator(replica.state, replica.views, replica.verifier, concurrency=1, run_bytes=32 * 1024)
     assert h.hydrate_step()
     calls = []
 
@@ -275,9 +275,9 @@ def test_second_process_cannot_share_a_persistent_file(
         primary: FakeLitestream, core: ModuleType, tmp_path: Path) -> None:
     path = str(tmp_path / "local.db")
     replica = open_replica(primary, core)
-    a = Hydrator(replica, path)
+    a = Hydrator(replica.state, replica.views, replica.verifier, path)
     run(a)
-    b = Hydrator(replica, path)  # flock is per open file description, like another process
+    b = Hydrator(replica.state, replica.views, replica.verifier, path)  # flock is per open file description, like another process
     b.start()
     assert b.state == "failed" and "in use" in (b.error or "")
     b.close()
@@ -293,13 +293,13 @@ def test_compaction_relabels_instead_of_downloading(
     con.close()
     primary.sync()
     replica = open_replica(primary, core)
-    h = Hydrator(replica)
+    h = Hydrator(replica.state, replica.views, replica.verifier)
     try:
         con = primary.db()
         transfer(con, 2, 3, 5)
         con.close()
         primary.sync()
-        assert poll_once(replica)
+        assert poll_once(replica.state, replica.views)
         run(h)  # hydrated at TXID 3
         fetched = h.bytes_fetched
         primary.compact(1, primary.storage.list_level(0))  # L1 [1..3]: the whole database
@@ -307,7 +307,7 @@ def test_compaction_relabels_instead_of_downloading(
         transfer(con, 3, 4, 5)
         con.close()
         primary.sync()  # L0 4 arrives in the same poll
-        assert poll_once(replica)
+        assert poll_once(replica.state, replica.views)
         view = replica.current
         l1 = replica.file_id(primary.storage.list_level(1)[0])
         relabelled = sum(view.index.lookup(p)[0] == l1 for p in range(1, view.commit + 1))
@@ -326,7 +326,7 @@ def test_l1_arriving_with_its_commits_relabels_unchanged_pages(
     """An L1 file covering TXIDs the local copy has not seen yet (it arrives in the same
     poll as its L0 files): the L0 indexes tell which pages changed; only those download."""
     replica = open_replica(primary, core)
-    h = Hydrator(replica)
+    h = Hydrator(replica.state, replica.views, replica.verifier)
     try:
         run(h)  # current at TXID 1
         fetched = h.bytes_fetched
@@ -336,7 +336,7 @@ def test_l1_arriving_with_its_commits_relabels_unchanged_pages(
             con.close()
             primary.sync()
         primary.compact(1, primary.storage.list_level(0))  # L1 [1..4], the whole database
-        assert poll_once(replica)
+        assert poll_once(replica.state, replica.views)
         view = replica.current
         l1 = replica.file_id(primary.storage.list_level(1)[0])
         assert sum(view.index.lookup(p)[0] == l1 for p in range(1, view.commit + 1)) \
@@ -352,7 +352,7 @@ def test_l1_arriving_with_its_commits_relabels_unchanged_pages(
         primary.compact(1, primary.storage.list_level(0))  # L1 [1..5]
         primary.storage.delete_ltx(primary.storage.list_level(0))
         before = h.bytes_fetched
-        assert poll_once(replica)
+        assert poll_once(replica.state, replica.views)
         run(h)
         assert h.bytes_fetched - before > 0.5 * fetched
         assert local_bytes(h) == primary.db_path.read_bytes()

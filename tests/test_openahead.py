@@ -22,7 +22,7 @@ QUERY = "SELECT count(*), sum(balance) FROM accounts"
 
 def _open_stats(con) -> tuple[int, dict]:
     replica = file_of(con).replica
-    return replica.reads_adopted, replica.storage.stats.snapshot()
+    return replica.views.reads_adopted, replica.storage.stats.snapshot()
 
 
 def test_reads_ahead_are_adopted_not_repeated(tmp_path: Path, core: ModuleType) -> None:

@@ -10,7 +10,8 @@ import pytest
 
 from litevfs.vfs import connect as api
 from litevfs.engine.reader import PageFetchError
-from litevfs.engine.replica import cache_key, open_replicas
+from litevfs._impl import cache_key
+from litevfs.session import open_replicas
 
 from .vfs_support import FakeLitestream, make_accounts_db, unique_memory_url
 
@@ -55,7 +56,7 @@ def delta(replica, before):  # type: ignore[no-untyped-def]
 
 def test_fast_path_counts_one_miss_then_one_hit(opened) -> None:  # type: ignore[no-untyped-def]
     replica = opened
-    reader, view, cache = replica.reader, replica._current, replica.cache
+    reader, view, cache = replica.reader, replica.current, replica.cache
     assert replica.hydrator is None and not reader._failed
     before = (cache.hits, cache.misses)
     page = reader.read_page(view, 2)
@@ -70,7 +71,7 @@ def test_fast_path_counts_one_miss_then_one_hit(opened) -> None:  # type: ignore
 
 def test_read_ahead_pages_are_hits(opened) -> None:  # type: ignore[no-untyped-def]
     replica = opened
-    reader, view, cache = replica.reader, replica._current, replica.cache
+    reader, view, cache = replica.reader, replica.current, replica.cache
     before = (cache.hits, cache.misses)
     n = min(view.commit, 6)
     reader.read_page(view, 1, ahead_bytes=view.page_size * n)
@@ -93,7 +94,7 @@ class NoLocalCopy:
 
 def test_full_path_counts_once_too(opened) -> None:  # type: ignore[no-untyped-def]
     replica = opened
-    reader, view, cache = replica.reader, replica._current, replica.cache
+    reader, view, cache = replica.reader, replica.current, replica.cache
     replica.hydrator = NoLocalCopy()
     try:
         before = (cache.hits, cache.misses)
@@ -109,7 +110,7 @@ def test_full_path_counts_once_too(opened) -> None:  # type: ignore[no-untyped-d
 
 def test_a_miss_fetches_once(opened) -> None:  # type: ignore[no-untyped-def]
     replica = opened
-    reader, view = replica.reader, replica._current
+    reader, view = replica.reader, replica.current
     reads = Counting(replica)
     try:
         first = reader.read_page(view, 2)

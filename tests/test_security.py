@@ -29,7 +29,7 @@ import litevfs.vfs.connect as api
 from litevfs.vfs import writeapi
 from litevfs.errors import LiteVFSError, LTXFormatError, StorageError
 from litevfs.ltx.encoder import encode_file
-from litevfs.engine.replica import open_replica, release_replica
+from litevfs.session import open_replica, release_replica
 from litevfs.storage.file import FileStorage
 from litevfs.storage.memory import MemoryStorage
 from litevfs.storage.s3.client import S3Storage

@@ -10,7 +10,7 @@ from litevfs.write.compactor import CompactionPolicy, compact_once
 from litevfs.config import Config
 from litevfs.errors import ConflictError, TransientStorageError
 from litevfs.ltx.decoder import decode_file
-from litevfs.engine.replica import open_replica, release_replica
+from litevfs.session import open_replica, release_replica
 from litevfs.engine.restore import restore
 from litevfs.storage.memory import MemoryStorage
 from litevfs.write import syncer as syncer_mod
@@ -200,7 +200,7 @@ def test_recovery_after_crash_before_and_after_upload(tmp_path, core, monkeypatc
     w.buffer.close()  # the "process" dies: no final sync
     r.writer = None
     r.close()
-    from litevfs.engine.replica import _registry
+    from litevfs.session import _registry
 
     _registry.clear()
     r2 = open_replica(cfg, core)
@@ -223,7 +223,7 @@ def test_recovered_buffer_conflicts_when_remote_moved(tmp_path, core):
     r.writer.buffer.close()
     r.writer = None
     r.close()
-    from litevfs.engine.replica import _registry
+    from litevfs.session import _registry
     from litevfs.ltx.encoder import encode_file
 
     _registry.clear()

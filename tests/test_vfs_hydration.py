@@ -95,7 +95,7 @@ def test_follows_the_primary_with_isolation(primary: FakeLitestream, core: Modul
         w.execute("UPDATE blobs SET data = randomblob(9000) WHERE id = 5")
         w.close()
         primary.sync()
-        assert poll_once(replica)
+        assert poll_once(replica.state, replica.views)
         wait_complete(con, replica.current.txid)
         # the open transaction still sees its snapshot, through the updated local file
         assert rows(other, "SELECT id, balance FROM accounts ORDER BY id") == pinned
@@ -235,7 +235,7 @@ def test_time_travel_reads_stay_exact(primary: FakeLitestream, core: ModuleType)
         w.close()
         primary.sync()
         replica = file_of(con).replica
-        assert poll_once(replica)
+        assert poll_once(replica.state, replica.views)
         wait_complete(con, replica.current.txid)
         new = [rows(con, q) for q in QUERIES]
         assert new != old

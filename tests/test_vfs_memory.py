@@ -14,7 +14,7 @@ import litevfs
 import litevfs.vfs.connect as api
 from litevfs.errors import ConfigError, NotFoundError, TxNotAvailableError
 from litevfs.engine.poller import poll_once
-from litevfs.engine.replica import open_replicas
+from litevfs.session import open_replicas
 from litevfs.storage.memory import memory_store
 
 from .vfs_support import FakeLitestream, make_accounts_db, transfer, unique_memory_url
@@ -68,7 +68,7 @@ def test_queries_match_the_primary(primary: FakeLitestream, core: ModuleType) ->
 
 def test_sees_new_commits_between_transactions(primary: FakeLitestream, core: ModuleType) -> None:
     con = connect(primary, core)
-    from litevfs.engine.replica import open_replicas
+    from litevfs.session import open_replicas
 
     replica = next(r for r in open_replicas() if r.storage.url == primary.storage.url)
     before = rows(con, QUERIES[0])
@@ -79,7 +79,7 @@ def test_sees_new_commits_between_transactions(primary: FakeLitestream, core: Mo
     # Inside an open read transaction the old view stays.
     con.execute("BEGIN")
     assert rows(con, QUERIES[0]) == before
-    assert poll_once(replica)
+    assert poll_once(replica.state, replica.views)
     assert rows(con, QUERIES[0]) == before
     assert rows(con, "SELECT litestream_txid()") == [("0000000000000001",)]
     con.execute("COMMIT")
@@ -96,11 +96,11 @@ def test_l1_compaction_then_l0_deletion(primary: FakeLitestream, core: ModuleTyp
     for i in range(4):
         transfer(db, i, i + 10, 7)
         l0.append(primary.sync())
-    poll_once(replica)
+    poll_once(replica.state, replica.views)
     assert rows(con, QUERIES[0]) == expected(primary, QUERIES[0])
     # Compact 2..5 into L1, then delete those L0 files: the reader must follow.
     primary.compact(1, l0[1:])
-    poll_once(replica)
+    poll_once(replica.state, replica.views)
     primary.storage.delete_ltx(l0)
     replica.cache.clear()
     for sql in QUERIES:
@@ -116,9 +116,9 @@ def test_lagging_l1_never_regresses_newer_l0_pages(primary: FakeLitestream, core
     for i in range(3):
         transfer(db, 1, 2, 1)
         files.append(primary.sync())
-    poll_once(replica)  # at TXID 4
+    poll_once(replica.state, replica.views)  # at TXID 4
     primary.compact(1, files[:2])  # L1 [2..3] arrives late, older than the L0 at 4
-    poll_once(replica)
+    poll_once(replica.state, replica.views)
     replica.cache.clear()
     assert rows(con, "SELECT balance FROM accounts WHERE id IN (1, 2) ORDER BY id") == [(997,), (1003,)]
     con.close()
@@ -186,7 +186,7 @@ def test_shrink_trims_the_index(primary: FakeLitestream, core: ModuleType) -> No
     db.execute("DELETE FROM blobs")
     db.execute("VACUUM")
     primary.sync()
-    poll_once(replica)
+    poll_once(replica.state, replica.views)
     view = replica.current
     assert view.index.max_pgno <= view.commit
     assert con.execute("PRAGMA page_count").fetchall()[0][0] == view.commit

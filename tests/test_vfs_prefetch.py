@@ -11,7 +11,7 @@ from types import ModuleType
 import pytest
 
 import litevfs.vfs.connect as api
-from litevfs.engine.replica import open_replicas
+from litevfs.session import open_replicas
 
 from .vfs_support import FakeLitestream, unique_memory_url
 

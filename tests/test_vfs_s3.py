@@ -75,7 +75,7 @@ def test_queries_equal_litestream_restore(scenario: tuple[Scenario, Path], core:
 def test_past_txids_equal_restore(scenario: tuple[Scenario, Path], core: ModuleType,
                                   tmp_path: Path) -> None:
     """Views of earlier TXIDs (as after a re-plan) match `litestream restore -txid`."""
-    from litevfs.engine.replica import open_replicas
+    from litevfs.session import open_replicas
 
     scn, _ = scenario
     con = api.connect(scn.url, impl=core, poll_interval=0)

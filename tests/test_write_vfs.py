@@ -10,7 +10,7 @@ import pytest
 
 import litevfs
 from litevfs.ltx.encoder import encode_file
-from litevfs.engine.replica import open_replicas
+from litevfs.session import open_replicas
 from litevfs.engine.restore import restore
 from litevfs.storage.memory import MemoryStorage
 from litevfs.vfs.registry import file_of
@@ -140,9 +140,9 @@ def test_filesize_not_regressed_by_own_upload(url, tmp_path, core):
     grown = file_of(con).xFileSize()
     local, covered, base = cut
     data = syncer.encode_frozen(writer, local, 1)
-    info = writer.replica.storage.write_ltx(0, 1, 1, data, if_absent=True)
+    info = writer.state.storage.write_ltx(0, 1, 1, data, if_absent=True)
     syncer._install(writer, info, data, local)  # view now has commit 2 pages, local more
-    assert writer.replica.current.commit < grown // PS
+    assert writer.state.current.commit < grown // PS
     assert file_of(con).xFileSize() == grown
     assert con.execute("PRAGMA integrity_check").fetchone() == ("ok",)
     with writer.lock:  # finish the sync as sync_once does

@@ -58,9 +58,8 @@ def _start_open(url: str | None, options: dict[str, Any]) -> Any:
         if url is not None:
             keywords["replica_url"] = url
         config = Config.resolve(keywords, None, os.environ)
-        replica_mod = sys.modules.get(f"{__name__}.engine.replica")
-        if replica_mod is not None and any(
-                key[0] == config.replica_url for key in replica_mod._registry):
+        session = sys.modules.get(f"{__name__}.session")
+        if session is not None and session.is_open(config.replica_url):
             return None  # shared with an open replica: no LIST needed
         from .engine.openahead import OpenAhead
         from .storage import open_storage, start_listing
@@ -75,12 +74,8 @@ def _start_open(url: str | None, options: dict[str, Any]) -> Any:
         ahead = OpenAhead() if config.cache_dir is None else None
         listing = start_listing(storage, None if ahead is None else
                                 lambda levels: ahead.start(storage, levels))
-        wait_sent = getattr(storage, "wait_sent", None)
-        if wait_sent is not None:  # let the LIST thread write its request first
-            wait_sent(0.05)
-        preconnect = getattr(storage, "preconnect", None)
-        if preconnect is not None:  # ready for the index reads once the LIST answers
-            preconnect(2)
+        storage.wait_sent(0.05)  # let the LIST thread write its request first
+        storage.preconnect(2)  # ready for the index reads once the LIST answers
         return config, storage, listing, ahead
     except BaseException:
         storage.close()

@@ -36,6 +36,15 @@ if TYPE_CHECKING:
 else:
     core, IMPLEMENTATION = _select()
 
+
+
+def cache_key(file_id: int, pgno: int) -> int:
+    """The page cache's key of page ``pgno`` of LTX file ``file_id``: the format the core's
+    ``PageCache.page_for`` and ``uncached`` compute internally (LTX content is immutable,
+    so one key per (file, page) never needs invalidating)."""
+    return (file_id << 32) | pgno
+
+
 crc64 = core.crc64
 decode_page_index = core.decode_page_index
 decode_page_frame = core.decode_page_frame
@@ -44,6 +53,6 @@ PageIndex = core.PageIndex
 PageCache = core.PageCache
 
 __all__ = [
-    "IMPLEMENTATION", "core", "crc64", "decode_page_index", "decode_page_frame",
+    "IMPLEMENTATION", "cache_key", "core", "crc64", "decode_page_index", "decode_page_frame",
     "encode_page_frame", "PageIndex", "PageCache",
 ]

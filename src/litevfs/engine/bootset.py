@@ -27,10 +27,14 @@ from collections.abc import Sequence
 from concurrent.futures import Future
 from typing import TYPE_CHECKING, Any
 
+from .._impl import cache_key
+from ..errors import NotFoundError
 from ..ltx.format import FileInfo
+from .state import ReplicaState, View
+from .verify import Verifier
 
 if TYPE_CHECKING:
-    from .replica import Replica, View
+    from .diskstore import ReplicaDiskCache
 
 log = logging.getLogger("litevfs.bootset")
 
@@ -83,8 +87,11 @@ def _same_object(a: FileInfo, b: FileInfo) -> bool:
 class BootSet:
     """Per replica: replays the last boot set at open, records the next one."""
 
-    def __init__(self, replica: Replica, mode: str) -> None:
-        self.replica = replica
+    def __init__(self, state: ReplicaState, disk: ReplicaDiskCache | None,
+                 verifier: Verifier, mode: str) -> None:
+        self.state = state
+        self.disk = disk
+        self.verifier = verifier
         self.mode = mode
         self.loaded_pages: set[int] = set()
         self.prefetched = self.used = self.requests = 0
@@ -101,16 +108,14 @@ class BootSet:
     # -- replay ----------------------------------------------------------------------
     def start(self) -> None:
         """Begin fetching the stored boot set (returns at once)."""
-        self._loader = self.replica.executor.submit(self._load_and_fetch)
+        self._loader = self.state.executor.submit(self._load_and_fetch)
 
     def _stored(self) -> bytes | None:
-        disk = self.replica.disk
+        disk = self.disk
         data = disk.get_meta(META_NAME) if disk is not None else None
         if data is None and self.mode == "shared":
-            from ..errors import NotFoundError
-
             try:
-                data = self.replica.storage.get_object(OBJECT_NAME)
+                data = self.state.storage.get_object(OBJECT_NAME)
             except NotFoundError:
                 return None
         return data
@@ -124,7 +129,7 @@ class BootSet:
         except (ValueError, KeyError, TypeError, IndexError) as exc:
             log.info("ignoring an unreadable boot set: %s", exc)
             return
-        disk = self.replica.disk
+        disk, executor = self.disk, self.state.executor
         for info, frames in per_file.items():
             self.loaded_pages.update(f[0] for f in frames)
             if disk is not None:  # the next view most likely has this object again
@@ -134,22 +139,22 @@ class BootSet:
                 if found:
                     self._disk_hits.append((info, found))
                 frames = [f for f in frames if f[0] not in found]
-            if frames and self.replica.verifier.fetch_whole(info):  # CRC-checked whole
+            if frames and self.verifier.fetch_whole(info):  # CRC-checked whole
                 self.requests += 1
-                self._fetches.append(self.replica.executor.submit(self._whole, info, frames))
+                self._fetches.append(executor.submit(self._whole, info, frames))
                 continue
             for run in _coalesce(frames):
                 self.requests += 1
-                self._fetches.append(self.replica.executor.submit(self._fetch, info, run))
+                self._fetches.append(executor.submit(self._fetch, info, run))
 
     def _whole(self, info: FileInfo, frames: list[Frame]) -> tuple[FileInfo, dict[int, bytes]]:
-        pages = self.replica.verifier.whole_file_pages(info)
+        pages = self.verifier.whole_file_pages(info)
         return info, {f[0]: pages[f[0]] for f in frames if f[0] in pages}
 
     def _fetch(self, info: FileInfo, run: list[Frame]) -> tuple[FileInfo, dict[int, bytes]]:
         start = run[0][1]
-        data = self.replica.storage.read_range(info, start, run[-1][1] + run[-1][2] - start)
-        decode = self.replica.impl.decode_page_frame
+        data = self.state.storage.read_range(info, start, run[-1][1] + run[-1][2] - start)
+        decode = self.state.impl.decode_page_frame
         page_size = self._page_size
         pages = {}
         for pgno, offset, size in run:
@@ -178,17 +183,15 @@ class BootSet:
         atexit.register(self.save)
 
     def _install(self, view: View, results: list[tuple[FileInfo, dict[int, bytes]]]) -> None:
-        from .replica import cache_key
-
-        replica = self.replica
+        state = self.state
         lookup = view.index.lookup
-        put = replica.cache.put
-        disk = replica.disk
+        put = state.cache.put
+        disk = self.disk
         for info, pages in results:
-            fid = replica.file_id(info)
-            if not _same_object(replica.file_info(fid), info):
+            fid = state.file_id(info)
+            if not _same_object(state.file_info(fid), info):
                 continue
-            replica.verifier.seen(fid, info)  # verification bookkeeping (verify.py)
+            self.verifier.seen(fid, info)  # verification bookkeeping (verify.py)
             frames = []
             for pgno, page in pages.items():
                 entry = lookup(pgno)
@@ -219,17 +222,17 @@ class BootSet:
                 return
             self._saved = True
             self.recording = False
-        replica = self.replica
+        state = self.state
         try:
-            view = replica.current
-            entries = [(replica.file_info(fid), pgno, off, size)
+            view = state.current
+            entries = [(state.file_info(fid), pgno, off, size)
                        for pgno, (fid, off, size) in sorted(self._recorded.items())]
             data = encode_boot_set(view.page_size, entries)
-            if replica.disk is not None:
-                replica.disk.put_meta(META_NAME, data)
+            if self.disk is not None:
+                self.disk.put_meta(META_NAME, data)
             same = len(self.loaded_pages & set(self._recorded)) >= 0.9 * len(self._recorded)
             if self.mode == "shared" and not same:
-                replica.storage.put_object(OBJECT_NAME, data)
+                state.storage.put_object(OBJECT_NAME, data)
         except Exception as exc:  # noqa: BLE001 - best effort
             log.debug("saving the boot set failed: %s", exc)
 
@@ -249,12 +252,12 @@ def _coalesce(frames: list[Frame]) -> list[list[Frame]]:
     return runs
 
 
-def start_boot(replica: Replica) -> BootSet | None:
+def start_boot(state: ReplicaState, disk: ReplicaDiskCache | None, verifier: Verifier,
+               mode: str) -> BootSet | None:
     """Start replaying the replica's boot set (None when the feature is off or has
     nowhere to keep the set)."""
-    mode = getattr(replica.config, "boot_set", "off")
-    if mode == "off" or (mode == "local" and replica.disk is None):
+    if mode == "off" or (mode == "local" and disk is None):
         return None
-    boot = BootSet(replica, mode)
+    boot = BootSet(state, disk, verifier, mode)
     boot.start()
     return boot

@@ -11,12 +11,15 @@ from __future__ import annotations
 import logging
 import os
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
+from .._impl import cache_key
+from ..storage.fetch import FileIndex
+
 if TYPE_CHECKING:
-    from .diskstore import DiskStore, ReplicaDiskCache
     from ..ltx.format import FileInfo
+    from .diskstore import DiskStore, ReplicaDiskCache
 
 log = logging.getLogger("litevfs.diskcache")
 
@@ -56,8 +59,6 @@ def fetch_index_cached(disk: ReplicaDiskCache | None, info: FileInfo, fetch: Any
         if got is not None:
             header, pgnos, offsets, sizes = got
             if (header.min_txid, header.max_txid) == (info.min_txid, info.max_txid):
-                from ..storage.fetch import FileIndex
-
                 return FileIndex(info, header, pgnos, offsets, sizes, None)
     fi = fetch(info)
     if disk is not None:
@@ -65,22 +66,20 @@ def fetch_index_cached(disk: ReplicaDiskCache | None, info: FileInfo, fetch: Any
     return fi
 
 
-def fetch_run_cached(reader: Any, view: Any, file_id: int, run: Sequence[tuple[int, int, int]],
-                     remote: Any) -> dict[int, bytes]:
-    """The reader's run of frames: those in the disk cache from there (into the memory
-    cache too), the rest with one ranged GET over just the missing span, stored."""
-    from .replica import cache_key
-
-    replica = reader.replica
-    disk: ReplicaDiskCache = replica.disk
-    info = replica.file_info(file_id)
+def fetch_run_cached(disk: ReplicaDiskCache, info: FileInfo, file_id: int,
+                     run: Sequence[tuple[int, int, int]], cache: Any,
+                     remote: Callable[[list[tuple[int, int, int]]], dict[int, bytes]],
+                     ) -> dict[int, bytes]:
+    """The reader's run of frames of ``info``: those in the disk cache from there (into
+    the memory cache too), the rest with ``remote(missing)`` (one ranged GET over just
+    the missing span), stored."""
     pages = disk.get_frames(info, run)
-    put = reader.cache.put
+    put = cache.put
     for pgno, page in pages.items():
         put(cache_key(file_id, pgno), page)
     missing = [f for f in run if f[0] not in pages]
     if missing:
-        fetched = remote(view, file_id, missing, missing[0][1])
+        fetched = remote(missing)
         disk.put_frames(info, missing, fetched)
         pages.update(fetched)
     return pages

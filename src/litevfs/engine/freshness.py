@@ -23,8 +23,11 @@ from typing import TYPE_CHECKING, Any
 
 from .head import HEAD_NAME, head_txid
 
+from .poller import poll_once
+from .state import ReplicaState
+from .views import ViewBuilder
+
 if TYPE_CHECKING:
-    from .replica import Replica
     from ..storage.base import StorageClient
 
 log = logging.getLogger("litevfs.freshness")
@@ -41,13 +44,15 @@ def conditional_get(storage: StorageClient, name: str, etag: str | None
 
 
 class Freshness:
-    """Decides, per poll tick, whether a LIST-based poll is needed (``replica.freshness``)."""
+    """Decides, per poll tick, whether a LIST-based poll is needed."""
 
-    def __init__(self, replica: Replica, clock: Any = time.monotonic) -> None:
-        self.replica = replica
+    def __init__(self, state: ReplicaState, views: ViewBuilder,
+                 clock: Any = time.monotonic) -> None:
+        self.state = state
+        self.views = views
         self.clock = clock
-        self.base = replica.config.poll_interval
-        self.max = max(self.base, getattr(replica.config, "poll_max_interval", self.base))
+        self.base = state.config.poll_interval
+        self.max = max(self.base, state.config.poll_max_interval)
         self.interval = self.base
         self.mode = "unknown"  # "head" (litevfs writer) or "list" (litestream replicate)
         self._etag: str | None = None
@@ -57,36 +62,34 @@ class Freshness:
 
     def poll(self) -> bool:
         """One tick: returns True when a new view was published."""
-        from .poller import poll_once
-
         self.polls += 1
         now = self.clock()
         if self.mode != "head" and now < self._next_check:
             self.list_polls += 1
-            return poll_once(self.replica)
+            return poll_once(self.state, self.views)
         try:
-            data, etag, changed = conditional_get(self.replica.storage, HEAD_NAME, self._etag)
+            data, etag, changed = conditional_get(self.state.storage, HEAD_NAME, self._etag)
             self.head_gets += 1
         except Exception as exc:  # noqa: BLE001 - a failed head read falls back to LIST
             log.debug("head object read failed: %s", exc)
             data, etag, changed = None, None, True
         if data is None and changed and etag is None:  # no head object: litestream layout
             if self.mode != "list":
-                log.debug("%s has no head object: polling by LIST", self.replica.storage.url)
+                log.debug("%s has no head object: polling by LIST", self.state.storage.url)
             self.mode, self._etag, self.interval = "list", None, self.base
             self._next_check = now + RECHECK_S
             self.list_polls += 1
-            return poll_once(self.replica)
+            return poll_once(self.state, self.views)
         self.mode = "head"
         if now >= self._next_check:  # safety net: a non-litevfs writer may have taken over
             self._next_check = now + HEAD_RECHECK_S
             self.list_polls += 1
             if changed and etag is not None:
                 self._etag = etag
-            return poll_once(self.replica)
+            return poll_once(self.state, self.views)
         if not changed:
             self.not_modified += 1
-            self.replica.last_poll_ok = time.monotonic()
+            self.state.last_poll_ok = time.monotonic()
             self.interval = min(self.max, self.interval * 2)
             return False
         self._etag = etag
@@ -94,13 +97,13 @@ class Freshness:
             self._head_txid = head_txid(data or b"")
         except ValueError:
             self._head_txid = 1 << 64  # unreadable: let the LIST decide
-        if self._head_txid <= self.replica.current.txid:
-            self.replica.last_poll_ok = time.monotonic()
+        if self._head_txid <= self.state.current.txid:
+            self.state.last_poll_ok = time.monotonic()
             self.interval = min(self.max, self.interval * 2)
             return False
         self.interval = self.base
         self.list_polls += 1
-        return poll_once(self.replica)
+        return poll_once(self.state, self.views)
 
     def stats(self) -> dict[str, Any]:
         return {"mode": self.mode, "interval_s": self.interval, "polls": self.polls,

@@ -18,63 +18,62 @@ from typing import TYPE_CHECKING
 
 from .._worker import Worker
 from .plan import next_chain
+from .state import ReplicaState
+from .views import ViewBuilder
 
 if TYPE_CHECKING:
-    from .replica import Replica
+    from .freshness import Freshness
 
 log = logging.getLogger("litevfs.poller")
 
 
-def poll_once(replica: Replica) -> bool:
+def poll_once(state: ReplicaState, views: ViewBuilder) -> bool:
     """One poll. Returns True when a new view was published."""
-    view = replica.current
-    if replica.executor is not None:
-        l0_future = replica.executor.submit(replica.storage.list_level, 0)
-        l1 = replica.storage.list_level(1)
-        l0 = l0_future.result()
-    else:  # pragma: no cover - executor always exists
-        l0, l1 = replica.storage.list_level(0), replica.storage.list_level(1)
+    view = state.current
+    storage = state.storage
+    l0_future = state.executor.submit(storage.list_level, 0)
+    l1 = storage.list_level(1)
+    l0 = l0_future.result()
     chain = next_chain(l0 + l1, view.txid)
     newest = max((f.max_txid for f in l0 + l1), default=0)
     reached = chain[-1].max_txid if chain else view.txid
     if newest > reached:
         log.info("TXID gap after %016x (newest file ends at %016x): re-planning",
                  reached, newest)
-        replica.replan()
-        replica.last_poll_ok = time.monotonic()
+        views.replan()
+        state.last_poll_ok = time.monotonic()
         return True
     catch_up = [f for f in l1 if view.l1_max_txid < f.max_txid <= view.txid]
     if not chain and not catch_up:
-        replica.last_poll_ok = time.monotonic()
+        state.last_poll_ok = time.monotonic()
         return False
-    indexes = replica.fetch_indexes(catch_up + chain)
-    new_view = replica.extend_view(view, indexes)
-    published = replica.publish(new_view)
-    replica.last_poll_ok = time.monotonic()
+    indexes = views.fetch_indexes(catch_up + chain)
+    new_view = views.extend_view(view, indexes)
+    published = state.publish(new_view)
+    state.last_poll_ok = time.monotonic()
     return published and new_view.txid != view.txid
 
 
 class Poller(Worker):
-    """Calls :func:`poll_once` every ``poll_interval`` seconds until stopped."""
+    """Runs ``freshness.poll()`` (a conditional GET of the head object, or
+    :func:`poll_once`) every ``freshness.interval`` seconds until stopped."""
 
-    def __init__(self, replica: Replica) -> None:
+    def __init__(self, freshness: Freshness, interval: float, name: str = "") -> None:
         super().__init__()
-        self.replica = replica
-        self.interval = replica.config.poll_interval
-        from .freshness import Freshness  # head-object polling when a litevfs writer keeps one
-
-        replica.freshness = Freshness(replica)
+        self.freshness = freshness
+        self.interval = interval  # 0: no thread (tests poll by hand)
+        self.name = name
         self.paused = False
 
     def start(self) -> None:
         if self.interval > 0:
-            self._start_thread(f"litevfs-poll {self.replica.storage.url}")
+            self._start_thread(f"litevfs-poll {self.name}")
 
     def stop(self) -> None:
         self._stop_thread(timeout=10)
 
     def _run(self) -> None:
-        fresh = self.replica.freshness
+        fresh = self.freshness
         while not self._stop.is_set():
             self._wake.wait(fresh.interval)
             self._wake.clear()
@@ -83,4 +82,4 @@ class Poller(Worker):
             try:
                 fresh.poll()
             except Exception as exc:  # keep following: the next tick retries
-                log.warning("poll of %s failed: %s", self.replica.storage.url, exc)
+                log.warning("poll of %s failed: %s", self.name, exc)

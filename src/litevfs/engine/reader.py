@@ -18,14 +18,19 @@ import time
 from concurrent.futures import Future
 from typing import TYPE_CHECKING
 
+from .._impl import cache_key
 from .._worker import settle
 from ..errors import LiteVFSError, LTXFormatError, NotFoundError, StorageError
-from .hedge import Hedger
 from ..ltx.format import lock_pgno
-from .replica import cache_key
+from .diskcache import fetch_run_cached
+from .hedge import Hedger
+from .state import ReplicaState, View
+from .verify import Verifier
 
 if TYPE_CHECKING:
-    from .replica import Replica, View
+    from .bootset import BootSet
+    from .diskstore import ReplicaDiskCache
+    from .hydrate.hydrator import Hydrator
 
 log = logging.getLogger("litevfs.reader")
 
@@ -67,20 +72,26 @@ def btree_children(page: bytes, pgno: int) -> list[int] | None:
 class Reader:
     """Fetches pages of a replica's views; one per replica, shared by connections."""
 
-    def __init__(self, replica: Replica) -> None:
-        self.replica = replica
-        self.cache = replica.cache
+    def __init__(self, state: ReplicaState, verifier: Verifier,
+                 disk: ReplicaDiskCache | None = None) -> None:
+        self.state = state
+        self.cache = state.cache
+        self.verifier = verifier
+        self.disk = disk
+        # Set by the session once they exist (both optional).
+        self.boot: BootSet | None = None  # records the pages a cold open needs
+        self.hydrator: Hydrator | None = None  # the local copy
         self._inflight: dict[int, Future[dict[int, bytes]]] = {}
         self._lock = threading.Lock()
-        self._failed = replica.verifier.failed  # file ids never to be served again
-        cfg = replica.config  # slow GETs get a duplicate; the first answer wins (hedge.py)
-        self.hedger = Hedger(lambda: replica.storage.read_range, floor=cfg.hedge_after,
+        self._failed = verifier.failed  # file ids never to be served again
+        cfg = state.config  # slow GETs get a duplicate; the first answer wins (hedge.py)
+        self.hedger = Hedger(lambda: state.storage.read_range, floor=cfg.hedge_after,
                              max_concurrent=cfg.hedge_max)
 
     def read_page(self, view: View, pgno: int, ahead_bytes: int = 0) -> bytes:
         """Page ``pgno`` of ``view``; fetch up to ``ahead_bytes`` more of the same file's
         following frames in the same request."""
-        boot, hydrator = self.replica.boot, self.replica.hydrator
+        boot, hydrator = self.boot, self.hydrator
         probed = hydrator is None and not self._failed and (boot is None or not boot.recording)
         if probed:  # hot path: index + cache key + LRU in one call; counts the hit or miss
             page = self.cache.page_for(view.index, pgno)
@@ -95,7 +106,7 @@ class Reader:
                 f"(database has {view.commit} pages)")
         file_id, offset, size = entry
         if self._failed and file_id in self._failed:  # failed verification (verify.py)
-            self.replica.verifier.check(file_id)
+            self.verifier.check(file_id)
         if boot is not None and boot.recording:  # learned boot set (bootset.py)
             boot.note(pgno, entry)
         if hydrator is not None:  # the local copy, when it holds this very version
@@ -136,7 +147,7 @@ class Reader:
         and skipped), runs go out in parallel. Reads of these pages wait for them.
         Returns the number of requests started."""
         inflight = self._inflight
-        hydrator = self.replica.hydrator
+        hydrator = self.hydrator
         by_file: dict[int, list[tuple[int, int, int]]] = {}
         with self._lock:
             # one core call sorts out what is mapped, cached or already in flight
@@ -161,7 +172,7 @@ class Reader:
                 for p, _, _ in run:
                     inflight[cache_key(file_id, p)] = pending
         for file_id, run, pending in runs:
-            self.replica.executor.submit(self._complete_quietly, view, file_id, run, pending)
+            self.state.executor.submit(self._complete_quietly, view, file_id, run, pending)
         return len(runs)
 
     def _complete_quietly(self, view: View, file_id: int, run: list, pending: Future) -> None:
@@ -178,7 +189,7 @@ class Reader:
         end = offset + size
         total = size
         lookup, cache, inflight = view.index.lookup, self.cache, self._inflight
-        hydrator = self.replica.hydrator
+        hydrator = self.hydrator
         nxt = pgno + 1
         while total < ahead_bytes and nxt <= view.commit:
             entry = lookup(nxt)
@@ -195,26 +206,26 @@ class Reader:
         return run  # type: ignore[return-value]
 
     def _fetch_run(self, view: View, file_id: int, run: list, start: int) -> dict[int, bytes]:
-        if self.replica.disk is not None:  # the persistent page cache first (diskcache.py)
-            from .diskcache import fetch_run_cached
-
-            return fetch_run_cached(self, view, file_id, run, self._fetch_remote)
+        if self.disk is not None:  # the persistent page cache first (diskcache.py)
+            return fetch_run_cached(self.disk, self.state.file_info(file_id), file_id, run,
+                                    self.cache, lambda missing: self._fetch_remote(
+                                        view, file_id, missing, missing[0][1]))
         return self._fetch_remote(view, file_id, run, start)
 
     def _fetch_remote(self, view: View, file_id: int, run: list, start: int
                       ) -> dict[int, bytes]:
-        replica = self.replica
-        info = replica.file_info(file_id)
+        state = self.state
+        info = state.file_info(file_id)
         length = run[-1][1] + run[-1][2] - start  # frames in offset order; gaps are skipped
-        decode = replica.impl.decode_page_frame
+        decode = state.impl.decode_page_frame
         page_size = view.page_size
-        attempts = replica.config.fetch_retries + 1
+        attempts = state.config.fetch_retries + 1
         last_error: Exception | None = None
         for attempt in range(attempts):
             if attempt:
                 time.sleep(min(1.0, 0.05 * (2 ** (attempt - 1))))
             try:
-                whole = replica.verifier.pages_for(file_id)  # small files: whole + CRC
+                whole = self.verifier.pages_for(file_id)  # small files: whole + CRC
                 if whole is not None:
                     pages = self._from_whole(view, file_id, run, whole)
                     break
@@ -257,9 +268,9 @@ class Reader:
             if entry is not None and entry[0] == file_id:
                 put(cache_key(file_id, pgno), page)
                 frames.append((pgno, entry[1], entry[2]))
-        disk = self.replica.disk
+        disk = self.disk
         if disk is not None and frames:  # the persistent cache gets them too
-            disk.put_frames(self.replica.file_info(file_id), frames, whole)
+            disk.put_frames(self.state.file_info(file_id), frames, whole)
         try:
             return {pgno: whole[pgno] for pgno, _, _ in run}
         except KeyError as exc:

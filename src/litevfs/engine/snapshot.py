@@ -13,14 +13,14 @@ import threading
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from .replica import Replica, View
+    from .state import ReplicaState, View
 
 _UNSET = object()
 
 
 class Snapshot:
-    def __init__(self, replica: Replica) -> None:
-        self.replica = replica
+    def __init__(self, state: ReplicaState) -> None:
+        self.state = state
         self._pinned: View | None = None
         self._travel: View | None = None  # the time-travel view, while active
         self._staged: object = _UNSET  # a travel change requested inside a transaction
@@ -29,7 +29,7 @@ class Snapshot:
     @property
     def view(self) -> View:
         """What a read sees now: the pinned view inside a transaction, else the newest."""
-        return self._pinned or self._travel or self.replica.current
+        return self._pinned or self._travel or self.state.current
 
     @property
     def in_transaction(self) -> bool:
@@ -41,7 +41,7 @@ class Snapshot:
 
     def begin(self) -> View:
         with self._lock:
-            self._pinned = self._travel or self.replica.current
+            self._pinned = self._travel or self.state.current
             return self._pinned
 
     def end(self) -> None:

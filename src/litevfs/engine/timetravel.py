@@ -15,7 +15,8 @@ from ..errors import LiteVFSError, TxNotAvailableError
 from .plan import calc_restore_plan
 
 if TYPE_CHECKING:
-    from .replica import Replica, View
+    from .state import View
+    from .views import ViewBuilder
 
 INVALID_TIME = "invalid timestamp (expected RFC3339 or relative time like '5 minutes ago')"
 
@@ -76,12 +77,12 @@ def format_ms(timestamp_ms: int) -> str:
     return format_time(datetime.fromtimestamp(timestamp_ms / 1000, timezone.utc))
 
 
-def view_at(replica: Replica, text: str) -> View:
+def view_at(views: ViewBuilder, text: str) -> View:
     """The view of the last state committed strictly before the time ``text``."""
     moment = parse_time(text)
-    levels = replica.list_levels()
+    levels = views.list_levels()
     try:
         plan = calc_restore_plan(levels, timestamp=moment.timestamp())
     except TxNotAvailableError:
         raise TimeTravelError(f"no backup files available before {format_time(moment)}") from None
-    return replica.build_view(plan, target_time=format_time(moment))
+    return views.build_view(plan, target_time=format_time(moment))

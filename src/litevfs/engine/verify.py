@@ -35,7 +35,8 @@ from ..ltx.format import CHECKSUM_FLAG, HEADER_SIZE, PAGE_FLAG_SIZE, PAGE_HEADER
 
 if TYPE_CHECKING:
     from ..ltx.format import FileInfo
-    from .replica import Replica
+    from .diskstore import ReplicaDiskCache
+    from .state import ReplicaState
 
 log = logging.getLogger("litevfs.verify")
 
@@ -121,13 +122,14 @@ def default_bandwidth(impl: Any) -> int:
 class Verifier:
     """One per replica: which files are verified, failed, or being verified."""
 
-    def __init__(self, replica: Replica) -> None:
-        cfg = replica.config
-        self.replica = replica
+    def __init__(self, state: ReplicaState, disk: ReplicaDiskCache | None = None) -> None:
+        cfg = state.config
+        self.state = state
+        self.disk = disk
         self.max_size: int = cfg.verify_max_size
         self.strict = cfg.verify == "strict"
         self.bandwidth: int = (cfg.verify_bandwidth if cfg.verify_bandwidth is not None
-                               else default_bandwidth(replica.impl))
+                               else default_bandwidth(state.impl))
         # With hydration the whole database is downloaded anyway: a second, streamed read
         # of every large file would double the traffic (strict mode still verifies first).
         self.background = not cfg.hydration
@@ -155,7 +157,7 @@ class Verifier:
     def check(self, file_id: int) -> None:
         reason = self.failed.get(file_id)
         if reason is not None:
-            info = self.replica.file_info(file_id)
+            info = self.state.file_info(file_id)
             raise CorruptFileError(f"{info.name} (level {info.level}) failed verification "
                                    f"earlier: {reason}; its pages are not served")
 
@@ -170,13 +172,13 @@ class Verifier:
             if file_id in self.failed:
                 return
             self.failed[file_id] = reason
-        info = self.replica.file_info(file_id)
+        info = self.state.file_info(file_id)
         log.error("%s: LTX file %s (level %d) failed verification: %s; every read of its "
-                  "pages now fails", self.replica.storage.url, info.name, info.level, reason)
+                  "pages now fails", self.state.storage.url, info.name, info.level, reason)
 
     def verified_first(self, file_id: int) -> bool:
         """True when the policy verifies this file before serving any of its pages."""
-        return self.strict or self.replica.file_info(file_id).size <= self.max_size
+        return self.strict or self.state.file_info(file_id).size <= self.max_size
 
     # -- the read path ---------------------------------------------------------------
     def pages_for(self, file_id: int) -> dict[int, bytes] | None:
@@ -209,10 +211,10 @@ class Verifier:
     def whole_file_pages(self, info: FileInfo) -> dict[int, bytes]:
         """Read ``info`` whole and verify it (raises on any problem; the normal read
         path, not this hint, decides whether the object is condemned)."""
-        data = self.replica.storage.read_range(info, 0, info.size)
+        data = self.state.storage.read_range(info, 0, info.size)
         if len(data) != info.size:
             raise StorageError(f"short read of {info.name}: {len(data)} bytes")
-        pages = dict(decode_file(data, verify=True, impl=self.replica.impl).pages)
+        pages = dict(decode_file(data, verify=True, impl=self.state.impl).pages)
         with self._lock:
             self._verified_objects.add(_object_key(info))
         return pages
@@ -223,7 +225,7 @@ class Verifier:
         if file_id in self._verified:
             return
         if _object_key(info) in self._verified_objects and \
-                _object_key(self.replica.file_info(file_id)) == _object_key(info):
+                _object_key(self.state.file_info(file_id)) == _object_key(info):
             self.mark_verified(file_id)
         elif not self.verified_first(file_id):
             self.schedule(file_id)
@@ -246,8 +248,8 @@ class Verifier:
                 self._inflight.pop(file_id, None)
 
     def _verify_now(self, file_id: int) -> dict[int, bytes] | None:
-        info = self.replica.file_info(file_id)
-        storage, impl = self.replica.storage, self.replica.impl
+        info = self.state.file_info(file_id)
+        storage, impl = self.state.storage, self.state.impl
         last: Exception | None = None
         for _attempt in range(2):  # a second look before condemning the object
             try:
@@ -305,12 +307,12 @@ class Verifier:
     def _remember(self, info: FileInfo) -> None:
         """Record in the persistent cache that ``info`` passed, so the next process on
         this machine does not stream a large object again just to check it."""
-        disk = self.replica.disk
+        disk = self.disk
         if disk is not None and info.size > self.max_size:
             disk.put_meta(_verified_mark(info), b"1")
 
     def _remembered(self, info: FileInfo) -> bool:
-        disk = self.replica.disk
+        disk = self.disk
         return disk is not None and disk.get_meta(_verified_mark(info)) == b"1"
 
     def _run(self) -> None:
@@ -326,14 +328,14 @@ class Verifier:
                 continue
             if file_id in self._verified or file_id in self.failed:
                 continue
-            info = self.replica.file_info(file_id)
+            info = self.state.file_info(file_id)
             if self._remembered(info):
                 self.files_remembered += 1
                 self.mark_verified(file_id)
                 continue
             started, done = time.monotonic(), [0]
             try:
-                verify_streamed(self.replica.storage, info, self.replica.impl,
+                verify_streamed(self.state.storage, info, self.state.impl,
                                 chunk=self._chunk(),
                                 throttle=lambda n: self._throttle(n, started, done))
             except _Stopped:

@@ -122,6 +122,15 @@ class StorageClient(ABC):
     def close(self) -> None:  # noqa: B027 - optional hook
         """Release connections."""
 
+    def preconnect(self, n: int = 2) -> None:  # noqa: B027 - optional hook
+        """Open up to ``n`` connections in the background so the first requests skip
+        their handshakes (backends with connections override this)."""
+
+    def wait_sent(self, timeout: float) -> None:  # noqa: B027 - optional hook
+        """Wait (at most ``timeout``) until a request started on another thread is on the
+        wire: a caller about to do CPU-bound work (imports) calls this first, so the
+        request thread does not wait for the GIL before sending. No-op by default."""
+
     def delete_object(self, name: str) -> None:
         """Remove a side object; a missing one is fine. Optional (not every backend)."""
         raise NotImplementedError(f"{type(self).__name__} cannot delete side objects")

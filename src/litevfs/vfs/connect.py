@@ -11,7 +11,7 @@ import apsw
 
 from .. import _impl
 from ..config import Config
-from ..engine.replica import open_replica, release_replica
+from ..session import open_replica, release_replica
 from .pragmas import register_functions
 from .registry import _vfs_by_name as _registered_names
 from .registry import OPEN_TOKEN, LiteVFS
@@ -80,10 +80,8 @@ def connect(url: str | None = None, *, impl: ModuleType | None = None, _early: A
         raise
     replica = open_replica(config, impl, storage, listing, ahead)
     if config.write and replica.writer is None:  # the replica was opened read-only first
-        from ..write.writer import attach_writer
-
         try:
-            attach_writer(replica)
+            replica.attach_writer()
         except BaseException:
             release_replica(replica)
             raise
@@ -125,7 +123,6 @@ def stats(con: apsw.Connection) -> dict[str, Any]:
     process to it): LIST/GET/PUT counts, bytes, memory/disk cache hits and misses,
     remote time, estimated request cost in USD; the same JSON as
     ``PRAGMA litevfs_stats``."""
-    from ..engine.metrics import metrics_of
     from .registry import file_of
 
-    return metrics_of(file_of(con).replica).snapshot()
+    return file_of(con).replica.metrics.snapshot()

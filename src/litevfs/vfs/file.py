@@ -22,7 +22,8 @@ from ..engine.reader import FileMissingError, PageFetchError, ScanTracker
 from ..engine.snapshot import Snapshot
 
 if TYPE_CHECKING:
-    from ..engine.replica import Replica, View
+    from ..engine.state import View
+    from ..session import Replica
 
 log = logging.getLogger("litevfs.vfs")
 
@@ -62,7 +63,7 @@ class LiteFile:
     def __init__(self, replica: Replica, filename: str, on_close=None) -> None:
         self.replica = replica
         self.reader = replica.reader
-        self.snapshot = Snapshot(replica)
+        self.snapshot = Snapshot(replica.state)
         self.filename = filename
         self.lock_level = apsw.SQLITE_LOCK_NONE
         self._on_close = on_close

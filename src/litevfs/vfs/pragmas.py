@@ -44,7 +44,7 @@ def _set_time(file: LiteFile, value: str) -> None:
     if is_latest(value):
         file.snapshot.set_travel(None)
     else:
-        file.snapshot.set_travel(view_at(file.replica, value))
+        file.snapshot.set_travel(view_at(file.replica.views, value))
 
 
 def _progress(hydrator: object) -> str:
@@ -66,9 +66,7 @@ def handle_pragma(file: LiteFile, pragma: apsw.VFSFcntlPragma) -> bool:
             raise apsw.SQLError(_read_only(name))
         import json
 
-        from ..engine.metrics import metrics_of
-
-        pragma.result = json.dumps(metrics_of(file.replica).snapshot())
+        pragma.result = json.dumps(file.replica.metrics.snapshot())
         return True
     if not name.startswith("litestream_"):
         return False

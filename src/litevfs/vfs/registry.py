@@ -20,7 +20,7 @@ import apsw
 
 from .. import _impl
 from ..config import Config
-from ..engine.replica import Replica, open_replica, release_replica
+from ..session import Replica, open_replica, release_replica
 from .file import LiteFile
 
 OPEN_TOKEN = "litevfs_open"  # URI parameter naming a replica prepared by connect()
@@ -69,9 +69,7 @@ class LiteVFS(apsw.VFS):
                 logging.getLogger("litevfs").setLevel(config.log_level)
             replica = open_replica(config, self.impl)
             if config.write and replica.writer is None:  # opened read-only first
-                from ..write.writer import attach_writer
-
-                attach_writer(replica)
+                replica.attach_writer()
         flags[1] = inflags
         with self._lock:
             self._main_names[filename] = self._main_names.get(filename, 0) + 1

@@ -25,7 +25,8 @@ from .file import LiteFile
 from ..write.writer import EXCLUSIVE, RESERVED, SHARED, LockBusy, WriteDisabledError
 
 if TYPE_CHECKING:
-    from ..engine.replica import Replica, View
+    from ..engine.state import View
+    from ..session import Replica
     from ..write.writer import Local
 
 log = logging.getLogger("litevfs.vfs")

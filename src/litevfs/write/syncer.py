@@ -36,7 +36,7 @@ from ..ltx.decoder import locate_index
 from ..ltx.encoder import encode_file
 from ..ltx.format import ENCODING_FRAME, HEADER_SIZE, FileInfo, Header
 from ..storage.fetch import FileIndex
-from ..engine.replica import cache_key
+from .._impl import cache_key
 from .buffer import SyncMark
 from .writer import Local
 
@@ -72,7 +72,7 @@ def _cut(writer: Writer) -> tuple[Local, int, int] | None:
 
 def remote_levels(writer: Writer) -> dict[int, list[FileInfo]]:
     """Every level's files (S3 lists every level in one request)."""
-    return writer.replica.storage.list_all()
+    return writer.state.storage.list_all()
 
 
 def max_txid(levels: dict[int, list[FileInfo]]) -> int:
@@ -94,7 +94,7 @@ def encode_frozen(writer: Writer, local: Local, txid: int) -> bytes:
         pages = sorted(pages + [(p, zero) for p in missing])
     return encode_file(pages, page_size=writer.page_size, commit=commit, min_txid=txid,
                        max_txid=txid, timestamp_ms=int(time.time() * 1000),
-                       encoding=ENCODING_FRAME, impl=writer.replica.impl)
+                       encoding=ENCODING_FRAME, impl=writer.state.impl)
 
 
 def local_file_index(info: FileInfo, data: bytes, impl) -> FileIndex:
@@ -108,7 +108,7 @@ def _upload(writer: Writer, txid: int, data: bytes, checksum: int
             ) -> tuple[FileInfo, SyncMark | None]:
     """Conditional create with retries. Returns (info, the mark of the earlier attempt
     that is already there, or None when this attempt created it)."""
-    storage = writer.replica.storage
+    storage = writer.state.storage
     delay = 0.1
     for attempt in range(UPLOAD_ATTEMPTS):
         try:
@@ -170,7 +170,7 @@ def sync_once(writer: Writer) -> int:
         info, earlier = _upload(writer, txid, data, checksum)
         landed = checksum if earlier is None else earlier.checksum
         try:
-            commit_head(writer.replica.storage, writer.head_state, txid, landed, levels)
+            commit_head(writer.state.storage, writer.head_state, txid, landed, levels)
         except ConflictError as exc:
             _remove_stray(writer, info, landed)
             raise writer.set_conflict(str(exc)) from None
@@ -178,7 +178,7 @@ def sync_once(writer: Writer) -> int:
             _install(writer, info, data, local)
         else:  # an earlier attempt landed (it covered less): re-read it like a poll
             covered = earlier.covered
-            writer.replica.replan()
+            writer.views.replan()
         with writer.lock:
             writer.base_txid = txid
             writer.buffer.reset(covered, txid)
@@ -199,7 +199,7 @@ def _remove_stray(writer: Writer, info: FileInfo, checksum: int) -> None:
         return
     if head.run_of(info.max_txid) is None:
         return  # not recorded as anyone's: leave it (a foreign writer may build on it)
-    storage = writer.replica.storage
+    storage = writer.state.storage
     try:
         if file_checksum(storage.read_tail(info, 16)) == checksum:
             storage.delete_ltx([info])
@@ -211,22 +211,22 @@ def _remove_stray(writer: Writer, info: FileInfo, checksum: int) -> None:
 
 def _install(writer: Writer, info: FileInfo, data: bytes, local: Local) -> None:
     """Publish the view with our new file and seed the cache with its pages."""
-    replica = writer.replica
-    current = replica.current
-    fi = local_file_index(info, data, replica.impl)
-    hydrator = replica.hydrator
+    state = writer.state
+    current = state.current
+    fi = local_file_index(info, data, state.impl)
+    hydrator = writer.hydrator
     if hydrator is not None and local.frozen is not None:
         # Before publishing: the hydrator then finds our pages local, never downloads them.
         frozen = local.frozen
-        hydrator.offer_pages(replica.file_id(info), info.max_txid,
+        hydrator.offer_pages(state.file_id(info), info.max_txid,
                              [(p, frozen[p]) for p in sorted(fi.pgnos) if p in frozen])
     if current.txid == info.max_txid - 1:
-        view = replica.extend_view(current, [fi])
-        replica.publish(view)
+        view = writer.views.extend_view(current, [fi])
+        state.publish(view)
     elif current.txid < info.max_txid:
-        replica.replan()
-    fid = replica.file_id(info)
-    put = replica.cache.put
+        writer.views.replan()
+    fid = state.file_id(info)
+    put = state.cache.put
     assert local.frozen is not None
     for pgno in fi.pgnos:
         page = local.frozen.get(pgno)
@@ -250,13 +250,13 @@ def recover(writer: Writer) -> None:
     recognised by the head object's history (which outlives retention of the L0 key),
     else by the L0 file's checksum; one whose commit point never happened is completed."""
     buf = writer.buffer
-    remote = writer.replica.current.txid
+    remote = writer.state.current.txid
     if buf.empty:
         if buf.base_txid != remote:
             buf.clear(remote)
         writer.base_txid = remote
         if remote:
-            writer.page_size = writer.replica.current.page_size
+            writer.page_size = writer.state.current.page_size
         return
     base = buf.base_txid
     if remote > base:
@@ -285,7 +285,7 @@ def _landed_mark(writer: Writer, txid: int) -> SyncMark | None:
         for m in marks:
             if head.committed(txid, m.checksum):
                 return m
-    storage = writer.replica.storage
+    storage = writer.state.storage
     info = next((f for f in storage.list_level(0)
                  if (f.min_txid, f.max_txid) == (txid, txid)), None)
     if info is None:
@@ -320,6 +320,10 @@ class Syncer(Worker):
 
     def stop(self) -> None:
         self._stop_thread(timeout=60)
+
+    def sync(self, timeout: float | None = None) -> int:
+        """:func:`sync_now` for this writer (``Writer.sync``, ``PRAGMA litevfs_sync``)."""
+        return sync_now(self.writer, timeout)
 
     def _run(self) -> None:
         while not self._stop.is_set():

@@ -25,7 +25,7 @@ import secrets
 import tempfile
 import threading
 from dataclasses import dataclass, field, replace
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from ..errors import ConflictError, LiteVFSError, TxNotAvailableError
 from .fence import HeadState
@@ -33,7 +33,11 @@ from ..ltx.format import lock_pgno
 from .buffer import WriteBuffer
 
 if TYPE_CHECKING:
-    from ..engine.replica import Replica
+    from ..engine.hydrate.hydrator import Hydrator
+    from ..engine.state import ReplicaState
+    from ..engine.views import ViewBuilder
+    from .compactor import Compactor
+    from .syncer import Syncer
 
 log = logging.getLogger("litevfs.writer")
 
@@ -131,17 +135,20 @@ def default_buffer_path(replica_url: str) -> str:
 class Writer:
     """Write state of one replica: buffer, local layers, position, conflict, locks."""
 
-    def __init__(self, replica: Replica, *, buffer_path: str | None = None) -> None:
-        config = replica.config
-        self.replica = replica
+    def __init__(self, state: ReplicaState, views: ViewBuilder, *,
+                 buffer_path: str | None = None) -> None:
+        config = state.config
+        self.state = state
+        self.views = views
         self.config = config
+        self.hydrator: Hydrator | None = None  # set by the session when hydration is on
         self.lock = threading.RLock()  # commits vs sync cut/reset
         self.sync_lock = threading.Lock()  # one upload at a time
         self.locks = LockTable()
         self.enabled = True
         self.conflict: ConflictError | None = None
         self.last_error: BaseException | None = None
-        view = replica.current
+        view = state.current
         page_size = view.page_size if view.txid else DEFAULT_PAGE_SIZE
         self.buffer_path = buffer_path or config.buffer_path or default_buffer_path(
             config.replica_url)
@@ -154,8 +161,8 @@ class Writer:
         self.local = self._local_from_buffer(0)
         # The commit point (fence.py): what this writer last saw of the head object.
         self.head_state = HeadState(secrets.token_hex(8))
-        self.syncer: Any = None
-        self.compactor: Any = None
+        self.syncer: Syncer | None = None  # set by attach_writer (attach.py)
+        self.compactor: Compactor | None = None
         if self.recovered.transactions:
             log.warning("%s: recovered %d unsynced transactions from %s (base TXID %016x)",
                         config.replica_url, self.recovered.transactions, self.buffer_path,
@@ -188,7 +195,7 @@ class Writer:
             self.buffer.append(pages, commit)
             local = self.local
             dirty, frozen = local.dirty, local.frozen
-            size = self.size_pages(local, self.replica.current.commit)
+            size = self.size_pages(local, self.state.current.commit)
             if commit < size:  # a shrink: pages past the end are gone
                 for p in [p for p in dirty if p > commit]:
                     del dirty[p]
@@ -217,14 +224,14 @@ class Writer:
         with self.sync_lock, self.lock:
             n = self.buffer.transactions
             try:
-                txid = self.replica.replan().txid
+                txid = self.views.replan().txid
             except TxNotAvailableError:  # still an empty replica
                 txid = 0
             self.buffer.clear(txid)
             self.base_txid = txid
-            self.head_state.load(self.replica.storage)  # rebase the commit point too
-            if txid and self.replica.current.page_size != self.page_size:
-                self.page_size = self.replica.current.page_size
+            self.head_state.load(self.state.storage)  # rebase the commit point too
+            if txid and self.state.current.page_size != self.page_size:
+                self.page_size = self.state.current.page_size
             self.local = Local(gen=self.local.gen + 1)
             self.conflict = None
             return n
@@ -232,9 +239,8 @@ class Writer:
     # -- sync entry points -----------------------------------------------------------------
     def sync(self, timeout: float | None = None) -> int:
         """Upload everything committed so far; returns the TXID that holds it."""
-        from .syncer import sync_now
-
-        return sync_now(self, timeout)
+        assert self.syncer is not None, "attach_writer wires the syncer"
+        return self.syncer.sync(timeout)
 
     def close(self) -> None:
         """Final sync, then stop; raises (buffer kept) if unsynced writes remain."""
@@ -254,35 +260,3 @@ class Writer:
             self.buffer.close(remove=clean)
         if error is not None:
             raise error
-
-
-_attach_lock = threading.Lock()
-
-
-def attach_writer(replica: Replica, buffer_path: str | None = None) -> Writer:
-    """Give ``replica`` its write state (once): open/recover the buffer, start the
-    syncer and compactor threads."""
-    from .compactor import CompactionPolicy, Compactor
-    from .syncer import Syncer, recover
-
-    with _attach_lock:
-        if replica.writer is not None:
-            return replica.writer
-        writer = Writer(replica, buffer_path=buffer_path)
-        try:
-            writer.head_state.load(replica.storage)
-            recover(writer)
-        except BaseException:
-            writer.buffer.close()
-            raise
-        config = replica.config
-        writer.syncer = Syncer(writer, config.sync_interval)
-        writer.compactor = Compactor(
-            replica.storage,
-            CompactionPolicy(config.compaction_levels, config.snapshot_interval,
-                             config.l0_retention, config.snapshot_retention),
-            replica.impl, config.replica_url)
-        replica.writer = writer
-        writer.syncer.start()
-        writer.compactor.start()
-        return writer

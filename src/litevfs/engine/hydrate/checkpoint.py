@@ -17,7 +17,7 @@ from .sidecar import Sidecar, SidecarError, make_bitmap, read_sidecar, remove_si
     sidecar_path, write_sidecar
 
 if TYPE_CHECKING:
-    from ..replica import View
+    from ..state import View
 
 log = logging.getLogger("litevfs.hydrator")
 
@@ -29,7 +29,7 @@ class HydrationDiskError(LiteVFSError):
 class HydrationPersistence:
     """Sidecar checkpoint and resume; the state lives in ``Hydrator``."""
 
-    replica: Any
+    shared: Any
     storage: Any
     persistent: bool
     path: str | None
@@ -53,9 +53,9 @@ class HydrationPersistence:
         if txid in self._checksums:
             return self._checksums[txid]
         infos = []
-        view = self.replica.current
+        view = self.shared.current
         for fid in view.index.file_ids():
-            info = self.replica.file_info(fid)
+            info = self.shared.file_info(fid)
             if info.max_txid == txid:
                 infos.append(info)
         if not infos:
@@ -144,7 +144,7 @@ class HydrationPersistence:
                 raise HydrationDiskError(f"cannot reset {self.path}: {exc}") from exc
             return
         self.page_size = sc.page_size
-        lookup, info_of = view.index.lookup, self.replica.file_info
+        lookup, info_of = view.index.lookup, self.shared.file_info
         limit = min(view.commit, size // sc.page_size)
         adopted = 0
         with self._lock:

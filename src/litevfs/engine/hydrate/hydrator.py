@@ -44,7 +44,9 @@ from ...errors import LTXFormatError, NotFoundError, StorageError
 from .checkpoint import HydrationDiskError, HydrationPersistence
 
 if TYPE_CHECKING:
-    from ..replica import Replica, View
+    from ..state import ReplicaState, View
+    from ..verify import Verifier
+    from ..views import ViewBuilder
 
 log = logging.getLogger("litevfs.hydrator")
 
@@ -102,12 +104,15 @@ def _spans(pages: list[tuple[int, bytes]]) -> list[tuple[int, list[bytes]]]:
 class Hydrator(HydrationPersistence, Worker):
     """Owns one replica's local copy. States: pending, hydrating, complete, failed, closed."""
 
-    def __init__(self, replica: Replica, path: str | None = None, *, concurrency: int = 16,
+    def __init__(self, state: ReplicaState, views: ViewBuilder, verifier: Verifier,
+                 path: str | None = None, *, concurrency: int = 16,
                  run_bytes: int = RUN_BYTES, max_gap: int = MAX_GAP,
                  checkpoint_interval: float = CHECKPOINT_INTERVAL) -> None:
         Worker.__init__(self)
-        self.replica = replica
-        self.storage = replica.storage
+        self.shared = state  # the replica's (``self.state`` is the hydration state)
+        self.views = views
+        self.verifier = verifier
+        self.storage = state.storage
         self.persistent = path is not None
         self.path: str | None = os.path.abspath(path) if path else None
         self.concurrency = max(1, concurrency)
@@ -239,9 +244,9 @@ class Hydrator(HydrationPersistence, Worker):
         try:
             if self.state == "pending":
                 self._open_file()
-                self._resume(self.replica.current)
+                self._resume(self.shared.current)
                 self.state = "hydrating"
-            view = self.replica.current
+            view = self.shared.current
             if view is not self._target:
                 self._retarget(view)
             if not self._queue:
@@ -278,7 +283,7 @@ class Hydrator(HydrationPersistence, Worker):
             except NotFoundError as exc:  # compaction deleted a file the view used
                 log.info("hydration of %s: %s; re-planning", self.storage.url, exc)
                 try:
-                    self.replica.replan()
+                    self.views.replan()
                 except Exception as exc2:  # noqa: BLE001 - retried below
                     log.warning("hydration of %s: re-plan failed: %s", self.storage.url, exc2)
                     self._stop.wait(backoff)
@@ -350,7 +355,7 @@ class Hydrator(HydrationPersistence, Worker):
                 if t:
                     m = max_of.get(fid)
                     if m is None:
-                        m = max_of[fid] = self.replica.file_info(fid).max_txid
+                        m = max_of[fid] = self.shared.file_info(fid).max_txid
                     if m <= t <= v:  # unchanged since t: same bytes, new label
                         have[p] = fid + 1
                         txids[p] = v
@@ -390,7 +395,7 @@ class Hydrator(HydrationPersistence, Worker):
             if reached < hi:
                 return frames  # the L0 history is gone (retention): download
             changed: set[int] = set()
-            for fi in self.replica.fetch_indexes(chain):
+            for fi in self.views.fetch_indexes(chain):
                 changed.update(fi.pgnos)
         except (StorageError, LTXFormatError) as exc:
             log.debug("cannot tell which straddled pages changed (%s): downloading", exc)
@@ -418,12 +423,12 @@ class Hydrator(HydrationPersistence, Worker):
                          self.completed_at - self.started_at)
             if not self._cache_purged:  # every read is local now: free the memory
                 self._cache_purged = True
-                self.replica.cache.clear()
+                self.shared.cache.clear()
         if self.persistent and view is not None and self._checkpointed != (view.txid, self._total):
             self.checkpoint()
 
     def _read_range(self, info: Any, start: int, length: int) -> bytes:
-        attempts = self.replica.config.fetch_retries + 1
+        attempts = self.shared.config.fetch_retries + 1
         for attempt in range(attempts):
             try:
                 data = self.storage.read_range(info, start, length)
@@ -440,12 +445,12 @@ class Hydrator(HydrationPersistence, Worker):
         raise AssertionError("unreachable")
 
     def _fetch(self, run: Run) -> bytes:
-        self.replica.verifier.require(run.file_id)  # CRC policy before a local copy (verify.py)
-        return self._read_range(self.replica.file_info(run.file_id), run.start, run.length)
+        self.verifier.require(run.file_id)  # CRC policy before a local copy (verify.py)
+        return self._read_range(self.shared.file_info(run.file_id), run.start, run.length)
 
     def _store_run(self, run: Run, data: bytes, txid: int) -> None:
-        info = self.replica.file_info(run.file_id)
-        decode, ps = self.replica.impl.decode_page_frame, self.page_size
+        info = self.shared.file_info(run.file_id)
+        decode, ps = self.shared.impl.decode_page_frame, self.page_size
         pages = []
         for pgno, offset, size in run.frames:
             got, _flags, page, frame_len = decode(data, ps, offset - run.start, size)
@@ -537,10 +542,11 @@ class Hydrator(HydrationPersistence, Worker):
         }
 
 
-def start_hydrator(replica: Replica) -> Hydrator:
-    """The hydrator a replica's configuration asks for, started."""
-    config = replica.config
-    return Hydrator(replica, config.hydration_path, concurrency=config.hydration_concurrency,
+def start_hydrator(state: ReplicaState, views: ViewBuilder, verifier: Verifier) -> Hydrator:
+    """The hydrator the replica's configuration asks for, started."""
+    config = state.config
+    return Hydrator(state, views, verifier, config.hydration_path,
+                    concurrency=config.hydration_concurrency,
                     run_bytes=RUN_BYTES).start()  # read at call time: tests shrink it
 
 

@@ -1,0 +1,245 @@
+"""The composition root: the one place that builds a replica's collaborators, wires
+them, opens and closes them, and shares them between the connections of a process.
+
+A :class:`Replica` is what ``session`` builds for one replica URL (and core
+implementation): the shared state, the view builder, the verifier, the reader, the
+optional persistent cache, boot set, hydrator and writer, the poller and the
+metrics. Every collaborator gets the narrow things it uses from here; none of them
+knows this class. The VFS layer (``vfs/``) holds a Replica per open file.
+
+Order of an open (each step overlaps the LIST already on the wire): storage (metered)
+-> state -> disk cache -> verifier -> views -> reader -> boot set replay -> first view
+-> write state (write mode) -> poller -> hydrator. Close runs it backwards; the
+writer's final sync comes first and its error is raised after everything is closed.
+"""
+
+from __future__ import annotations
+
+import threading
+from types import ModuleType
+from typing import TYPE_CHECKING
+
+from . import _impl
+from ._pending import Pending
+from .config import Config
+from .ltx.format import FileInfo
+from .engine.bootset import BootSet, start_boot
+from .engine.diskcache import open_disk_cache
+from .engine.freshness import Freshness
+from .engine.metrics import Metrics
+from .engine.openahead import OpenAhead
+from .engine.poller import Poller
+from .engine.reader import Reader
+from .engine.state import ReplicaState, View
+from .engine.verify import Verifier
+from .engine.views import ViewBuilder
+from .storage import open_storage, start_listing
+from .storage.base import StorageClient
+from .storage.metered import MeteredStorage
+
+if TYPE_CHECKING:
+    from .engine.diskstore import ReplicaDiskCache
+    from .engine.hydrate.hydrator import Hydrator
+    from .write.writer import Writer
+
+
+class Replica:
+    """One replica opened in this process, shared by every connection to it."""
+
+    def __init__(self, config: Config, storage: StorageClient, impl: ModuleType = _impl,
+                 ahead: OpenAhead | None = None) -> None:
+        self.metrics = Metrics()
+        self.storage: StorageClient = MeteredStorage(storage, self.metrics.timer)
+        self.state = ReplicaState(config, self.storage, impl)
+        self.disk: ReplicaDiskCache | None = open_disk_cache(config, storage.url)
+        self.verifier = Verifier(self.state, self.disk)
+        self.views = ViewBuilder(self.state, self.verifier, self.disk, ahead)
+        self.reader = Reader(self.state, self.verifier, self.disk)
+        self.boot: BootSet | None = None
+        self.freshness: Freshness | None = None
+        self.poller: Poller | None = None
+        self._hydrator: Hydrator | None = None
+        self.writer: Writer | None = None
+        self.refcount = 0
+        self._attach_lock = threading.Lock()
+        self.metrics.attach(self.state, views=self.views, verifier=self.verifier,
+                            disk=self.disk, hedger=self.reader.hedger)
+
+    # -- what the VFS layer reads ------------------------------------------------------
+    @property
+    def config(self) -> Config:
+        return self.state.config
+
+    @property
+    def impl(self) -> ModuleType:
+        return self.state.impl
+
+    @property
+    def current(self) -> View:
+        return self.state.current
+
+    @property
+    def last_poll_ok(self) -> float | None:
+        return self.state.last_poll_ok
+
+    @property
+    def cache(self) -> object:
+        return self.state.cache
+
+    def file_id(self, info: FileInfo) -> int:
+        return self.state.file_id(info)
+
+    @property
+    def hydrator(self) -> Hydrator | None:
+        return self._hydrator
+
+    @hydrator.setter
+    def hydrator(self, hydrator: Hydrator | None) -> None:
+        """The local copy; the reader serves from it and the writer feeds it."""
+        self._hydrator = hydrator
+        self.reader.hydrator = hydrator
+        if self.writer is not None:
+            self.writer.hydrator = hydrator
+
+    def replan(self) -> View:
+        return self.views.replan()
+
+    def view_at_txid(self, txid: int) -> View:
+        return self.views.view_at_txid(txid)
+
+    # -- lifecycle ---------------------------------------------------------------------
+    def open(self, listing: Pending | None = None) -> None:
+        """Build and publish the first view (see ``ViewBuilder.open_first``), replaying
+        the boot set meanwhile."""
+        config = self.config
+        self.boot = start_boot(self.state, self.disk, self.verifier, config.boot_set)
+        self.reader.boot = self.boot
+        self.metrics.attach(boot=self.boot)
+        view = self.views.open_first(listing, wait=config.open_timeout,
+                                     poll=config.poll_interval, create_empty=config.write)
+        if view.txid:
+            self.metrics.opened()
+            if self.boot is not None:
+                self.boot.finish(view)  # waits for the boot loader
+            if self.disk is not None:
+                self.disk.drop_preloaded()
+
+    def attach_writer(self) -> Writer:
+        """Write mode (once): open/recover the buffer, start syncing and compacting."""
+        with self._attach_lock:
+            if self.writer is None:
+                from .write.attach import attach_writer  # opt-in: not on a read-only open
+
+                self.writer = attach_writer(self.state, self.views, self.hydrator)
+            return self.writer
+
+    def start_background(self) -> None:
+        """Polling, then hydration when configured."""
+        state, config = self.state, self.config
+        self.freshness = Freshness(state, self.views)
+        self.poller = Poller(self.freshness, config.poll_interval, state.storage.url)
+        self.metrics.attach(freshness=self.freshness)
+        self.poller.start()
+        if config.hydration:
+            from .engine.hydrate.hydrator import start_hydrator  # opt-in, as write mode
+
+            self.hydrator = start_hydrator(state, self.views, self.verifier)
+
+    def close(self) -> None:
+        try:  # the final upload needs storage; a failure still closes the rest, then raises
+            if self.writer is not None:
+                self.writer.close()
+        finally:
+            self._close_rest()
+
+    def _close_rest(self) -> None:
+        self.verifier.close()
+        if self.poller is not None:
+            self.poller.stop()
+        if self.hydrator is not None:  # before the storage client goes
+            self.hydrator.close()
+        if self.boot is not None:  # keep what this run's first queries needed
+            self.boot.save()
+        if self.disk is not None:
+            self.disk.flush(2.0)
+        self.state.close()
+        self.reader.hedger.close()
+        self.storage.close()
+
+
+# -- process registry ----------------------------------------------------------------
+_registry: dict[tuple[str, str], Replica] = {}
+_registry_lock = threading.Lock()
+_open_locks: dict[tuple[str, str], threading.Lock] = {}
+
+
+def is_open(replica_url: str) -> bool:
+    """Is a replica with this URL open in this process (any core)?"""
+    with _registry_lock:
+        return any(key[0] == replica_url for key in _registry)
+
+
+def open_replica(config: Config, impl: ModuleType = _impl,
+                 storage: StorageClient | None = None,
+                 listing: Pending | None = None,
+                 ahead: OpenAhead | None = None) -> Replica:
+    """The shared replica for ``config.replica_url`` (opened on first use); pair every
+    call with :func:`release_replica`. Options of the first opener win. ``listing``: a
+    LIST of ``storage`` this open already started (``litevfs.connect`` sends it before
+    importing the rest); both are closed unused when the replica is already open.
+    ``ahead``: the index reads that LIST's thread sends when it answers."""
+    key = (config.replica_url, impl.__name__)
+
+    def shared(replica: Replica) -> Replica:
+        replica.refcount += 1
+        if listing is not None and storage is not None:
+            storage.close()
+        return replica
+
+    with _registry_lock:
+        replica = _registry.get(key)
+        if replica is not None:
+            return shared(replica)
+        open_lock = _open_locks.setdefault(key, threading.Lock())
+    with open_lock:  # one open per URL at a time; others wait and share it
+        with _registry_lock:
+            replica = _registry.get(key)
+            if replica is not None:
+                return shared(replica)
+        if storage is None:
+            storage = open_storage(config.replica_url)
+            storage.preconnect(2)  # handshakes overlap the LIST
+        # The open's LIST goes out now and overlaps the replica's set-up (disk cache,
+        # verifier, ...): it is still issued after this open began, so it is as fresh.
+        if listing is None:
+            listing = start_listing(storage)
+        replica = Replica(config, storage, impl, ahead)
+        try:
+            replica.open(listing)
+            if config.write:
+                replica.attach_writer()
+        except BaseException:
+            replica.close()
+            raise
+        replica.start_background()
+        with _registry_lock:
+            replica.refcount = 1
+            _registry[key] = replica
+        return replica
+
+
+def release_replica(replica: Replica) -> None:
+    with _registry_lock:
+        replica.refcount -= 1
+        if replica.refcount > 0:
+            return
+        for key, value in list(_registry.items()):
+            if value is replica:
+                del _registry[key]
+    replica.close()
+
+
+def open_replicas() -> list[Replica]:
+    """Replicas currently open in this process (for tests and diagnostics)."""
+    with _registry_lock:
+        return list(_registry.values())
