@@ -1,8 +1,6 @@
-"""The thin thread around a background step (poll, sync, hydrate): start, wake, stop.
-
-Subclasses implement ``_run`` as a loop that waits on ``self._wake`` and returns once
-``self._stop`` is set; the step itself stays a plain method testable without threads.
-"""
+"""Background work: ``Worker`` (a thread around a testable step, for polling, syncing,
+hydration, compaction, verification and the disk cache's writes) and ``settle`` (hand an
+in-flight fetch's outcome to its waiters)."""
 
 from __future__ import annotations
 
@@ -30,27 +28,66 @@ def settle(pending: Future[T], fn: Callable[[], T]) -> T:
 
 
 class Worker:
-    def __init__(self) -> None:
+    """The one background pattern: a daemon thread around a plain, testable ``step()``.
+
+    ``step()`` does one unit of work and returns how long to wait before the next one
+    (0: at once; None: the loop ends). A step that raises goes to ``on_error()``, which
+    logs and returns the wait before retrying (backoff lives there). ``wake()`` ends a
+    wait early; ``stop()`` ends the loop and joins the thread (never from the loop's own
+    thread). Tests call ``step()`` directly, without threads.
+    """
+
+    first_wait = 0.0  # seconds before the first step
+    stop_timeout = 10.0  # longest stop() waits for a step in progress
+
+    def __init__(self, name: str = "") -> None:
+        self.thread_name = name
         self._stop = threading.Event()
         self._wake = threading.Event()
         self._thread: threading.Thread | None = None
 
-    def _run(self) -> None:  # pragma: no cover - always overridden
+    def step(self) -> float | None:  # pragma: no cover - always overridden
         raise NotImplementedError
 
-    def _start_thread(self, name: str) -> None:
-        if self._thread is None:
-            self._thread = threading.Thread(target=self._run, name=name, daemon=True)
+    def on_error(self, exc: Exception) -> float | None:
+        """A step raised ``exc``: the wait before the next attempt (default: one second)."""
+        return 1.0
+
+    @property
+    def stopped(self) -> bool:
+        return self._stop.is_set()
+
+    def start(self) -> None:
+        if self._thread is None and not self._stop.is_set():
+            self._thread = threading.Thread(target=self._run, name=self.thread_name,
+                                            daemon=True)
             self._thread.start()
 
     def wake(self) -> None:
-        """Run the step now instead of at the next interval."""
+        """Run the next step now instead of after the current wait."""
         self._wake.set()
 
-    def _stop_thread(self, timeout: float) -> None:
-        """Ask the loop to end and wait for it (never from the loop's own thread)."""
+    def stop(self) -> None:
+        """End the loop and wait (at most ``stop_timeout``) for the thread."""
         self._stop.set()
         self._wake.set()
         thread = self._thread
         if thread is not None and thread is not threading.current_thread():
-            thread.join(timeout=timeout)
+            thread.join(timeout=self.stop_timeout)
+
+    def _run(self) -> None:
+        wait: float | None = self.first_wait
+        while not self._stop.is_set():
+            if wait:
+                self._wake.wait(wait)
+                self._wake.clear()
+                if self._stop.is_set():
+                    return
+            try:
+                wait = self.step()
+            except Exception as exc:  # noqa: BLE001 - on_error decides (log, back off)
+                if self._stop.is_set():
+                    return
+                wait = self.on_error(exc)
+            if wait is None:
+                return

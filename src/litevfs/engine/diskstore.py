@@ -40,6 +40,7 @@ from typing import Any
 
 import xxhash
 
+from .._worker import Worker
 from ..ltx.format import HEADER_SIZE, FileInfo, Header
 
 log = logging.getLogger("litevfs.diskcache")
@@ -73,10 +74,13 @@ def object_ident(replica_id: str, info: FileInfo) -> str:
             f"|{info.size}|{int(info.created_at)}")
 
 
-class DiskStore:
-    """The cache directory of one process (shared with other processes)."""
+class DiskStore(Worker):
+    """The cache directory of one process (shared with other processes). Its worker
+    opens the file (off the open's critical path), checks it, then applies the queued
+    writes in batches."""
 
     def __init__(self, directory: str, max_bytes: int, compress: bool = False) -> None:
+        super().__init__("litevfs-diskcache")
         os.makedirs(directory, exist_ok=True)
         self.directory = directory
         self.path = os.path.join(directory, DB_NAME)
@@ -92,33 +96,44 @@ class DiskStore:
         self._gen = 0  # bumped when a damaged file is replaced: readers reconnect
         self._ready = threading.Event()  # set once the file is usable (or found not to be)
         self._setup_error: BaseException | None = None
-        # The file is opened (and created, WAL mode, schema) on the writer thread, so
-        # a cold open overlaps it with its LIST; readers wait for it (_reader).
-        self._writer = threading.Thread(target=self._run, name="litevfs-diskcache",
-                                        daemon=True)
-        self._writer.start()
+        self._con: sqlite3.Connection | None = None  # the worker's connection
+        self._since_check = 0
+        self._phase = "setup"  # then "write" (or "disabled" when the file is unusable)
+        # The file is opened (and created, WAL mode, schema) on the worker, so a cold
+        # open overlaps it with its LIST; readers wait for it (_reader).
+        self.start()
         atexit.register(self.flush, 2.0)
 
-    def _run(self) -> None:
-        try:
-            self._setup()
-        except BaseException as exc:  # noqa: BLE001 - the cache is off, never the replica
-            log.warning("persistent page cache in %s disabled: %s", self.directory, exc)
-            self._setup_error = exc
+    def step(self) -> float:
+        if self._phase == "setup":
+            try:
+                self._setup()
+            except BaseException as exc:  # noqa: BLE001 - the cache is off, never the replica
+                log.warning("persistent page cache in %s disabled: %s", self.directory, exc)
+                self._setup_error = exc
+                self._ready.set()
+                self._closed = True
+                self._phase = "disabled"
+                return 0.0
             self._ready.set()
-            self._closed = True
-            self._drain()
-            return
-        self._ready.set()
-        self._check()
-        self._write_loop()
-
-    def _drain(self) -> None:
-        """A disabled store: answer flushes, drop writes."""
-        while True:
-            item = self._queue.get()
-            if item[0] == "flush":
-                item[1].set()
+            self._check()
+            self._phase = "write"
+            return 0.0
+        try:
+            items = [self._queue.get(timeout=1.0)]
+        except queue.Empty:
+            return 0.0
+        if self._phase == "disabled":  # answer flushes, drop writes
+            if items[0][0] == "flush":
+                items[0][1].set()
+            return 0.0
+        while len(items) < 256:
+            try:
+                items.append(self._queue.get_nowait())
+            except queue.Empty:
+                break
+        self._write_batch(items)
+        return 0.0
 
     def _check(self) -> None:
         """Full structural check, after readers were let in (it reads the whole file:
@@ -334,34 +349,26 @@ class DiskStore:
         self.flush(2.0)
         self._closed = True
 
-    def _write_loop(self) -> None:
-        con: sqlite3.Connection | None = None
-        since_check = 0
-        while True:
-            items = [self._queue.get()]
-            while len(items) < 256:
-                try:
-                    items.append(self._queue.get_nowait())
-                except queue.Empty:
-                    break
-            flushes = [i[1] for i in items if i[0] == "flush"]
+    def _write_batch(self, items: list[Any]) -> None:
+        flushes = [i[1] for i in items if i[0] == "flush"]
+        con = self._con
+        try:
+            if con is None:
+                con = self._con = self._connect()
+            self._since_check += self._apply(con, [i for i in items if i[0] != "flush"])
+            if self._since_check >= 64 * 1024 * 1024 or (flushes and self._since_check):
+                self._since_check = 0
+                self._evict(con)
+        except sqlite3.Error as exc:
+            self.write_errors += 1
+            log.debug("page cache write failed: %s", exc)
             try:
-                if con is None:
-                    con = self._connect()
-                since_check += self._apply(con, [i for i in items if i[0] != "flush"])
-                if since_check >= 64 * 1024 * 1024 or (flushes and since_check):
-                    since_check = 0
-                    self._evict(con)
-            except sqlite3.Error as exc:
-                self.write_errors += 1
-                log.debug("page cache write failed: %s", exc)
-                try:
-                    if con is not None:
-                        con.execute("ROLLBACK")
-                except sqlite3.Error:
-                    pass
-            for event in flushes:
-                event.set()
+                if con is not None:
+                    con.execute("ROLLBACK")
+            except sqlite3.Error:
+                pass
+        for event in flushes:
+            event.set()
 
     def _oid(self, con: sqlite3.Connection, ident: str) -> int:
         oid = self._ids.get(ident)

@@ -59,27 +59,20 @@ class Poller(Worker):
     :func:`poll_once`) every ``freshness.interval`` seconds until stopped."""
 
     def __init__(self, freshness: Freshness, interval: float, name: str = "") -> None:
-        super().__init__()
+        super().__init__(f"litevfs-poll {name}")
         self.freshness = freshness
         self.interval = interval  # 0: no thread (tests poll by hand)
         self.name = name
-        self.paused = False
+        self.first_wait = freshness.interval
 
     def start(self) -> None:
         if self.interval > 0:
-            self._start_thread(f"litevfs-poll {self.name}")
+            super().start()
 
-    def stop(self) -> None:
-        self._stop_thread(timeout=10)
+    def step(self) -> float:
+        self.freshness.poll()
+        return self.freshness.interval
 
-    def _run(self) -> None:
-        fresh = self.freshness
-        while not self._stop.is_set():
-            self._wake.wait(fresh.interval)
-            self._wake.clear()
-            if self._stop.is_set():
-                return
-            try:
-                fresh.poll()
-            except Exception as exc:  # keep following: the next tick retries
-                log.warning("poll of %s failed: %s", self.name, exc)
+    def on_error(self, exc: Exception) -> float:  # keep following: the next tick retries
+        log.warning("poll of %s failed: %s", self.name, exc)
+        return self.freshness.interval

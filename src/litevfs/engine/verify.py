@@ -27,7 +27,7 @@ from collections import deque
 from concurrent.futures import Future
 from typing import TYPE_CHECKING, Any
 
-from .._worker import settle
+from .._worker import Worker, settle
 from ..errors import LiteVFSError, LTXFormatError, StorageError
 from ..ltx.decoder import decode_file
 from ..ltx.format import CHECKSUM_FLAG, HEADER_SIZE, PAGE_FLAG_SIZE, PAGE_HEADER_SIZE, \
@@ -119,10 +119,14 @@ def default_bandwidth(impl: Any) -> int:
     return PURE_BANDWIDTH if name == "python" else COMPILED_BANDWIDTH
 
 
-class Verifier:
-    """One per replica: which files are verified, failed, or being verified."""
+class Verifier(Worker):
+    """One per replica: which files are verified, failed, or being verified. Its worker
+    streams queued large files in the background (started on the first one)."""
+
+    stop_timeout = 5.0
 
     def __init__(self, state: ReplicaState, disk: ReplicaDiskCache | None = None) -> None:
+        super().__init__("litevfs-verify")
         cfg = state.config
         self.state = state
         self.disk = disk
@@ -140,9 +144,6 @@ class Verifier:
         self._queued: set[int] = set()
         self._queue: deque[int] = deque()
         self._lock = threading.Lock()
-        self._wake = threading.Event()
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
         self.files_verified = 0
         self.bytes_verified = 0
         self.files_remembered = 0  # verified by an earlier process (the disk cache says)
@@ -277,15 +278,12 @@ class Verifier:
         if not self.background:
             return
         with self._lock:
-            if file_id in self._queued or file_id in self._verified or self._stop.is_set():
+            if file_id in self._queued or file_id in self._verified or self.stopped:
                 return
             self._queued.add(file_id)
             self._queue.append(file_id)
-            if self._thread is None:
-                self._thread = threading.Thread(target=self._run, daemon=True,
-                                                name="litevfs-verify")
-                self._thread.start()
-        self._wake.set()
+            self.start()
+        self.wake()
 
     def _throttle(self, nbytes: int, started: float, done: list[int]) -> None:
         done[0] += nbytes
@@ -315,42 +313,42 @@ class Verifier:
         disk = self.disk
         return disk is not None and disk.get_meta(_verified_mark(info)) == b"1"
 
-    def _run(self) -> None:
-        delay = self._not_before - time.monotonic()
-        if delay > 0 and self._stop.wait(delay):
-            return
-        while not self._stop.is_set():
-            with self._lock:
-                file_id = self._queue.popleft() if self._queue else None
-            if file_id is None:
-                self._wake.wait(1.0)
-                self._wake.clear()
-                continue
-            if file_id in self._verified or file_id in self.failed:
-                continue
-            info = self.state.file_info(file_id)
-            if self._remembered(info):
-                self.files_remembered += 1
-                self.mark_verified(file_id)
-                continue
-            started, done = time.monotonic(), [0]
-            try:
-                verify_streamed(self.state.storage, info, self.state.impl,
-                                chunk=self._chunk(),
-                                throttle=lambda n: self._throttle(n, started, done))
-            except _Stopped:
-                return
-            except LTXFormatError as exc:
-                self.mark_failed(file_id, str(exc))
-                continue
-            except Exception as exc:  # noqa: BLE001 - storage trouble: try again when used
-                log.info("background verification of %s postponed: %s", info.name, exc)
-                with self._lock:
-                    self._queued.discard(file_id)
-                continue
-            self.bytes_verified += info.size
+    def start(self) -> None:
+        self.first_wait = max(0.0, self._not_before - time.monotonic())
+        super().start()
+
+    def step(self) -> float | None:
+        """Verify the next queued file (streamed, within the bandwidth budget)."""
+        with self._lock:
+            file_id = self._queue.popleft() if self._queue else None
+        if file_id is None:
+            return 1.0  # idle: schedule() wakes the worker
+        if file_id in self._verified or file_id in self.failed:
+            return 0.0
+        info = self.state.file_info(file_id)
+        if self._remembered(info):
+            self.files_remembered += 1
             self.mark_verified(file_id)
-            self._remember(info)
+            return 0.0
+        started, done = time.monotonic(), [0]
+        try:
+            verify_streamed(self.state.storage, info, self.state.impl,
+                            chunk=self._chunk(),
+                            throttle=lambda n: self._throttle(n, started, done))
+        except _Stopped:
+            return None
+        except LTXFormatError as exc:
+            self.mark_failed(file_id, str(exc))
+            return 0.0
+        except Exception as exc:  # noqa: BLE001 - storage trouble: try again when used
+            log.info("background verification of %s postponed: %s", info.name, exc)
+            with self._lock:
+                self._queued.discard(file_id)
+            return 0.0
+        self.bytes_verified += info.size
+        self.mark_verified(file_id)
+        self._remember(info)
+        return 0.0
 
     def wait_idle(self, timeout: float = 30.0) -> bool:
         """For tests: wait until the background queue is drained."""
@@ -365,11 +363,7 @@ class Verifier:
         return False
 
     def close(self) -> None:
-        self._stop.set()
-        self._wake.set()
-        thread = self._thread
-        if thread is not None and thread is not threading.current_thread():
-            thread.join(5.0)
+        self.stop()
 
 
 class _Stopped(Exception):

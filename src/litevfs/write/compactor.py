@@ -15,13 +15,13 @@ fenced out) is never merged into a higher level. :class:`Compactor` is the thin 
 from __future__ import annotations
 
 import logging
-import threading
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from types import ModuleType
 
 from .. import _impl
+from .._worker import Worker
 from ..errors import AlreadyExistsError, LiteVFSError
 from .fence import committed_limit
 from ..ltx.decoder import decode_file
@@ -181,35 +181,28 @@ def compact_once(storage: StorageClient, policy: CompactionPolicy, now: float | 
     return written
 
 
-class Compactor:
+class Compactor(Worker):
     """Runs :func:`compact_once` every ``policy.tick`` seconds until stopped."""
+
+    stop_timeout = 60.0
 
     def __init__(self, storage: StorageClient, policy: CompactionPolicy,
                  impl: ModuleType = _impl, name: str = "") -> None:
+        super().__init__(f"litevfs-compact {name}")
         self.storage = storage
         self.policy = policy
         self.impl = impl
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
         self.name = name
+        self.first_wait = policy.tick
 
     def start(self) -> None:
-        if self._thread is not None or not (self.policy.level_intervals
-                                            or self.policy.snapshot_interval):
-            return
-        self._thread = threading.Thread(target=self._run, daemon=True,
-                                        name=f"litevfs-compact {self.name}")
-        self._thread.start()
+        if self.policy.level_intervals or self.policy.snapshot_interval:
+            super().start()
 
-    def stop(self) -> None:
-        self._stop.set()
-        thread = self._thread
-        if thread is not None and thread is not threading.current_thread():
-            thread.join(timeout=60)
+    def step(self) -> float:
+        compact_once(self.storage, self.policy, impl=self.impl)
+        return self.policy.tick
 
-    def _run(self) -> None:
-        while not self._stop.wait(self.policy.tick):
-            try:
-                compact_once(self.storage, self.policy, impl=self.impl)
-            except Exception as exc:  # the next tick retries
-                log.warning("compaction of %s failed: %s", self.name, exc)
+    def on_error(self, exc: Exception) -> float:  # the next tick retries
+        log.warning("compaction of %s failed: %s", self.name, exc)
+        return self.policy.tick

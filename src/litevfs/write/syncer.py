@@ -308,37 +308,33 @@ def _landed_mark(writer: Writer, txid: int) -> SyncMark | None:
 class Syncer(Worker):
     """Calls :func:`sync_once` every ``sync_interval``; backs off after failures."""
 
+    stop_timeout = 60.0  # an upload in progress may take a while
+
     def __init__(self, writer: Writer, interval: float) -> None:
-        super().__init__()
+        super().__init__(f"litevfs-sync {writer.config.replica_url}")
         self.writer = writer
         self.interval = interval
+        self.first_wait = interval
         self.failures = 0
 
     def start(self) -> None:
         if self.interval > 0:
-            self._start_thread(f"litevfs-sync {self.writer.config.replica_url}")
-
-    def stop(self) -> None:
-        self._stop_thread(timeout=60)
+            super().start()
 
     def sync(self, timeout: float | None = None) -> int:
         """:func:`sync_now` for this writer (``Writer.sync``, ``PRAGMA litevfs_sync``)."""
         return sync_now(self.writer, timeout)
 
-    def _run(self) -> None:
-        while not self._stop.is_set():
-            wait = self.interval * min(2 ** self.failures, 30) if self.failures else self.interval
-            self._wake.wait(wait)
-            self._wake.clear()
-            if self._stop.is_set():
-                return
-            try:
-                sync_once(self.writer)
-                self.failures = 0
-            except ConflictError:
-                continue  # nothing is uploaded until discard_unsynced (cheap: no request)
-            except Exception as exc:  # storage down: keep the buffer, retry later
-                self.failures += 1
-                self.writer.last_error = exc
-                log.warning("sync of %s failed (%d in a row): %s",
-                            self.writer.config.replica_url, self.failures, exc)
+    def step(self) -> float:
+        sync_once(self.writer)
+        self.failures = 0
+        return self.interval
+
+    def on_error(self, exc: Exception) -> float:
+        if isinstance(exc, ConflictError):
+            return self.interval  # nothing is uploaded until discard_unsynced (cheap: no request)
+        self.failures += 1  # storage down: keep the buffer, retry later
+        self.writer.last_error = exc
+        log.warning("sync of %s failed (%d in a row): %s",
+                    self.writer.config.replica_url, self.failures, exc)
+        return self.interval * min(2 ** self.failures, 30)

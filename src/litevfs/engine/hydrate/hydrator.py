@@ -1,47 +1,31 @@
 """Background hydration: download the replica into a local file while reads are
 served from object storage, and serve each page locally once it is there.
 
-Versioned pages, not a "complete" switch: for every page the hydrator records
-which LTX file (file id) its local copy came from. A read uses the local copy
-only when that file id equals the one the reader's pinned view maps the page to,
-so a transaction sees exactly the bytes its view names whether they come from
-the local file, the cache or the bucket: snapshot isolation holds during the
-switch, while the poller publishes new views, and under time travel. File ids
-are immutable content (LTX files never change), which is why this is sound.
-Each page also records the TXID ``t`` as of which its local copy is the newest
-version. When a new view maps the page to another file F whose MaxTXID is <= t
-(typically an L1 compaction or snapshot re-pointing pages that did not change),
-the bytes are provably the same: the page is re-labelled with F, not downloaded.
+Versioned pages, not a "complete" switch (``localcopy.py``): a page's local bytes are
+used only when they are the version the reader's pinned view names. Each page also
+records the TXID ``t`` as of which its local copy is the newest version. When a new
+view maps the page to another file F whose MaxTXID is <= t (typically an L1
+compaction or snapshot re-pointing pages that did not change), the bytes are
+provably the same: the page is re-labelled with F, not downloaded.
 
-Writers never overwrite a page a reader may be copying: a per-page generation
-counter is odd while the page is rewritten (a seqlock); a reader checks it
-before and after its ``pread`` and falls back to the normal path on a change.
-
-``hydrate_step()`` does one batch of work (no threads needed in tests); the
-thread around it re-plans whenever a new view is published, so only the newest
-version of each page is downloaded, with parallel ranged GETs over contiguous
-frames of one file. Persistence and resume: ``hydration_persist.py`` and
-``sidecar.py``.
+``hydrate_step()`` does one batch of work (no threads needed in tests); the worker
+around it re-plans whenever a new view is published, so only the newest version of
+each page is downloaded, with parallel ranged GETs over contiguous frames of one file
+(``plan.py``). Persistence and resume: ``checkpoint.py`` and ``sidecar.py``.
 """
 
 from __future__ import annotations
 
-import atexit
-import fcntl
 import logging
-import os
-import shutil
-import tempfile
-import threading
 import time
-from array import array
 from concurrent.futures import ThreadPoolExecutor, as_completed
-from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from ..._worker import Worker
 from ...errors import LTXFormatError, NotFoundError, StorageError
-from .checkpoint import HydrationDiskError, HydrationPersistence
+from .checkpoint import Checkpoint
+from .localcopy import HydrationDiskError, LocalCopy
+from .plan import MAX_GAP, RUN_BYTES, Run, plan_runs
 
 if TYPE_CHECKING:
     from ..state import ReplicaState, View
@@ -50,183 +34,102 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("litevfs.hydrator")
 
-MAX_GAP = 16 * 1024  # superseded frames up to this size are read through, not split around
-RUN_BYTES = 4 * 1024 * 1024  # largest ranged GET
 CHECKPOINT_INTERVAL = 2.0  # seconds between sidecar writes while downloading
 IDLE_WAIT = 0.1  # how often an idle hydrator looks for a newer view
 
 
-@dataclass(frozen=True, slots=True)
-class Run:
-    """One ranged GET: frames ``(pgno, offset, size)`` of one file, offset order."""
+class Hydrator(Worker):
+    """Downloads one replica into its local copy. States: pending, hydrating, complete,
+    failed, closed."""
 
-    file_id: int
-    start: int
-    length: int
-    frames: tuple[tuple[int, int, int], ...]
-
-
-def plan_runs(wanted: list[tuple[int, int, int, int]], *, max_gap: int = MAX_GAP,
-              run_bytes: int = RUN_BYTES) -> list[Run]:
-    """Coalesce wanted frames ``(file_id, offset, size, pgno)`` into ranged reads:
-    frames of one file closer than ``max_gap`` bytes share a read of at most
-    ``run_bytes`` (a single larger frame still gets its own read)."""
-    wanted.sort()
-    runs: list[Run] = []
-    frames: list[tuple[int, int, int]] = []
-    fid = start = end = -1
-    for f, off, size, pgno in wanted:
-        if frames and f == fid and off - end <= max_gap and off + size - start <= run_bytes:
-            frames.append((pgno, off, size))
-            end = off + size
-            continue
-        if frames:
-            runs.append(Run(fid, start, end - start, tuple(frames)))
-        fid, start, end, frames = f, off, off + size, [(pgno, off, size)]
-    if frames:
-        runs.append(Run(fid, start, end - start, tuple(frames)))
-    return runs
-
-
-def _spans(pages: list[tuple[int, bytes]]) -> list[tuple[int, list[bytes]]]:
-    """Group pgno-sorted pages into runs of consecutive page numbers (one pwrite each)."""
-    out: list[tuple[int, list[bytes]]] = []
-    last = -2
-    for pgno, page in pages:
-        if pgno == last + 1:
-            out[-1][1].append(page)
-        else:
-            out.append((pgno, [page]))
-        last = pgno
-    return out
-
-
-class Hydrator(HydrationPersistence, Worker):
-    """Owns one replica's local copy. States: pending, hydrating, complete, failed, closed."""
+    stop_timeout = 60.0
 
     def __init__(self, state: ReplicaState, views: ViewBuilder, verifier: Verifier,
                  path: str | None = None, *, concurrency: int = 16,
                  run_bytes: int = RUN_BYTES, max_gap: int = MAX_GAP,
                  checkpoint_interval: float = CHECKPOINT_INTERVAL) -> None:
-        Worker.__init__(self)
+        super().__init__(f"litevfs-hydrate {state.storage.url}")
         self.shared = state  # the replica's (``self.state`` is the hydration state)
         self.views = views
         self.verifier = verifier
         self.storage = state.storage
-        self.persistent = path is not None
-        self.path: str | None = os.path.abspath(path) if path else None
+        self.copy = LocalCopy(path)
+        self.checkpoints = Checkpoint(self.copy, state)
+        self.persistent = self.copy.persistent
         self.concurrency = max(1, concurrency)
         self.run_bytes, self.max_gap = run_bytes, max_gap
         self.checkpoint_interval = checkpoint_interval
         self.state = "pending"
         self.error: str | None = None
-        self.page_size = 0
-        self._tmpdir: str | None = None
-        self._fd = -1
-        self._have = array("I")  # per pgno: file id + 1 of the local copy, 0 = none/unknown
-        self._txid = array("Q")  # per pgno: local copy is the newest as of this TXID, 0 = none
-        self._gen = array("I")  # per pgno: odd while the page is being rewritten
-        self._lock = threading.Lock()
+        self._lock = self.copy.lock
         self._target: View | None = None
         self._queue: list[Run] = []  # reversed: pop() gives the next run
         self._total = 0
         self._remaining = 0
-        self._commit = 0
         self.bytes_fetched = 0
-        self.bytes_written = 0
         self.requests = 0
-        self.local_reads = 0
         self.resumed_pages = 0
         self.started_at = time.monotonic()
         self.completed_at: float | None = None
         self._cache_purged = False
-        self._last_checkpoint = time.monotonic()
-        self._checkpointed: tuple[int, int] | None = None
-        self._checksums: dict[int, int | None] = {}  # TXID -> post-apply checksum
+        self._backoff = 0.1
         self._pool: ThreadPoolExecutor | None = None
 
-    # -- read side (hot path) ------------------------------------------------------------
+    # -- read side (hot path, on the local copy) -------------------------------------------
+    @property
+    def path(self) -> str | None:
+        return self.copy.path
+
+    @property
+    def page_size(self) -> int:
+        return self.copy.page_size
+
+    @property
+    def bytes_written(self) -> int:
+        return self.copy.bytes_written
+
+    @property
+    def local_reads(self) -> int:
+        return self.copy.local_reads
+
     def read(self, pgno: int, file_id: int) -> bytes | None:
         """The local copy of ``pgno`` if it is the version in ``file_id``, else None."""
-        have, gen = self._have, self._gen
-        if pgno >= len(have):
-            return None
-        g = gen[pgno]
-        if g & 1 or have[pgno] != file_id + 1:
-            return None
-        size = self.page_size
-        try:
-            page = os.pread(self._fd, size, (pgno - 1) * size)
-        except OSError:
-            return None
-        if len(page) != size or gen[pgno] != g:  # short (truncated) or rewritten meanwhile
-            return None
-        self.local_reads += 1
-        return page
+        return self.copy.read(pgno, file_id)
 
     def has(self, pgno: int, file_id: int) -> bool:
-        have = self._have
-        return pgno < len(have) and have[pgno] == file_id + 1
+        return self.copy.has(pgno, file_id)
 
     # -- lifecycle -----------------------------------------------------------------------
-    def start(self) -> Hydrator:
+    def start(self) -> Hydrator:  # type: ignore[override]
         """Open the local file now (cheap) and download in a background thread."""
         try:
-            self._open_file()
+            self.copy.open()
         except HydrationDiskError as exc:
             self._fail(exc)
             return self
         self._pool = ThreadPoolExecutor(self.concurrency, thread_name_prefix="litevfs-hydrate")
-        self._start_thread(f"litevfs-hydrate {self.storage.url}")
+        super().start()
         return self
 
     def close(self) -> None:
         """Stop; persistent: fsync + sidecar; temporary: delete the file."""
         if self.state == "closed":
             return
-        self._stop_thread(timeout=60)
+        self.stop()
         if self._pool is not None:
             self._pool.shutdown(wait=True, cancel_futures=True)
-        if self.persistent and self.state != "failed" and self._fd >= 0:
+        if self.persistent and self.state != "failed" and self.copy.fd >= 0:
             try:
-                self.checkpoint()
+                self.checkpoints.save(self._target)
             except Exception as exc:  # noqa: BLE001 - closing must not fail
                 log.warning("hydration of %s: final sidecar not written: %s",
                             self.storage.url, exc)
         self.state = "closed"
-        fd, self._fd = self._fd, -1
-        self._have, self._txid, self._gen = array("I"), array("Q"), array("I")
-        if fd >= 0:
-            os.close(fd)  # also releases the flock
-        if not self.persistent:
-            self._remove_temp()
-            atexit.unregister(self._remove_temp)
+        self.copy.close()
 
-    def _open_file(self) -> None:
-        if self._fd >= 0:
-            return
-        try:
-            if self.path is None:
-                self._tmpdir = tempfile.mkdtemp(prefix="litevfs-hydration-")
-                self.path = os.path.join(self._tmpdir, "hydration.db")
-                atexit.register(self._remove_temp)
-            else:
-                os.makedirs(os.path.dirname(self.path) or ".", exist_ok=True)
-            fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600)
-        except OSError as exc:
-            raise HydrationDiskError(f"cannot create hydration file {self.path}: {exc}") from exc
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except OSError as exc:
-            os.close(fd)
-            raise HydrationDiskError(
-                f"hydration file {self.path} is in use by another process: {exc}") from exc
-        self._fd = fd
-
-    def _remove_temp(self) -> None:
-        if self._tmpdir is not None:
-            shutil.rmtree(self._tmpdir, ignore_errors=True)
-            self._tmpdir = None
+    def checkpoint(self) -> bool:
+        """Write the sidecar for the current target view now (persistent files)."""
+        return self.checkpoints.save(self._target)
 
     def _fail(self, exc: BaseException) -> None:
         self.state = "failed"
@@ -243,8 +146,8 @@ class Hydrator(HydrationPersistence, Worker):
             return False
         try:
             if self.state == "pending":
-                self._open_file()
-                self._resume(self.shared.current)
+                self.copy.open()
+                self.resumed_pages = self.checkpoints.resume(self.shared.current)
                 self.state = "hydrating"
             view = self.shared.current
             if view is not self._target:
@@ -263,7 +166,7 @@ class Hydrator(HydrationPersistence, Worker):
                 futures = {self._pool.submit(self._fetch, run): run for run in batch}
                 for future in as_completed(futures):
                     self._store_run(futures[future], future.result(), view.txid)
-            if self.persistent and time.monotonic() - self._last_checkpoint \
+            if self.persistent and time.monotonic() - self.checkpoints.last_at \
                     >= self.checkpoint_interval:
                 self.checkpoint()
             return True
@@ -274,74 +177,48 @@ class Hydrator(HydrationPersistence, Worker):
             self._target = None  # re-plan: some runs of the batch may be lost
             raise
 
-    def _run(self) -> None:
-        backoff = 0.1
-        while not self._stop.is_set():
-            try:
-                more = self.hydrate_step()
-                backoff = 0.1
-            except NotFoundError as exc:  # compaction deleted a file the view used
-                log.info("hydration of %s: %s; re-planning", self.storage.url, exc)
-                try:
-                    self.views.replan()
-                except Exception as exc2:  # noqa: BLE001 - retried below
-                    log.warning("hydration of %s: re-plan failed: %s", self.storage.url, exc2)
-                    self._stop.wait(backoff)
-                    backoff = min(5.0, backoff * 2)
-                continue
-            except Exception as exc:  # noqa: BLE001 - keep trying, reads are unaffected
-                if self._stop.is_set():
-                    return
-                log.warning("hydration of %s: %s (retrying in %.1fs)",
-                            self.storage.url, exc, backoff)
-                self._stop.wait(backoff)
-                backoff = min(5.0, backoff * 2)
-                continue
-            if self.state in ("failed", "closed"):
-                return
-            if not more:
-                self._wake.wait(IDLE_WAIT)
-                self._wake.clear()
+    def step(self) -> float | None:
+        more = self.hydrate_step()
+        self._backoff = 0.1
+        if self.state in ("failed", "closed"):
+            return None
+        return 0.0 if more else IDLE_WAIT
 
-    def _grow(self, n: int) -> None:
-        """Make the per-page arrays hold page numbers up to ``n`` (caller holds the lock)."""
-        extra = n + 1 - len(self._have)
-        if extra > 0:
-            self._have.frombytes(bytes(4 * extra))
-            self._txid.frombytes(bytes(8 * extra))
-            self._gen.frombytes(bytes(4 * extra))
+    def on_error(self, exc: Exception) -> float:
+        wait = self._backoff
+        self._backoff = min(5.0, self._backoff * 2)
+        if isinstance(exc, NotFoundError):  # compaction deleted a file the view used
+            log.info("hydration of %s: %s; re-planning", self.storage.url, exc)
+            try:
+                self.views.replan()
+                return 0.0
+            except Exception as exc2:  # noqa: BLE001 - retried after the backoff
+                log.warning("hydration of %s: re-plan failed: %s", self.storage.url, exc2)
+                return wait
+        log.warning("hydration of %s: %s (retrying in %.1fs)", self.storage.url, exc, wait)
+        return wait
 
     def _retarget(self, view: View) -> None:
         """Plan the download of ``view``: every page whose local copy is not the
         view's version. A shrink drops (and truncates away) pages past the end."""
-        if self.page_size == 0:
-            self.page_size = view.page_size
-        elif view.page_size != self.page_size:
+        copy = self.copy
+        if copy.page_size == 0:
+            copy.page_size = view.page_size
+        elif view.page_size != copy.page_size:
             raise HydrationDiskError(
-                f"page size changed from {self.page_size} to {view.page_size}")
-        ps, commit = self.page_size, view.commit
+                f"page size changed from {copy.page_size} to {view.page_size}")
+        ps, commit = copy.page_size, view.commit
         with self._lock:
-            self._grow(commit)
-            have, txids, gen = self._have, self._txid, self._gen
-            for p in range(commit + 1, len(have)):
-                if have[p] or txids[p]:
-                    gen[p] += 1
-                    have[p] = 0
-                    txids[p] = 0
-                    gen[p] += 1
-        try:
-            if os.fstat(self._fd).st_size != commit * ps:
-                os.ftruncate(self._fd, commit * ps)
-        except OSError as exc:
-            raise HydrationDiskError(f"cannot resize {self.path}: {exc}") from exc
-        self._commit = commit
-        lookup, have, txids, v = view.index.lookup, self._have, self._txid, view.txid
+            copy.grow(commit)
+            copy.drop_beyond(commit)
+        copy.resize(commit * ps)
+        lookup, have, txids, v = view.index.lookup, copy.have, copy.txids, view.txid
         max_of: dict[int, int] = {}
         wanted: list[tuple[int, int, int, int]] = []
         straddling: list[tuple[int, int, int, int]] = []
         seen_t: dict[int, int] = {}
         total = 0
-        with self._lock:  # store_pages must not interleave with the re-labelling
+        with self._lock:  # store must not interleave with the re-labelling
             for p in range(1, commit + 1):
                 e = lookup(p)
                 if e is None:
@@ -380,7 +257,7 @@ class Hydrator(HydrationPersistence, Worker):
         current at (an L1 file that arrived together with the commits it covers). The
         retained L0 files covering (t, MaxTXID] say which pages really changed; the
         others keep their bytes under the new label. Returns the frames to download."""
-        txids, have = self._txid, self._have
+        txids, have = self.copy.txids, self.copy.have
         lo = min(seen_t.values())
         hi = max(max_of[f] for f, _, _, _ in frames)
         try:
@@ -424,7 +301,8 @@ class Hydrator(HydrationPersistence, Worker):
             if not self._cache_purged:  # every read is local now: free the memory
                 self._cache_purged = True
                 self.shared.cache.clear()
-        if self.persistent and view is not None and self._checkpointed != (view.txid, self._total):
+        if self.persistent and view is not None and \
+                self.checkpoints.saved != (view.txid, self._total):
             self.checkpoint()
 
     def _read_range(self, info: Any, start: int, length: int) -> bytes:
@@ -438,7 +316,7 @@ class Hydrator(HydrationPersistence, Worker):
             except NotFoundError:
                 raise
             except (StorageError, LTXFormatError, OSError) as exc:
-                if attempt + 1 == attempts or self._stop.is_set():
+                if attempt + 1 == attempts or self.stopped:
                     raise
                 log.debug("hydration read of %s failed (%s), retrying", info.name, exc)
                 time.sleep(min(1.0, 0.05 * 2 ** attempt))
@@ -450,7 +328,7 @@ class Hydrator(HydrationPersistence, Worker):
 
     def _store_run(self, run: Run, data: bytes, txid: int) -> None:
         info = self.shared.file_info(run.file_id)
-        decode, ps = self.shared.impl.decode_page_frame, self.page_size
+        decode, ps = self.shared.impl.decode_page_frame, self.copy.page_size
         pages = []
         for pgno, offset, size in run.frames:
             got, _flags, page, frame_len = decode(data, ps, offset - run.start, size)
@@ -469,45 +347,9 @@ class Hydrator(HydrationPersistence, Worker):
         """Write ``pages`` (pgno-sorted): the versions held by ``file_id``, each the newest
         as of ``txid``. Also the hook for write mode: synced pages enter the local copy
         with their new file's id and TXID. Returns the number of pages written."""
-        if self._fd < 0 or self.state in ("failed", "closed"):
+        if self.state in ("failed", "closed"):
             return 0
-        ps = self.page_size
-        mine: list[tuple[int, bytes]] = []
-        with self._lock:
-            if pages:
-                self._grow(pages[-1][0])
-            have, gen = self._have, self._gen
-            for pgno, page in pages:
-                if gen[pgno] & 1 or len(page) != ps:
-                    continue  # another writer has it; the next plan fixes it up
-                gen[pgno] += 1
-                have[pgno] = 0
-                self._txid[pgno] = 0
-                mine.append((pgno, page))
-        written = 0
-        try:
-            for first, chunk in _spans(mine):
-                buf = b"".join(chunk) if len(chunk) > 1 else chunk[0]
-                pos, view = (first - 1) * ps, memoryview(buf)
-                while view:
-                    n = os.pwrite(self._fd, view, pos)
-                    if n <= 0:
-                        raise OSError(28, "no space left on device (short write)")
-                    view, pos = view[n:], pos + n
-                written += len(buf)
-        except OSError as exc:
-            with self._lock:
-                for pgno, _ in mine:
-                    self._gen[pgno] += 1
-            raise HydrationDiskError(f"writing {self.path} failed: {exc}") from exc
-        with self._lock:
-            have, txids, gen = self._have, self._txid, self._gen
-            for pgno, _ in mine:
-                have[pgno] = file_id + 1
-                txids[pgno] = txid
-                gen[pgno] += 1
-            self.bytes_written += written
-        return len(mine)
+        return self.copy.store(file_id, txid, pages)
 
     def offer_pages(self, file_id: int, txid: int, pages: list[tuple[int, bytes]]) -> int:
         """:meth:`store_pages` for other threads (write mode's syncer): a local disk error

@@ -1,0 +1,188 @@
+"""The hydrated file and what each of its pages holds.
+
+For every page the local copy records which LTX file (file id) its bytes came from,
+and the TXID as of which they are the newest version. A read uses the local copy only
+when that file id equals the one the reader's pinned view maps the page to (file ids
+name immutable content), so snapshot isolation holds while the copy fills in, while
+new views are published and under time travel.
+
+Writers never overwrite a page a reader may be copying: a per-page generation counter
+is odd while the page is rewritten (a seqlock); a reader checks it before and after
+its ``pread`` and falls back to the normal path on a change.
+"""
+
+from __future__ import annotations
+
+import atexit
+import fcntl
+import os
+import shutil
+import tempfile
+import threading
+from array import array
+
+from ...errors import LiteVFSError
+from .plan import page_spans
+
+
+class HydrationDiskError(LiteVFSError):
+    """The local file cannot be used (disk full, unwritable path, in use elsewhere)."""
+
+
+class LocalCopy:
+    """The local file (temporary, or persistent at ``path``) and its per-page labels.
+
+    ``have[p]`` = file id + 1 of page p's local bytes (0: none or unknown), ``txids[p]``
+    = TXID they are the newest version at (0: none), ``gen[p]`` odd while p is being
+    rewritten. Callers that relabel pages hold ``lock``."""
+
+    def __init__(self, path: str | None) -> None:
+        self.persistent = path is not None
+        self.path: str | None = os.path.abspath(path) if path else None
+        self.page_size = 0
+        self.fd = -1
+        self.have = array("I")
+        self.txids = array("Q")
+        self.gen = array("I")
+        self.lock = threading.Lock()
+        self.bytes_written = 0
+        self.local_reads = 0
+        self._tmpdir: str | None = None
+
+    # -- file --------------------------------------------------------------------------
+    def open(self) -> None:
+        """Create (or adopt) the file and lock it against other processes."""
+        if self.fd >= 0:
+            return
+        try:
+            if self.path is None:
+                self._tmpdir = tempfile.mkdtemp(prefix="litevfs-hydration-")
+                self.path = os.path.join(self._tmpdir, "hydration.db")
+                atexit.register(self.remove_temp)
+            else:
+                os.makedirs(os.path.dirname(self.path) or ".", exist_ok=True)
+            fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600)
+        except OSError as exc:
+            raise HydrationDiskError(f"cannot create hydration file {self.path}: {exc}") from exc
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError as exc:
+            os.close(fd)
+            raise HydrationDiskError(
+                f"hydration file {self.path} is in use by another process: {exc}") from exc
+        self.fd = fd
+
+    def close(self) -> None:
+        fd, self.fd = self.fd, -1
+        self.have, self.txids, self.gen = array("I"), array("Q"), array("I")
+        if fd >= 0:
+            os.close(fd)  # also releases the flock
+        if not self.persistent:
+            self.remove_temp()
+            atexit.unregister(self.remove_temp)
+
+    def remove_temp(self) -> None:
+        if self._tmpdir is not None:
+            shutil.rmtree(self._tmpdir, ignore_errors=True)
+            self._tmpdir = None
+
+    def size(self) -> int:
+        try:
+            return os.fstat(self.fd).st_size
+        except OSError as exc:
+            raise HydrationDiskError(f"cannot stat {self.path}: {exc}") from exc
+
+    def resize(self, nbytes: int) -> None:
+        try:
+            if os.fstat(self.fd).st_size != nbytes:
+                os.ftruncate(self.fd, nbytes)
+        except OSError as exc:
+            raise HydrationDiskError(f"cannot resize {self.path}: {exc}") from exc
+
+    def fsync(self) -> None:
+        os.fsync(self.fd)
+
+    # -- labels ------------------------------------------------------------------------
+    def grow(self, n: int) -> None:
+        """Make the per-page arrays hold page numbers up to ``n`` (caller holds the lock)."""
+        extra = n + 1 - len(self.have)
+        if extra > 0:
+            self.have.frombytes(bytes(4 * extra))
+            self.txids.frombytes(bytes(8 * extra))
+            self.gen.frombytes(bytes(4 * extra))
+
+    def drop_beyond(self, commit: int) -> None:
+        """Pages past a shrunk database's end are gone (caller holds the lock)."""
+        have, txids, gen = self.have, self.txids, self.gen
+        for p in range(commit + 1, len(have)):
+            if have[p] or txids[p]:
+                gen[p] += 1
+                have[p] = 0
+                txids[p] = 0
+                gen[p] += 1
+
+    # -- pages -------------------------------------------------------------------------
+    def read(self, pgno: int, file_id: int) -> bytes | None:
+        """The local copy of ``pgno`` if it is the version in ``file_id``, else None."""
+        have, gen = self.have, self.gen
+        if pgno >= len(have):
+            return None
+        g = gen[pgno]
+        if g & 1 or have[pgno] != file_id + 1:
+            return None
+        size = self.page_size
+        try:
+            page = os.pread(self.fd, size, (pgno - 1) * size)
+        except OSError:
+            return None
+        if len(page) != size or gen[pgno] != g:  # short (truncated) or rewritten meanwhile
+            return None
+        self.local_reads += 1
+        return page
+
+    def has(self, pgno: int, file_id: int) -> bool:
+        have = self.have
+        return pgno < len(have) and have[pgno] == file_id + 1
+
+    def store(self, file_id: int, txid: int, pages: list[tuple[int, bytes]]) -> int:
+        """Write ``pages`` (pgno-sorted): the versions held by ``file_id``, each the newest
+        as of ``txid``. Returns the number of pages written."""
+        if self.fd < 0:
+            return 0
+        ps = self.page_size
+        mine: list[tuple[int, bytes]] = []
+        with self.lock:
+            if pages:
+                self.grow(pages[-1][0])
+            have, gen = self.have, self.gen
+            for pgno, page in pages:
+                if gen[pgno] & 1 or len(page) != ps:
+                    continue  # another writer has it; the next plan fixes it up
+                gen[pgno] += 1
+                have[pgno] = 0
+                self.txids[pgno] = 0
+                mine.append((pgno, page))
+        written = 0
+        try:
+            for first, chunk in page_spans(mine):
+                buf = b"".join(chunk) if len(chunk) > 1 else chunk[0]
+                pos, view = (first - 1) * ps, memoryview(buf)
+                while view:
+                    n = os.pwrite(self.fd, view, pos)
+                    if n <= 0:
+                        raise OSError(28, "no space left on device (short write)")
+                    view, pos = view[n:], pos + n
+                written += len(buf)
+        except OSError as exc:
+            with self.lock:
+                for pgno, _ in mine:
+                    self.gen[pgno] += 1
+            raise HydrationDiskError(f"writing {self.path} failed: {exc}") from exc
+        with self.lock:
+            have, txids, gen = self.have, self.txids, self.gen
+            for pgno, _ in mine:
+                have[pgno] = file_id + 1
+                txids[pgno] = txid
+                gen[pgno] += 1
+            self.bytes_written += written
+        return len(mine)
