@@ -12,7 +12,8 @@ import litevfs
 import litevfs.vfs.connect as api
 from litevfs.errors import NotFoundError
 from litevfs.ltx.format import FileInfo
-from litevfs.engine.openahead import OpenAhead, head_size_for, tail_size_for
+from litevfs.engine.openahead import OpenAhead
+from litevfs.storage.readsize import head_size_for, tail_size_for
 from litevfs.storage.memory import MemoryStorage
 from litevfs.vfs.registry import file_of
 from tests.vfs_support import FakeLitestream, make_accounts_db, unique_memory_url

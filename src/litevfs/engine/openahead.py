@@ -17,7 +17,8 @@ from __future__ import annotations
 import threading
 
 from .._pending import Pending, run_on_thread
-from ..ltx.format import HEADER_SIZE, FileInfo
+from ..ltx.format import FileInfo
+from ..storage.readsize import head_size_for, tail_size_for
 
 TYPE_CHECKING = False  # not typing's: importing typing costs ~5 ms on the open's path
 if TYPE_CHECKING:
@@ -25,25 +26,10 @@ if TYPE_CHECKING:
 
     from ..storage.base import StorageClient
 
-MAX_TAIL_READ = 4 * 1024 * 1024
-HEAD_READ = 64 * 1024  # the header read also brings page 1 and its neighbours (one RTT less)
 MAX_FILES = 8  # plans longer than this (many L0 files) read the rest the usual way
 
 ObjectKey = tuple[int, int, int, int]
 THREAD = "litevfs-openahead"
-
-
-def tail_size_for(info: FileInfo) -> int:
-    """Guess the tail read that holds the whole page index (about 9 bytes per page;
-    compressed frames are rarely below ~1 KiB), so big snapshots need one read, not two."""
-    return max(32 * 1024, min(MAX_TAIL_READ, info.size // 96))
-
-
-def head_size_for(info: FileInfo, tail_size: int, head_size: int = HEAD_READ) -> int:
-    """Bytes of the concurrent head read (0: the tail read returns the whole file)."""
-    if info.size <= tail_size:
-        return 0
-    return max(HEADER_SIZE, min(head_size, info.size - tail_size))
 
 
 def object_key(info: FileInfo) -> ObjectKey:

@@ -22,7 +22,8 @@ from ..ltx.format import FileInfo, is_valid_page_size, lock_pgno
 from ..storage.fetch import FileIndex, fetch_file_index
 from .._impl import cache_key
 from .diskcache import fetch_index_cached
-from .openahead import HEAD_READ, OpenAhead, tail_size_for
+from ..storage.readsize import HEAD_READ, tail_size_for
+from .openahead import OpenAhead
 from .plan import calc_restore_plan
 from .state import ReplicaState, View
 from .verify import Verifier

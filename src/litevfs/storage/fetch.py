@@ -14,7 +14,7 @@ from .. import _impl
 from ..errors import LTXFormatError
 from ..ltx.decoder import locate_index
 from ..ltx.format import HEADER_SIZE, FileInfo, Header
-from ..engine.openahead import head_size_for
+from .readsize import head_size_for
 
 if TYPE_CHECKING:
     from array import array
