@@ -32,7 +32,7 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
     ("session", ("session",)),
     ("vfs", ("vfs",)),
     ("cli", ("cli", "__main__")),
-    ("facade", ("__init__",)),
+    ("facade", ("__init__", "_coldopen")),
 ]
 ONLY_IN = {  # third-party or private modules -> the only places that may import them
     "apsw": ("vfs",),

@@ -107,11 +107,11 @@ def test_read_sizes() -> None:
 
 
 def test_the_first_request_waits_for_no_heavy_import(tmp_path: Path) -> None:
-    """What ``litevfs.connect`` runs before its LIST is on the wire (``_start_open``)
+    """What ``litevfs.connect`` runs before its LIST is on the wire (``_coldopen.start_open``)
     must not import the core, apsw, boto3 or the heavy stdlib modules (dataclasses,
     logging, concurrent.futures: ~10 ms together): a cold open's first request would
     wait for them. The LIST goes to a socket that never answers: the check runs while
-    it is in flight (the request is on the wire when ``_start_open`` returns)."""
+    it is in flight (the request is on the wire when ``start_open`` returns)."""
     import os
     import subprocess
     import sys
@@ -123,7 +123,8 @@ def test_the_first_request_waits_for_no_heavy_import(tmp_path: Path) -> None:
         "server.listen(8)\n"
         "port = server.getsockname()[1]\n"
         "import litevfs\n"
-        "early = litevfs._start_open(f's3://b/p?endpoint=http://127.0.0.1:{port}"
+        "from litevfs._coldopen import start_open\n"
+        "early = start_open(f's3://b/p?endpoint=http://127.0.0.1:{port}"
         "&forcePathStyle=true', {'poll_interval': '1s', 'cache_size': '64MiB'})\n"
         "assert early is not None and early[1].request_sent.is_set()\n"
         "heavy = ('dataclasses', 'logging', 'concurrent.futures', 'typing', 'apsw', 'boto3',\n"

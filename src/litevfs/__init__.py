@@ -21,7 +21,8 @@ from .errors import (
 )
 
 __all__ = [
-    "IMPLEMENTATION", "__version__", "connect", "register", "restore", "open_storage",
+    "IMPLEMENTATION", "__version__", "connect", "register", "restore", "calc_restore_plan",
+    "open_storage",
     "sync", "write_status", "export_unsynced", "discard_unsynced",
     "hydration_status", "stats",
     "AccessDeniedError", "AlreadyExistsError", "BucketNotFoundError", "ChecksumMismatchError",
@@ -33,71 +34,33 @@ __all__ = [
 
 def connect(url: str | None = None, *, impl: Any = None, **options: Any) -> Any:
     """Open the replica at ``url`` (read-only, or writable with ``write=True``) and
-    return an apsw connection; see :func:`litevfs.api.connect`.
+    return an apsw connection; see :func:`litevfs.vfs.connect.connect`.
 
     The open's one LIST is sent first, before apsw and the VFS machinery are
     imported, so those imports (tens of ms) overlap its round trip. The LIST is still
     issued after this call began, so the view it decides is as fresh as ever."""
-    early = _start_open(url, options)
-    from .vfs import connect as api
+    from ._coldopen import start_open  # light: config, storage and the open-ahead only
+
+    early = start_open(url, options)
+    from .vfs import connect as api  # apsw, the core, the engine: while the LIST is out
 
     return api.connect(url, impl=impl, _early=early, **options)
 
 
-def _start_open(url: str | None, options: dict[str, Any]) -> Any:
-    """(config, storage, listing future, index reads ahead) with the open's LIST in
-    flight, or None when the replica is already open in this process or the options
-    do not resolve (the regular path then reports the error)."""
-    import os
-    import sys
-
-    try:
-        from .config import Config
-
-        keywords = dict(options)
-        if url is not None:
-            keywords["replica_url"] = url
-        config = Config.resolve(keywords, None, os.environ)
-        session = sys.modules.get(f"{__name__}.session")
-        if session is not None and session.is_open(config.replica_url):
-            return None  # shared with an open replica: no LIST needed
-        from .engine.openahead import OpenAhead
-        from .storage import open_storage, start_listing
-
-        storage = open_storage(config.replica_url)
-    except Exception:  # noqa: BLE001 - api.connect raises it, named
-        return None
-    try:
-        # The LIST's thread sends the plan's index reads as soon as it answers (they
-        # would otherwise wait for the imports below); a persistent cache may hold the
-        # indexes already, so with one the open reads them the usual way.
-        ahead = OpenAhead() if config.cache_dir is None else None
-        listing = start_listing(storage, None if ahead is None else
-                                lambda levels: ahead.start(storage, levels))
-        storage.wait_sent(0.05)  # let the LIST thread write its request first
-        storage.preconnect(2)  # ready for the index reads once the LIST answers
-        return config, storage, listing, ahead
-    except BaseException:
-        storage.close()
-        raise
+# Public names that load their module on first use: `import litevfs` stays cheap.
+_LAZY = {
+    "IMPLEMENTATION": "._impl",  # picking the core imports it: not before it is asked for
+    "register": ".vfs.connect", "hydration_status": ".vfs.connect", "stats": ".vfs.connect",
+    "sync": ".vfs.writeapi", "write_status": ".vfs.writeapi",
+    "export_unsynced": ".vfs.writeapi", "discard_unsynced": ".vfs.writeapi",
+    "open_storage": ".storage", "calc_restore_plan": ".engine.plan",
+}
 
 
 def __getattr__(name: str) -> Any:
-    # apsw and boto3 load only when used: `import litevfs` stays cheap.
-    if name == "IMPLEMENTATION":  # picking the core imports it: not before it is asked for
-        from ._impl import IMPLEMENTATION
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'litevfs' has no attribute {name!r}")
+    from importlib import import_module
 
-        return IMPLEMENTATION
-    if name in ("register", "hydration_status", "stats"):
-        from .vfs import connect as api
-
-        return getattr(api, name)
-    if name in ("sync", "write_status", "export_unsynced", "discard_unsynced"):
-        from .vfs import writeapi
-
-        return getattr(writeapi, name)
-    if name == "open_storage":
-        from .storage import open_storage
-
-        return open_storage
-    raise AttributeError(f"module 'litevfs' has no attribute {name!r}")
+    return getattr(import_module(module, __name__), name)

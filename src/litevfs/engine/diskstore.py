@@ -63,6 +63,12 @@ CREATE TABLE IF NOT EXISTS meta(key TEXT PRIMARY KEY, hash INTEGER NOT NULL, dat
 """
 
 
+def _zstandard() -> Any:
+    import zstandard  # only when cache_compress is on: not on every cached open
+
+    return zstandard
+
+
 def _h64(data: bytes) -> int:
     """xxhash64 as a signed 64-bit integer (what SQLite stores)."""
     value = xxhash.xxh64_intdigest(data)
@@ -231,9 +237,7 @@ class DiskStore(Worker):
         if not self.compress:
             return CODEC_RAW, page
         if self._zc is None:
-            import zstandard
-
-            self._zc = zstandard.ZstdCompressor(level=3)
+            self._zc = _zstandard().ZstdCompressor(level=3)
         packed = self._zc.compress(page)
         return (CODEC_ZSTD, packed) if len(packed) < len(page) else (CODEC_RAW, page)
 
@@ -241,11 +245,9 @@ class DiskStore(Worker):
         if codec == CODEC_RAW:
             return bytes(data)
         if codec == CODEC_ZSTD:
-            import zstandard
-
             dctx = getattr(self._local, "zd", None)
             if dctx is None:
-                dctx = self._local.zd = zstandard.ZstdDecompressor()
+                dctx = self._local.zd = _zstandard().ZstdDecompressor()
             return dctx.decompress(data)  # type: ignore[no-any-return]
         raise ValueError(f"unknown codec {codec}")
 

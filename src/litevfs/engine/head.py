@@ -21,6 +21,8 @@ import json
 import time
 from typing import TYPE_CHECKING, NamedTuple
 
+from ..errors import NotFoundError
+
 if TYPE_CHECKING:
     from ..storage.base import StorageClient
 
@@ -107,8 +109,6 @@ def write_head(storage: StorageClient, txid: int) -> None:
 
 def read_head(storage: StorageClient) -> int | None:
     """The head TXID, or None when the replica has no (readable) head object."""
-    from ..errors import NotFoundError
-
     try:
         return head_txid(storage.get_object(HEAD_NAME))
     except (NotFoundError, ValueError):

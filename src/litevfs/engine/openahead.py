@@ -19,6 +19,7 @@ import threading
 from .._pending import Pending, run_on_thread
 from ..ltx.format import FileInfo
 from ..storage.readsize import head_size_for, tail_size_for
+from .plan import calc_restore_plan
 
 TYPE_CHECKING = False  # not typing's: importing typing costs ~5 ms on the open's path
 if TYPE_CHECKING:
@@ -48,8 +49,6 @@ class OpenAhead:
         """Called with the LIST's answer: send the latest plan's index reads. Any trouble
         (an empty or gapped replica) just means no reads ahead: the open reports it."""
         try:
-            from .plan import calc_restore_plan
-
             for info in calc_restore_plan(levels)[:MAX_FILES]:
                 tail = tail_size_for(info)
                 head = head_size_for(info, tail)

@@ -28,6 +28,7 @@ from concurrent.futures import Future
 from typing import TYPE_CHECKING, Any
 
 from .._worker import Worker, settle
+from ..storage.fetch import fetch_file_index
 from ..errors import LiteVFSError, LTXFormatError, StorageError
 from ..ltx.decoder import decode_file
 from ..ltx.format import CHECKSUM_FLAG, HEADER_SIZE, PAGE_FLAG_SIZE, PAGE_HEADER_SIZE, \
@@ -54,8 +55,6 @@ def verify_streamed(storage: Any, info: FileInfo, impl: Any, *, chunk: int = STR
     page frames in chunks of about ``chunk`` bytes (each decoded, its page hashed), then
     the index and trailer. ``throttle(nbytes)`` is called after every chunk with the
     larger of the bytes read and the bytes hashed."""
-    from ..storage.fetch import fetch_file_index
-
     fi = fetch_file_index(storage, info, impl=impl)
     crc64, decode = impl.crc64, impl.decode_page_frame
     page_size = fi.header.page_size

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import fcntl
 import os
 import secrets
 from collections.abc import Iterable, Iterator
@@ -243,8 +244,6 @@ class FileStorage(StorageClient):
     def _object_lock(self, path: str) -> Iterator[None]:
         """An exclusive lock (flock on a dot-file beside ``path``) held while comparing
         and replacing: two processes never both swap from the same tag."""
-        import fcntl
-
         directory = os.path.dirname(path)
         lock_path = os.path.join(directory, f".{os.path.basename(path)}.lock")
         try:

@@ -14,6 +14,7 @@ from ..config import Config
 from ..session import open_replica, release_replica
 from .pragmas import register_functions
 from .registry import _vfs_by_name as _registered_names
+from .registry import file_of
 from .registry import OPEN_TOKEN, LiteVFS
 from .registry import register as _register_vfs
 from .file import LiteFile
@@ -99,7 +100,7 @@ def connect(url: str | None = None, *, impl: ModuleType | None = None, _early: A
             release_replica(replica)
         raise
     if writable:
-        from .writeapi import prepare_connection
+        from .writeapi import prepare_connection  # write mode is opt-in: not on a read open
 
         prepare_connection(con)
     return con
@@ -109,8 +110,6 @@ def hydration_status(con: apsw.Connection) -> dict[str, Any]:
     """Background hydration of ``con``'s replica: state ("off", "pending", "hydrating",
     "complete", "failed", "closed"), pages_done/pages_total, percent, bytes_fetched,
     bytes_written, requests, txid, path, persistent, resumed_pages, local_reads, error."""
-    from .registry import file_of
-
     hydrator = file_of(con).replica.hydrator
     if hydrator is None:
         return {"state": "off", "pages_done": 0, "pages_total": 0, "percent": 0.0,
@@ -123,6 +122,4 @@ def stats(con: apsw.Connection) -> dict[str, Any]:
     process to it): LIST/GET/PUT counts, bytes, memory/disk cache hits and misses,
     remote time, estimated request cost in USD; the same JSON as
     ``PRAGMA litevfs_stats``."""
-    from .registry import file_of
-
     return file_of(con).replica.metrics.snapshot()

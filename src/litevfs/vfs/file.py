@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING
 import apsw
 
 from ..errors import LiteVFSError, RestoreError
+from .pragmas import handle_pragma
 from ..engine.reader import FileMissingError, PageFetchError, ScanTracker
 from ..engine.snapshot import Snapshot
 
@@ -176,8 +177,6 @@ class LiteFile:
     # -- misc ------------------------------------------------------------------------
     def xFileControl(self, op: int, ptr: int) -> bool:
         if op == apsw.SQLITE_FCNTL_PRAGMA:
-            from .pragmas import handle_pragma
-
             return handle_pragma(self, apsw.VFSFcntlPragma(ptr))
         return False
 

@@ -9,6 +9,7 @@ connection, so they always answer for the connection that calls them.
 
 from __future__ import annotations
 
+import json
 import logging
 import time
 import weakref
@@ -16,9 +17,11 @@ from typing import TYPE_CHECKING
 
 import apsw
 
+from ..engine.timetravel import format_ms, is_latest, view_at
 from ..errors import LiteVFSError
 
 if TYPE_CHECKING:
+    from ..engine.hydrate.hydrator import Hydrator
     from .file import LiteFile
 
 log = logging.getLogger("litevfs.sql")
@@ -33,24 +36,19 @@ def current_time_text(file: LiteFile) -> str:
     view = file.snapshot.view
     if view.target_time is not None:
         return view.target_time
-    from ..engine.timetravel import format_ms
-
     return format_ms(view.timestamp_ms) if view.timestamp_ms else "latest"
 
 
 def _set_time(file: LiteFile, value: str) -> None:
-    from ..engine.timetravel import is_latest, view_at  # lazy: time travel is rare
-
     if is_latest(value):
         file.snapshot.set_travel(None)
     else:
         file.snapshot.set_travel(view_at(file.replica.views, value))
 
 
-def _progress(hydrator: object) -> str:
-    from ..engine.hydrate.hydrator import progress_text  # lazy: the hydrator is opt-in
-
-    return progress_text(hydrator)  # type: ignore[arg-type]
+def _progress(hydrator: Hydrator | None) -> str:
+    """``PRAGMA litestream_hydration_progress``: "0" when off, else one decimal."""
+    return "0" if hydrator is None else f"{hydrator.percent:.1f}"
 
 
 def _read_only(name: str) -> str:
@@ -64,8 +62,6 @@ def handle_pragma(file: LiteFile, pragma: apsw.VFSFcntlPragma) -> bool:
     if name == "litevfs_stats":  # cost and health counters of the replica (metrics.py)
         if value is not None:
             raise apsw.SQLError(_read_only(name))
-        import json
-
         pragma.result = json.dumps(file.replica.metrics.snapshot())
         return True
     if not name.startswith("litestream_"):

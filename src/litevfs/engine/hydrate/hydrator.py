@@ -390,10 +390,3 @@ def start_hydrator(state: ReplicaState, views: ViewBuilder, verifier: Verifier) 
     return Hydrator(state, views, verifier, config.hydration_path,
                     concurrency=config.hydration_concurrency,
                     run_bytes=RUN_BYTES).start()  # read at call time: tests shrink it
-
-
-def progress_text(hydrator: Hydrator | None) -> str:
-    """``PRAGMA litestream_hydration_progress``: "0" when off, else one decimal."""
-    if hydrator is None:
-        return "0"
-    return f"{hydrator.percent:.1f}"
