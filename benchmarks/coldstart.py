@@ -121,7 +121,9 @@ def _counting_proxy(target_port: int, delay_s: float) -> Any:
 
 def _run_reader(reader: str, *, url: str, env: dict[str, str], proxy: Any, ids: list[int],
                 count: bool, local_db: Path, timeout: float, idle_s: float = 0.0,
-                scan: bool = False) -> dict[str, Any]:
+                scan: bool = False, python: str | None = None) -> dict[str, Any]:
+    """One fresh reader process. ``python``: another interpreter (a venv with another
+    litevfs installed, for before/after comparisons in one run)."""
     child_env = dict(env)
     child_env["PYTHONPATH"] = str(REPO)
     child_env.pop("AWS_CA_BUNDLE", None)
@@ -140,7 +142,7 @@ def _run_reader(reader: str, *, url: str, env: dict[str, str], proxy: Any, ids: 
         child_env["LITESTREAM_LOG_FILE"] = os.devnull  # it logs to stdout by default
     spec = {"child": reader, "url": url, "ids": ids, "local_db": str(local_db),
             "extension": extension, "count": count, "idle_s": idle_s, "scan": scan}
-    cmd = [sys.executable, str(CHILD), json.dumps(spec), "0"]
+    cmd = [python or sys.executable, str(CHILD), json.dumps(spec), "0"]
     result: dict[str, Any] = {"reader": reader}
     before = proxy.requests
     cmd[-1] = repr(time.time())  # spawned at

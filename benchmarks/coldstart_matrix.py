@@ -75,12 +75,12 @@ def run_size(args: argparse.Namespace, size_mb: float, work: Path) -> list[dict[
                 cache = tempfile.mkdtemp(prefix="litevfs-bench-cache-")
 
                 def run(reader: str, label: str, env_extra: dict[str, str] | None = None,
-                        idle_s: float = 0.0) -> dict[str, Any]:
+                        idle_s: float = 0.0, python: str | None = None) -> dict[str, Any]:
                     env = server.env()
                     env.update(env_extra or {})
                     r = coldstart._run_reader(reader, url=url, env=env, proxy=proxy, ids=ids,
                                               count=False, local_db=db, timeout=args.timeout,
-                                              idle_s=idle_s)
+                                              idle_s=idle_s, python=python)
                     r.update(reader=label, rtt_ms=rtt, size_mb=round(db.stat().st_size / 1e6, 1),
                              page_size=args.page_size, points=args.points)
                     if idle_s and "requests_idle" in r:
@@ -99,19 +99,30 @@ def run_size(args: argparse.Namespace, size_mb: float, work: Path) -> list[dict[
                 cold = {"LITEVFS_BOOT_SET": "off"}
                 warm_env = {"LITEVFS_CACHE_DIR": cache}
                 run("litevfs-cython", "warming", warm_env)  # fills the cache dir
+                readers: list[tuple[str, str, dict[str, str] | None, str | None]] = [
+                    ("litestream", "litestream", None, None),
+                    ("litevfs-cython", "litevfs-cython", cold, None),
+                    ("litevfs-python", "litevfs-python", cold, None),
+                    ("litevfs-cython", "litevfs-cython-warm", warm_env, None)]
+                if args.baseline_python:  # the same readers from another install
+                    base_cache = {"LITEVFS_CACHE_DIR": tempfile.mkdtemp(prefix="litevfs-base-")}
+                    run("litevfs-cython", "warming", base_cache, python=args.baseline_python)
+                    readers += [
+                        ("litevfs-cython", "baseline-cython", cold, args.baseline_python),
+                        ("litevfs-cython", "baseline-cython-warm", base_cache,
+                         args.baseline_python)]
                 # Rounds interleave the readers, so a slow spell of this noisy machine
                 # hits all of them; each reader's figures are the medians of its rounds.
                 rounds: dict[str, list[dict[str, Any]]] = {}
                 for i in range(args.repeat):
-                    for reader, label, env_extra in (
-                            ("litestream", "litestream", None),
-                            ("litevfs-cython", "litevfs-cython", cold),
-                            ("litevfs-python", "litevfs-python", cold),
-                            ("litevfs-cython", "litevfs-cython-warm", warm_env)):
+                    for reader, label, env_extra, python in readers:
                         idle = args.idle_s if i == 0 and reader == "litestream" else 0.0
-                        rounds.setdefault(label, []).append(run(reader, label, env_extra, idle))
+                        rounds.setdefault(label, []).append(
+                            run(reader, label, env_extra, idle, python))
                 for label, runs in rounds.items():
                     report(median_of(runs))
+                if not args.idle:
+                    continue
                 _write_head(server, bucket)
                 # Unbounded verification bandwidth, and the child waits for the one-time
                 # background CRC check of the snapshot to end before its idle window
@@ -217,6 +228,10 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--repeat", type=int, default=5,
                    help="interleaved rounds per reader; medians are reported")
     p.add_argument("--timeout", type=float, default=900.0)
+    p.add_argument("--baseline-python", help="also run litevfs from this interpreter (a venv "
+                   "with another version installed): before/after in one run")
+    p.add_argument("--no-idle", dest="idle", action="store_false",
+                   help="skip the idle-polling measurement (head object)")
     p.add_argument("--out", help="append JSON lines here")
     p.add_argument("--chart", default="coldstart_matrix.png", help="PNG path ('' for none)")
     p.add_argument("--endpoint")

@@ -111,7 +111,7 @@ def _child(args: argparse.Namespace) -> None:
 
 
 def _run(writer: str, server: Any, work: Path, args: argparse.Namespace,
-         fsync: bool = False) -> dict[str, Any]:
+         fsync: bool = False, python: str | None = None, label: str = "") -> dict[str, Any]:
     from tests.rig.seaweed import s3_replica_url, unique_bucket_name
 
     bucket = server.create_bucket(unique_bucket_name("wbench"))
@@ -129,7 +129,7 @@ def _run(writer: str, server: Any, work: Path, args: argparse.Namespace,
         env.update({"LITESTREAM_REPLICA_URL": url, "LITESTREAM_LOG_FILE": os.devnull,
                     "LITESTREAM_WRITE_ENABLED": "true", "LITESTREAM_SYNC_INTERVAL": "1h",
                     "LITESTREAM_BUFFER_PATH": str(work / f"{bucket}.lsbuf")})
-    cmd = [sys.executable, str(Path(__file__).resolve()), "--child", writer, "--url", url,
+    cmd = [python or sys.executable, str(Path(__file__).resolve()), "--child", writer, "--url", url,
            "--buffer", str(work / f"{bucket}.wbuf"), "--extension", extension,
            "--small", str(args.small), "--large", str(args.large)]
     if fsync:
@@ -139,7 +139,7 @@ def _run(writer: str, server: Any, work: Path, args: argparse.Namespace,
     lines = [x for x in proc.stdout.splitlines() if x.startswith("{")]
     if proc.returncode != 0 or not lines:
         raise SystemExit(f"{writer} failed ({proc.returncode}):\n{proc.stderr[-3000:]}")
-    result = {"writer": writer + ("+fsync" if fsync else ""), **json.loads(lines[-1]),
+    result = {"writer": (label or writer) + ("+fsync" if fsync else ""), **json.loads(lines[-1]),
               "small_n": args.small, "large_n": args.large}
     return result
 
@@ -151,6 +151,10 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--writers", default=",".join(WRITERS))
     p.add_argument("--fsync", action="store_true", help="also run litevfs with buffer_fsync")
     p.add_argument("--timeout", type=float, default=600)
+    p.add_argument("--baseline-python", help="also run litevfs-cython from this interpreter "
+                   "(a venv with another version installed): before/after in one run")
+    p.add_argument("--repeat", type=int, default=1,
+                   help="interleaved rounds of every writer (each reported)")
     p.add_argument("--child", choices=WRITERS, help=argparse.SUPPRESS)
     p.add_argument("--url", help=argparse.SUPPRESS)
     p.add_argument("--buffer", help=argparse.SUPPRESS)
@@ -166,13 +170,17 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory(prefix="litevfs-wbench-") as tmp:
         server = SeaweedServer().start()
         try:
-            runs = [(w, False) for w in args.writers.split(",")]
+            runs: list[tuple[str, bool, str | None, str]] = [
+                (w, False, None, w) for w in args.writers.split(",")]
             if args.fsync:
-                runs.append(("litevfs-cython", True))
-            for writer, fsync in runs:
-                r = _run(writer, server, Path(tmp), args, fsync)
-                print(json.dumps(r), flush=True)
-                results.append(r)
+                runs.append(("litevfs-cython", True, None, "litevfs-cython"))
+            if args.baseline_python:
+                runs.append(("litevfs-cython", False, args.baseline_python, "baseline-cython"))
+            for _round in range(args.repeat):
+                for writer, fsync, python, label in runs:
+                    r = _run(writer, server, Path(tmp), args, fsync, python, label)
+                    print(json.dumps(r), flush=True)
+                    results.append(r)
         finally:
             server.stop()
     cols = ["small_p50_ms", "small_p99_ms", "large_p50_ms", "large_p99_ms",

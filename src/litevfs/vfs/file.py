@@ -19,7 +19,8 @@ import apsw
 
 from ..errors import LiteVFSError, RestoreError
 from .pragmas import handle_pragma
-from ..engine.reader import FileMissingError, PageFetchError, ScanTracker
+from ..engine.reader import FileMissingError, PageFetchError
+from ..engine.scan import ScanTracker
 from ..engine.snapshot import Snapshot
 
 if TYPE_CHECKING:
