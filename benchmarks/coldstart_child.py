@@ -92,8 +92,6 @@ def main(spec, spawned_at):
         if reader.startswith("litevfs"):
             # The one-time background CRC check of the snapshot is not polling: let it
             # finish first (its GETs land in the "settle" phase, reported apart).
-            from litevfs.session import open_replicas
-
             s = time.perf_counter()
             (replica,) = open_replicas()
             replica.verifier.wait_idle(300)
@@ -102,12 +100,20 @@ def main(spec, spawned_at):
         phase("idle", idle_s=spec["idle_s"])
     extra = {"peak_rss_mb": peak_rss_mb()}
     if reader.startswith("litevfs"):
-        from litevfs.session import open_replicas
-
         (replica,) = open_replicas()
         extra.update(impl=replica.impl.__name__, storage=replica.storage.stats.snapshot(),
                      cache_hits=replica.cache.hits, cache_misses=replica.cache.misses)
     phase("done", **extra)
+
+
+def open_replicas() -> list:
+    """The process's open replicas (``litevfs.session``; ``litevfs.replica`` before the
+    layered layout, so a baseline install from an older commit runs this child too)."""
+    try:
+        from litevfs.session import open_replicas as found
+    except ImportError:
+        from litevfs.replica import open_replicas as found  # type: ignore[no-redef]
+    return found()
 
 
 if __name__ == "__main__":
