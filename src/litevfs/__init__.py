@@ -14,20 +14,35 @@ if TYPE_CHECKING:
 from ._version import __version__
 from .engine.restore import restore  # eager: the submodule of the same name must not shadow it
 from .errors import (
-    AccessDeniedError, AlreadyExistsError, BucketNotFoundError, ChecksumMismatchError,
-    ConfigError, ConflictError, EndpointUnreachableError, LiteVFSError, LTXFormatError,
-    NonContiguousError, NotFoundError, RestoreError, StorageError, TransientStorageError,
-    TxNotAvailableError,
+    AccessDeniedError, AlreadyExistsError, BucketNotFoundError, BufferInUseError,
+    ChecksumMismatchError, ConfigError, ConflictError, EndpointUnreachableError, LiteVFSError,
+    LTXFormatError, NonContiguousError, NotFoundError, PreconditionFailedError, RestoreError,
+    StorageError, TransientStorageError, TxNotAvailableError, WriteBufferError,
 )
+
+# Public errors defined next to the code that raises them, exported lazily (importing
+# their modules here would slow ``import litevfs`` down): name -> module.
+_LAZY_ERRORS = {
+    "CorruptFileError": ".engine.verify",
+    "PageFetchError": ".engine.reader",
+    "FileMissingError": ".engine.reader",
+    "TimeTravelError": ".engine.timetravel",
+    "HydrationDiskError": ".engine.hydrate.checkpoint",
+    "SyncTimeout": ".write.syncer",
+    "WriteDisabledError": ".write.writer",
+    "LockBusy": ".write.writer",
+}
 
 __all__ = [
     "IMPLEMENTATION", "__version__", "connect", "register", "restore", "open_storage",
     "sync", "write_status", "export_unsynced", "discard_unsynced",
     "hydration_status", "stats",
-    "AccessDeniedError", "AlreadyExistsError", "BucketNotFoundError", "ChecksumMismatchError",
-    "ConfigError", "ConflictError", "EndpointUnreachableError", "LiteVFSError", "LTXFormatError",
-    "NonContiguousError", "NotFoundError", "RestoreError", "StorageError",
-    "TransientStorageError", "TxNotAvailableError",
+    "AccessDeniedError", "AlreadyExistsError", "BucketNotFoundError", "BufferInUseError",
+    "ChecksumMismatchError", "ConfigError", "ConflictError", "EndpointUnreachableError",
+    "LiteVFSError", "LTXFormatError", "NonContiguousError", "NotFoundError",
+    "PreconditionFailedError", "RestoreError", "StorageError", "TransientStorageError",
+    "TxNotAvailableError", "WriteBufferError",
+    *_LAZY_ERRORS,
 ]
 
 
@@ -101,6 +116,10 @@ def __getattr__(name: str) -> Any:
         from .vfs import writeapi
 
         return getattr(writeapi, name)
+    if name in _LAZY_ERRORS:
+        import importlib
+
+        return getattr(importlib.import_module(_LAZY_ERRORS[name], __name__), name)
     if name == "open_storage":
         from .storage import open_storage
 

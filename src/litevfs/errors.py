@@ -69,3 +69,12 @@ class NonContiguousError(RestoreError):
 
 class ConflictError(LiteVFSError):
     """Another writer advanced the replica: our transactions were not uploaded."""
+
+
+class WriteBufferError(LiteVFSError):
+    """The local write buffer cannot be used: unusable directory or file (the message
+    names the path and the ``buffer_path`` option), foreign or damaged content."""
+
+
+class BufferInUseError(WriteBufferError):
+    """Another process (or connection set) holds the write buffer: one writer per buffer."""

@@ -32,7 +32,7 @@ from dataclasses import dataclass, field
 
 import xxhash
 
-from ..errors import LiteVFSError
+from ..errors import BufferInUseError, WriteBufferError
 
 log = logging.getLogger("litevfs.writebuffer")
 
@@ -45,8 +45,19 @@ KIND_TX, KIND_SYNC = b"TX01", b"SY01"
 MAX_RECORD_PAGES = 1 << 24
 
 
-class BufferError(LiteVFSError):
-    """The write buffer cannot be used (locked by another process, wrong replica, ...)."""
+
+
+def __getattr__(name: str) -> object:
+    # The old name shadowed the builtin BufferError; kept importable (not defined in this
+    # module's namespace, so code here never sees the shadow) for one deprecation cycle.
+    if name == "BufferError":
+        import warnings
+
+        warnings.warn("litevfs.write.buffer.BufferError is deprecated: use "
+                      "litevfs.WriteBufferError (or litevfs.BufferInUseError)",
+                      DeprecationWarning, stacklevel=2)
+        return WriteBufferError
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 @dataclass(frozen=True)
@@ -121,9 +132,9 @@ class WriteBuffer:
             os.close(self._lock_fd)
             self._lock_fd = -1
             if exc.errno in (errno.EWOULDBLOCK, errno.EAGAIN, errno.EACCES):
-                raise BufferError(
+                raise BufferInUseError(
                     f"write buffer {self.path} is in use by another process "
-                    "(one writer per buffer)") from None
+                    "(one writer per buffer; give each writer its own buffer_path)") from None
             raise
 
     def _header(self) -> bytes:
@@ -146,11 +157,11 @@ class WriteBuffer:
         magic, page_size, base, url_len = _HEAD.unpack_from(data)
         end = _HEAD.size + url_len
         if magic != MAGIC or len(data) < end + 8 or _U64.unpack_from(data, end)[0] != _xxh(data[:end]):
-            raise BufferError(f"{self.path} is not a litevfs write buffer (bad header); "
+            raise WriteBufferError(f"{self.path} is not a litevfs write buffer (bad header); "
                               "move it away to start a new one")
         url = data[_HEAD.size:end].decode()
         if url != self.url:
-            raise BufferError(f"write buffer {self.path} belongs to replica {url}, not {self.url}")
+            raise WriteBufferError(f"write buffer {self.path} belongs to replica {url}, not {self.url}")
         self.page_size, self.base_txid = page_size, base
         self.header_size = pos = end + 8
         view = memoryview(data)
@@ -215,7 +226,7 @@ class WriteBuffer:
 
     def _write(self, record: bytes) -> None:
         if self._fd < 0:
-            raise BufferError(f"write buffer {self.path} is closed")
+            raise WriteBufferError(f"write buffer {self.path} is closed")
         try:
             n = os.write(self._fd, record)
             if n != len(record):  # a short write leaves a torn tail: cut it off
@@ -244,7 +255,7 @@ class WriteBuffer:
         while pos < len(tail):
             parsed = parse_record(tail, pos, self.page_size)
             if parsed is None:  # cannot happen: we wrote these bytes ourselves
-                raise BufferError(f"write buffer {self.path}: corrupt record at {covered + pos}")
+                raise WriteBufferError(f"write buffer {self.path}: corrupt record at {covered + pos}")
             kind, end, payload = parsed
             if kind == KIND_TX:
                 keep.append(tail[pos:end])
@@ -331,11 +342,11 @@ def read_buffer(path: str) -> tuple[dict, list[tuple[dict[int, bytes], int]]]:
     with open(path, "rb") as f:
         data = f.read()
     if len(data) < _HEAD.size:
-        raise BufferError(f"{path} is not a litevfs write buffer (too short)")
+        raise WriteBufferError(f"{path} is not a litevfs write buffer (too short)")
     magic, page_size, base, url_len = _HEAD.unpack_from(data)
     end = _HEAD.size + url_len
     if magic != MAGIC or len(data) < end + 8 or _U64.unpack_from(data, end)[0] != _xxh(data[:end]):
-        raise BufferError(f"{path} is not a litevfs write buffer (bad header)")
+        raise WriteBufferError(f"{path} is not a litevfs write buffer (bad header)")
     info = {"page_size": page_size, "base_txid": base, "url": data[_HEAD.size:end].decode()}
     out: list[tuple[dict[int, bytes], int]] = []
     pos, view = end + 8, memoryview(data)
