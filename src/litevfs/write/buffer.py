@@ -113,19 +113,24 @@ class WriteBuffer:
         """Open (creating or recovering) the buffer at ``path``. An existing buffer keeps
         its own page size and base TXID; one of another replica is refused."""
         parent = os.path.dirname(os.path.abspath(path))
-        os.makedirs(parent, exist_ok=True)
         buf = cls(path, url=url, page_size=page_size, base_txid=base_txid, fsync=fsync)
-        buf._lock()
         try:
-            rec = buf._recover()
-        except BaseException:
-            buf.close()
-            raise
+            os.makedirs(parent, mode=0o700, exist_ok=True)
+            buf._lock()
+            try:
+                rec = buf._recover()
+            except BaseException:
+                buf.close()
+                raise
+        except OSError as exc:  # unwritable or missing path: name it and the option
+            raise WriteBufferError(
+                f"cannot use write buffer {path} (option buffer_path / LITEVFS_BUFFER_PATH): "
+                f"{exc.strerror or exc}") from exc
         return buf, rec
 
     def _lock(self) -> None:
         # A second process on the same buffer would interleave records: refuse it.
-        self._lock_fd = os.open(self.path + ".lock", os.O_RDWR | os.O_CREAT, 0o644)
+        self._lock_fd = os.open(self.path + ".lock", os.O_RDWR | os.O_CREAT, 0o600)
         try:
             fcntl.flock(self._lock_fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except OSError as exc:
@@ -175,6 +180,8 @@ class WriteBuffer:
             log.warning("write buffer %s: dropped a torn/corrupt tail of %d bytes at offset %d",
                         self.path, rec.dropped_bytes, pos)
         self._fd = os.open(self.path, os.O_RDWR)
+        if os.fstat(self._fd).st_mode & 0o077:  # written by an older version (0644)
+            os.fchmod(self._fd, 0o600)
         os.ftruncate(self._fd, pos)
         os.lseek(self._fd, pos, os.SEEK_SET)
         self.size = pos
@@ -266,7 +273,7 @@ class WriteBuffer:
     def _rewrite(self, records: bytes) -> None:
         tmp = self.path + ".tmp"
         header = self._header()
-        fd = os.open(tmp, os.O_RDWR | os.O_CREAT | os.O_TRUNC, 0o644)
+        fd = os.open(tmp, os.O_RDWR | os.O_CREAT | os.O_TRUNC, 0o600)
         try:
             data = header + records
             if os.write(fd, data) != len(data):
