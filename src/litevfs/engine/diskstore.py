@@ -103,7 +103,9 @@ class DiskStore:
         try:
             self._setup()
         except BaseException as exc:  # noqa: BLE001 - the cache is off, never the replica
-            log.warning("persistent page cache in %s disabled: %s", self.directory, exc)
+            from .diskcache import disable
+
+            disable(self.directory, f"cannot be used ({exc})")
             self._setup_error = exc
             self._ready.set()
             self._closed = True
@@ -158,10 +160,12 @@ class DiskStore:
             try:
                 self._create()
                 return
-            except sqlite3.OperationalError:
+            except sqlite3.OperationalError as exc:
                 # "database is locked": another process is creating the file or switching
                 # it to WAL right now. Never a reason to set its file aside: try again.
-                if attempt == SETUP_ATTEMPTS:
+                # Anything else (read-only, cannot open) will not change: give up now.
+                busy = "locked" in str(exc) or "busy" in str(exc)
+                if attempt == SETUP_ATTEMPTS or not busy:
                     raise
                 time.sleep(0.05 * attempt)
             except sqlite3.DatabaseError as exc:  # not a database / torn: start over
@@ -553,7 +557,10 @@ class ReplicaDiskCache:
 
     def stats(self) -> dict[str, Any]:
         s = self.store
-        return {"dir": s.directory, "hits": self.hits, "misses": self.misses,
+        error = s._setup_error
+        return {"enabled": error is None and not s._closed, "dir": s.directory,
+                "reason": None if error is None else str(error),
+                "hits": self.hits, "misses": self.misses,
                 "index_hits": self.index_hits, "index_misses": self.index_misses,
                 "writes": s.writes, "evictions": s.evictions, "corrupt": s.corrupt,
                 "write_errors": s.write_errors, "max_bytes": s.max_bytes,

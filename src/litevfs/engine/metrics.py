@@ -115,7 +115,12 @@ class Metrics:
         disk = getattr(replica, "disk", None)
         reader = getattr(replica, "reader", None)
         out["hedged_gets"] = reader.hedger.stats() if reader is not None else None
-        out["disk_cache"] = disk.stats() if disk is not None else None
+        if disk is not None:
+            out["disk_cache"] = disk.stats()
+        else:  # configured but unusable: say so (None when not configured)
+            from .diskcache import disabled_status
+
+            out["disk_cache"] = disabled_status(getattr(replica, "config", None))
         boot = getattr(replica, "boot", None)
         out["boot_set"] = boot.stats() if boot is not None else None
         fresh = getattr(replica, "freshness", None)
