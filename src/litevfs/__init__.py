@@ -15,7 +15,8 @@ from ._version import __version__
 from .engine.restore import restore  # eager: the submodule of the same name must not shadow it
 from .errors import (
     AccessDeniedError, AlreadyExistsError, BucketNotFoundError, BufferInUseError,
-    ChecksumMismatchError, ConfigError, ConflictError, EndpointUnreachableError, LiteVFSError,
+    ChecksumMismatchError, ConfigError, ConflictError, EmptyReplicaError,
+    EndpointUnreachableError, LiteVFSError,
     LTXFormatError, NonContiguousError, NotFoundError, PreconditionFailedError, RestoreError,
     StorageError, TransientStorageError, TxNotAvailableError, WriteBufferError,
 )
@@ -38,7 +39,8 @@ __all__ = [
     "sync", "write_status", "export_unsynced", "discard_unsynced",
     "hydration_status", "stats",
     "AccessDeniedError", "AlreadyExistsError", "BucketNotFoundError", "BufferInUseError",
-    "ChecksumMismatchError", "ConfigError", "ConflictError", "EndpointUnreachableError",
+    "ChecksumMismatchError", "ConfigError", "ConflictError", "EmptyReplicaError",
+    "EndpointUnreachableError",
     "LiteVFSError", "LTXFormatError", "NonContiguousError", "NotFoundError",
     "PreconditionFailedError", "RestoreError", "StorageError", "TransientStorageError",
     "TxNotAvailableError", "WriteBufferError",
@@ -78,9 +80,9 @@ def _start_open(url: str | None, options: dict[str, Any]) -> Any:
                 key[0] == config.replica_url for key in replica_mod._registry):
             return None  # shared with an open replica: no LIST needed
         from .engine.openahead import OpenAhead
-        from .storage import open_storage, start_listing
+        from .storage import open_storage_for, start_listing
 
-        storage = open_storage(config.replica_url)
+        storage = open_storage_for(config)
     except Exception:  # noqa: BLE001 - api.connect raises it, named
         return None
     try:

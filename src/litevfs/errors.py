@@ -63,6 +63,11 @@ class TxNotAvailableError(RestoreError):
     """The replica has no files, or not the requested TXID/timestamp."""
 
 
+class EmptyReplicaError(TxNotAvailableError):
+    """The replica has no LTX files at all (nothing replicated there yet, or a wrong
+    path); the message says why when the backend can tell (a missing directory)."""
+
+
 class NonContiguousError(RestoreError):
     """The LTX files of the replica leave a TXID gap."""
 

@@ -279,9 +279,9 @@ class Replica:
         return self.build_view(calc_restore_plan(self.list_levels(), txid=txid))
 
     def open(self, listing: Pending | None = None) -> None:
-        """Build the first view, waiting up to ``open_timeout`` for an empty replica.
+        """Build the first view, waiting up to ``wait_for_replica`` for an empty replica.
         ``listing``: a LIST already started by this open (see ``open_replica``)."""
-        deadline = time.monotonic() + self.config.open_timeout
+        deadline = time.monotonic() + self.config.wait_for_replica
         from .bootset import start_boot  # fetches the last open's first pages meanwhile
 
         self.boot = start_boot(self)
@@ -314,10 +314,11 @@ class Replica:
                     return
                 remaining = deadline - time.monotonic()
                 if remaining <= 0:
-                    raise TxNotAvailableError(
-                        f"replica {self.storage.url} has no LTX files "
-                        f"(waited {self.config.open_timeout:g}s; is litestream replicating "
-                        "to this path?)") from None
+                    from ..errors import EmptyReplicaError
+                    from ..storage import empty_replica_message
+
+                    raise EmptyReplicaError(empty_replica_message(
+                        self.storage, self.config.wait_for_replica)) from None
                 time.sleep(min(self.config.poll_interval or 0.1, remaining, 1.0))
 
     def close(self) -> None:
@@ -376,9 +377,9 @@ def open_replica(config: Config, impl: ModuleType = _impl,
             if replica is not None:
                 return shared(replica)
         if storage is None:
-            from ..storage import open_storage
+            from ..storage import open_storage_for
 
-            storage = open_storage(config.replica_url)
+            storage = open_storage_for(config)
             preconnect = getattr(storage, "preconnect", None)
             if preconnect is not None:  # handshakes overlap the LIST (see S3Storage)
                 preconnect(2)
