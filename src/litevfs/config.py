@@ -282,8 +282,9 @@ FIELDS: tuple[Field, ...] = (
           ("LITESTREAM_SYNC_INTERVAL", "LITEVFS_SYNC_INTERVAL"),
           "Write mode: how often buffered commits are uploaded (0: only on sync/close)."),
     Field("buffer_path", parse_str, None, ("LITESTREAM_BUFFER_PATH", "LITEVFS_BUFFER_PATH"),
-          "Write mode: the local write buffer; unset: a per-user, per-replica file under "
-          "the temp directory (found again after a crash)."),
+          "Write mode: the local write buffer file; unset: one per replica under "
+          "$XDG_STATE_HOME/litevfs/write-buffers (~/.local/state; 0700, found again after "
+          "a crash or a reboot)."),
     Field("buffer_fsync", parse_bool, False, ("LITEVFS_BUFFER_FSYNC",),
           "Write mode: fdatasync the buffer at every COMMIT (survives power loss, slower)."),
     Field("compaction_levels", parse_duration_list, (30.0, 300.0, 3600.0),
