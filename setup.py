@@ -4,10 +4,17 @@
 compile fails the install: the pure twin is never shipped silently.
 """
 
+import glob
 import os
 import platform
+import shutil
 
 from setuptools import setup
+
+# setuptools reuses build/lib* between builds of one checkout: a module deleted or moved
+# since the last build would still be packed into the wheel. Every build starts clean.
+for stale in glob.glob(os.path.join(os.path.dirname(os.path.abspath(__file__)), "build", "lib*")):
+    shutil.rmtree(stale, ignore_errors=True)
 
 ext_modules = []
 if os.environ.get("LITEVFS_NO_EXTENSIONS", "") in ("", "0") and platform.python_implementation() == "CPython":

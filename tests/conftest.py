@@ -25,6 +25,21 @@ os.environ.pop("AWS_CA_BUNDLE", None)
 pytest_plugins = ["tests.rig.fixtures", "tests.rig.report"]
 
 
+@pytest.fixture(scope="session", autouse=True)
+def _private_state_home(tmp_path_factory: pytest.TempPathFactory):
+    """Write buffers default to the per-user state directory: tests (and the processes
+    they start) use a private one, never the real ~/.local/state."""
+    path = tmp_path_factory.mktemp("state-home")
+    path.chmod(0o700)
+    saved = os.environ.get("XDG_STATE_HOME")
+    os.environ["XDG_STATE_HOME"] = str(path)
+    yield path
+    if saved is None:
+        os.environ.pop("XDG_STATE_HOME", None)
+    else:
+        os.environ["XDG_STATE_HOME"] = saved
+
+
 def pytest_addoption(parser: pytest.Parser) -> None:
     parser.addoption(
         "--no-compiled", action="store_true",

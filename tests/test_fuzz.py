@@ -3,7 +3,7 @@ LTX page index (varints), page frames, whole-file decoding and verification, the
 write-buffer recovery, the hydration sidecar, replica URLs and options.
 
 Every input must either parse or raise the module's own error (LTXFormatError,
-ValueError subclasses, BufferError, SidecarError, ConfigError): never another exception,
+ValueError subclasses, WriteBufferError, SidecarError, ConfigError): never another exception,
 never a hang (a per-example deadline), never output larger than the input allows. The
 compiled twin runs the same inputs, so a segfault would kill the run. Inputs are counted
 in the reliability figures; ``HYPOTHESIS_PROFILE=fuzz`` runs 5,000 per test.
@@ -29,7 +29,8 @@ from litevfs.ltx.format import Header
 from litevfs.engine.hydrate.sidecar import MAGIC as SIDECAR_MAGIC
 from litevfs.engine.hydrate.sidecar import Sidecar, SidecarError
 from litevfs.storage.url import parse_replica_url, resolve_s3_config
-from litevfs.write.buffer import BufferError, WriteBuffer, read_buffer
+from litevfs.errors import WriteBufferError
+from litevfs.write.buffer import WriteBuffer, read_buffer
 from tests.rig import report
 
 FUZZ = settings(deadline=timedelta(seconds=5), max_examples=int(
@@ -131,7 +132,7 @@ def test_write_buffer_recovery(tmp_path_factory: pytest.TempPathFactory,
                                edits: list[tuple[int, int]], cut: int | None,
                                tail: bytes) -> None:
     """A buffer file damaged anywhere after its header recovers a prefix of its
-    transactions (never an exception other than BufferError, never a foreign page)."""
+    transactions (never an exception other than WriteBufferError, never a foreign page)."""
     _count()
     path = str(tmp_path_factory.mktemp("wb") / "buf")
     buf, _ = WriteBuffer.open(path, url="memory://fuzz", page_size=512, base_txid=0)
@@ -145,12 +146,12 @@ def test_write_buffer_recovery(tmp_path_factory: pytest.TempPathFactory,
     Path(path).write_bytes(raw[:head] + body + tail)
     try:
         _info, records = read_buffer(path)
-    except BufferError:
+    except WriteBufferError:
         return
     assert records == written[:len(records)]
     try:
         buf, _rec = WriteBuffer.open(path, url="memory://fuzz", page_size=512, base_txid=0)
-    except BufferError:
+    except WriteBufferError:
         return
     buf.close(remove=True)
 
@@ -164,7 +165,7 @@ def test_write_buffer_random_file(tmp_path_factory: pytest.TempPathFactory,
     path.write_bytes(data)
     try:
         read_buffer(str(path))
-    except BufferError:
+    except WriteBufferError:
         pass
 
 

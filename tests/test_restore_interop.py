@@ -90,7 +90,7 @@ def test_restore_cli_errors(seaweed, tmp_path):
     empty.mkdir()
     proc = subprocess.run([sys.executable, "-m", "litevfs", "restore", f"file://{empty}", "-o",
                            str(tmp_path / "y.db")], capture_output=True, text=True, env=env, timeout=60)
-    assert proc.returncode == 1 and "not available" in proc.stderr
+    assert proc.returncode == 1 and "has no LTX files" in proc.stderr
     proc = subprocess.run([sys.executable, "-m", "litevfs", "restore", f"file://{empty}", "-o",
                            str(tmp_path / "y.db"), "--txid", "zz"],
                           capture_output=True, text=True, env=env, timeout=60)

@@ -298,3 +298,32 @@ def test_memory_urls_share_by_name() -> None:
     b = open_storage("memory://url-test-shared")
     assert isinstance(a, MemoryStorage) and a.store is b.store
     assert open_storage("memory://").store is not open_storage("memory://").store
+
+
+@pytest.mark.parametrize("url,expected", [
+    ("s3:/bucket/db?endpoint=http://127.0.0.1:9", "s3://bucket/path"),
+    ("s3:bucket/db", "s3://bucket/path"),
+    ("S3:/bucket", "s3://bucket/path"),
+    ("memory:/x", "memory://name"),
+    ("file:relative", "file:///absolute/dir"),
+    ("http://127.0.0.1:9000/bucket", "unsupported"),
+    ("https:/host/bucket", "s3://bucket/path?endpoint="),
+    ("gs:/bucket", "Litestream supports it"),
+])
+def test_mistyped_url_is_an_error_at_once(url: str, expected: str) -> None:
+    with pytest.raises(ConfigError) as info:
+        parse_replica_url(url)
+    assert expected in str(info.value)
+    assert "\n" not in str(info.value)
+
+
+def test_mistyped_url_never_echoes_its_query() -> None:
+    with pytest.raises(ConfigError) as info:
+        parse_replica_url("s3:/bucket/db?sseCustomerKey=TOPSECRETKEY")
+    assert "TOPSECRETKEY" not in str(info.value) and "s3:/bucket/db" in str(info.value)
+
+
+def test_one_slash_file_url_and_plain_paths_still_work(tmp_path) -> None:
+    assert parse_replica_url("file:/srv/replica").path == "/srv/replica"  # as Litestream
+    assert parse_replica_url(str(tmp_path / "s3")).path == str(tmp_path / "s3")
+    assert parse_replica_url("some:dir").scheme == "file"  # not a scheme we know

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import sqlite3
 import threading
+import time
 from pathlib import Path
 from types import ModuleType
 
@@ -12,7 +13,7 @@ import pytest
 
 import litevfs
 import litevfs.vfs.connect as api
-from litevfs.errors import ConfigError, NotFoundError, TxNotAvailableError
+from litevfs.errors import ConfigError, EmptyReplicaError, NotFoundError, TxNotAvailableError
 from litevfs.engine.poller import poll_once
 from litevfs.session import open_replicas
 from litevfs.storage.memory import memory_store
@@ -334,3 +335,58 @@ def test_time_parsing() -> None:
     assert format_time(parse_time("2026-01-02T03:04:05+02:00")) == "2026-01-02T03:04:05+02:00"
     with pytest.raises(TimeTravelError, match="RFC3339"):
         parse_time("soon")
+
+
+# -- an empty replica: fail at once unless asked to wait --------------------------------
+
+
+def test_empty_replica_fails_at_once_by_default(core: ModuleType) -> None:
+    started = time.monotonic()
+    with pytest.raises(EmptyReplicaError, match="no LTX files.*wait_for_replica"):
+        api.connect(unique_memory_url(), impl=core)
+    assert time.monotonic() - started < 0.5
+
+
+def test_wait_for_replica_waits_for_the_first_file(tmp_path: Path, core: ModuleType) -> None:
+    url = unique_memory_url()
+    ls = FakeLitestream(tmp_path / "late.db", url)
+    db = ls.db()
+    db.execute("CREATE TABLE t(x)")
+    db.execute("INSERT INTO t VALUES (42)")
+    db.close()
+    timer = threading.Timer(0.3, ls.sync)
+    timer.start()
+    started = time.monotonic()
+    con = api.connect(url, impl=core, wait_for_replica="forever", poll_interval="50ms")
+    try:
+        assert time.monotonic() - started >= 0.25
+        assert con.execute("SELECT x FROM t").fetchall() == [(42,)]
+    finally:
+        con.close()
+        timer.join()
+
+
+def test_wait_for_replica_bound_and_the_old_option_name(core: ModuleType) -> None:
+    for options in ({"wait_for_replica": "300ms"}, {"open_timeout": "300ms"}):
+        started = time.monotonic()
+        with pytest.raises(EmptyReplicaError, match="waited 0.3s"):
+            api.connect(unique_memory_url(), impl=core, poll_interval="50ms", **options)
+        assert time.monotonic() - started >= 0.3
+    from litevfs.config import Config
+
+    def wait(**kw: object) -> float:
+        return Config.resolve({"replica_url": "memory://x", **kw}).wait_for_replica
+
+    assert wait() == 0 and wait(wait_for_replica=True) == float("inf")
+    assert wait(wait_for_replica="off") == 0 and wait(open_timeout="2s") == 2
+    assert wait(open_timeout="2s", wait_for_replica="1s") == 1
+
+
+def test_write_mode_on_an_empty_replica_starts_a_database(tmp_path: Path,
+                                                          core: ModuleType) -> None:
+    con = api.connect(unique_memory_url(), impl=core, write=True,
+                      buffer_path=str(tmp_path / "w.wbuf"))
+    try:
+        con.execute("CREATE TABLE t(x)")
+    finally:
+        con.close()

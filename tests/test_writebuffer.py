@@ -6,7 +6,8 @@ import os
 
 import pytest
 
-from litevfs.write.buffer import BufferError, WriteBuffer, read_buffer
+from litevfs.errors import BufferInUseError, WriteBufferError
+from litevfs.write.buffer import WriteBuffer, read_buffer
 
 URL = "memory://wb"
 PS = 512
@@ -110,10 +111,10 @@ def test_marks_and_reset(tmp_path):
 def test_second_opener_refused_and_other_replica_refused(tmp_path):
     path = tmp_path / "b.wbuf"
     buf, _ = open_buf(path)
-    with pytest.raises(BufferError, match="in use"):
+    with pytest.raises(BufferInUseError, match="in use"):
         open_buf(path)
     buf.close()
-    with pytest.raises(BufferError, match="belongs to replica"):
+    with pytest.raises(WriteBufferError, match="belongs to replica"):
         open_buf(path, url="memory://other")
 
 
@@ -131,5 +132,5 @@ def test_fsync_option_and_bad_page(tmp_path):
 def test_garbage_file_refused(tmp_path):
     path = tmp_path / "b.wbuf"
     path.write_bytes(b"not a buffer at all, definitely not" * 3)
-    with pytest.raises(BufferError, match="bad header"):
+    with pytest.raises(WriteBufferError, match="bad header"):
         open_buf(path)

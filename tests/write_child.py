@@ -1,6 +1,6 @@
 """Child processes for the write-mode tests (run as ``python tests/write_child.py``).
 
-* ``writer URL BUFFER FIRST COUNT``: one INSERT per transaction (ids FIRST..), printing
+* ``writer URL BUFFER FIRST COUNT``: (BUFFER ``-``: the default path) one INSERT per transaction (ids FIRST..), printing
   ``committed <id>`` after each COMMIT returns; ``--wait`` reads a line from stdin
   first; ``--sync`` calls litevfs.sync at the end and prints ``synced <txid>`` or
   ``conflict <message>``; then closes and prints ``closed`` (or ``close-error``).
@@ -26,7 +26,8 @@ def writer(url: str, buffer: str, first: int, count: int, wait: bool, sync: bool
            interval: str) -> None:
     import litevfs
 
-    con = litevfs.connect(url, write=True, buffer_path=buffer, sync_interval=interval,
+    con = litevfs.connect(url, write=True, buffer_path=None if buffer == "-" else buffer,
+                          sync_interval=interval,
                           poll_interval="200ms")
     con.execute("CREATE TABLE IF NOT EXISTS t(id INTEGER PRIMARY KEY, v TEXT)")
     if first == 0:  # continue after the recovered rows (a commit may have returned

@@ -14,21 +14,38 @@ if TYPE_CHECKING:
 from ._version import __version__
 from .engine.restore import restore  # eager: the submodule of the same name must not shadow it
 from .errors import (
-    AccessDeniedError, AlreadyExistsError, BucketNotFoundError, ChecksumMismatchError,
-    ConfigError, ConflictError, EndpointUnreachableError, LiteVFSError, LTXFormatError,
-    NonContiguousError, NotFoundError, RestoreError, StorageError, TransientStorageError,
-    TxNotAvailableError,
+    AccessDeniedError, AlreadyExistsError, BucketNotFoundError, BufferInUseError,
+    ChecksumMismatchError, ConfigError, ConflictError, EmptyReplicaError,
+    EndpointUnreachableError, LiteVFSError,
+    LTXFormatError, NonContiguousError, NotFoundError, PreconditionFailedError, RestoreError,
+    StorageError, TransientStorageError, TxNotAvailableError, WriteBufferError,
 )
+
+# Public errors defined next to the code that raises them, exported lazily (importing
+# their modules here would slow ``import litevfs`` down): name -> module.
+_LAZY_ERRORS = {
+    "CorruptFileError": ".engine.verify",
+    "PageFetchError": ".engine.reader",
+    "FileMissingError": ".engine.reader",
+    "TimeTravelError": ".engine.timetravel",
+    "HydrationDiskError": ".engine.hydrate.localcopy",
+    "SyncTimeout": ".write.syncer",
+    "WriteDisabledError": ".write.writer",
+    "LockBusy": ".write.writer",
+}
 
 __all__ = [
     "IMPLEMENTATION", "__version__", "connect", "register", "restore", "calc_restore_plan",
     "open_storage",
     "sync", "write_status", "export_unsynced", "discard_unsynced",
     "hydration_status", "stats",
-    "AccessDeniedError", "AlreadyExistsError", "BucketNotFoundError", "ChecksumMismatchError",
-    "ConfigError", "ConflictError", "EndpointUnreachableError", "LiteVFSError", "LTXFormatError",
-    "NonContiguousError", "NotFoundError", "RestoreError", "StorageError",
-    "TransientStorageError", "TxNotAvailableError",
+    "AccessDeniedError", "AlreadyExistsError", "BucketNotFoundError", "BufferInUseError",
+    "ChecksumMismatchError", "ConfigError", "ConflictError", "EmptyReplicaError",
+    "EndpointUnreachableError",
+    "LiteVFSError", "LTXFormatError", "NonContiguousError", "NotFoundError",
+    "PreconditionFailedError", "RestoreError", "StorageError", "TransientStorageError",
+    "TxNotAvailableError", "WriteBufferError",
+    *_LAZY_ERRORS,
 ]
 
 
@@ -54,6 +71,7 @@ _LAZY = {
     "sync": ".vfs.writeapi", "write_status": ".vfs.writeapi",
     "export_unsynced": ".vfs.writeapi", "discard_unsynced": ".vfs.writeapi",
     "open_storage": ".storage", "calc_restore_plan": ".engine.plan",
+    **_LAZY_ERRORS,
 }
 
 

@@ -12,7 +12,7 @@ import sys
 
 from .config import Config
 from .engine.openahead import OpenAhead
-from .storage import open_storage, start_listing
+from .storage import open_storage_for, start_listing
 
 TYPE_CHECKING = False  # not typing's: importing typing costs ~5 ms on the open's path
 if TYPE_CHECKING:
@@ -31,7 +31,7 @@ def start_open(url: str | None, options: dict[str, Any]) -> Any:
         session = sys.modules.get("litevfs.session")  # loaded once a replica was opened
         if session is not None and session.is_open(config.replica_url):
             return None  # shared with an open replica: no LIST needed
-        storage = open_storage(config.replica_url)
+        storage = open_storage_for(config)
     except Exception:  # noqa: BLE001 - the regular open raises it, named
         return None
     try:

@@ -86,6 +86,37 @@ def parse_duration(value: Any) -> float:
     return seconds
 
 
+def parse_wait(value: Any) -> float:
+    """A duration, or a boolean / ``forever``: true and ``forever`` wait without a bound
+    (what Litestream's VFS does), false is 0 (fail at once)."""
+    if isinstance(value, bool):
+        return float("inf") if value else 0.0
+    text = str(value).strip().lower()
+    if text in ("true", "yes", "on", "forever", "inf", "infinite"):
+        return float("inf")
+    if text in ("false", "no", "off"):
+        return 0.0
+    return parse_duration(value)
+
+
+def parse_optional_wait(value: Any) -> float | None:
+    return None if value is None else parse_wait(value)
+
+
+def parse_timeout(value: Any) -> float:
+    """A positive duration; a bare number is seconds (``5``, ``0.5``), as the S3
+    options always took it."""
+    if isinstance(value, str):
+        try:
+            value = float(value)
+        except ValueError:
+            pass
+    seconds = parse_duration(value)
+    if not 0 < seconds < float("inf"):
+        raise ValueError(f"a timeout must be a positive, finite duration, got {value!r}")
+    return seconds
+
+
 def parse_duration_list(value: Any) -> tuple[float, ...]:
     """``"30s,5m,1h"`` (or a sequence) -> durations; ``off``/empty -> ()."""
     if isinstance(value, (list, tuple)):
@@ -188,8 +219,18 @@ FIELDS: tuple[Field, ...] = (
           "How often new LTX files are looked for."),
     Field("cache_size", parse_size, 64 * 1024**2, ("LITEVFS_CACHE_SIZE",),
           "Byte budget of the in-memory page cache shared by a replica's connections."),
-    Field("open_timeout", parse_duration, 10.0, ("LITEVFS_OPEN_TIMEOUT",),
-          "How long an open waits for an empty replica's first file before failing."),
+    Field("wait_for_replica", parse_wait, 0.0, ("LITEVFS_WAIT_FOR_REPLICA",),
+          "Read-only opens of an empty replica (no LTX files yet) wait this long for the "
+          "first file (a duration; true/forever: no bound, as Litestream's VFS; 0: fail "
+          "at once). Write mode never waits: it starts a new database."),
+    Field("open_timeout", parse_optional_wait, None, ("LITEVFS_OPEN_TIMEOUT",),
+          "Deprecated name of wait_for_replica (used when that is not set)."),
+    Field("connect_timeout", parse_timeout, 3.0, ("LITEVFS_CONNECT_TIMEOUT",),
+          "S3: how long connecting to the endpoint (TCP and TLS) may take; the error "
+          "names the endpoint."),
+    Field("read_timeout", parse_timeout, 30.0, ("LITEVFS_READ_TIMEOUT",),
+          "S3: how long a request may wait for the endpoint's next bytes (a timed-out "
+          "request is tried once more; the error names the endpoint)."),
     Field("read_ahead", parse_size, 2 * 1024**2, ("LITEVFS_READ_AHEAD",),
           "Largest ranged GET issued when SQLite reads pages sequentially (0: one frame)."),
     Field("fetch_retries", parse_int, 4, ("LITEVFS_FETCH_RETRIES",),
@@ -241,8 +282,9 @@ FIELDS: tuple[Field, ...] = (
           ("LITESTREAM_SYNC_INTERVAL", "LITEVFS_SYNC_INTERVAL"),
           "Write mode: how often buffered commits are uploaded (0: only on sync/close)."),
     Field("buffer_path", parse_str, None, ("LITESTREAM_BUFFER_PATH", "LITEVFS_BUFFER_PATH"),
-          "Write mode: the local write buffer; unset: a per-user, per-replica file under "
-          "the temp directory (found again after a crash)."),
+          "Write mode: the local write buffer file; unset: one per replica under "
+          "$XDG_STATE_HOME/litevfs/write-buffers (~/.local/state; 0700, found again after "
+          "a crash or a reboot)."),
     Field("buffer_fsync", parse_bool, False, ("LITEVFS_BUFFER_FSYNC",),
           "Write mode: fdatasync the buffer at every COMMIT (survives power loss, slower)."),
     Field("compaction_levels", parse_duration_list, (30.0, 300.0, 3600.0),
@@ -283,6 +325,7 @@ class Config(namedtuple("Config", [f.name for f in FIELDS],
                     f"valid options: {', '.join(FIELDS_BY_NAME)}")
         env = env if env is not None else {}
         values: dict[str, Any] = {}
+        given: set[str] = set()  # options set by the caller (not defaults)
         for f in FIELDS:
             if f.name in keywords and keywords[f.name] is not None:
                 raw, source = keywords[f.name], f"keyword {f.name}"
@@ -298,6 +341,9 @@ class Config(namedtuple("Config", [f.name for f in FIELDS],
                 values[f.name] = f.parse(raw)
             except (ValueError, TypeError) as exc:
                 raise ConfigError(f"invalid value for option {f.name!r} ({source}): {exc}") from None
+            given.add(f.name)
+        if "open_timeout" in given and "wait_for_replica" not in given:
+            values["wait_for_replica"] = values["open_timeout"]  # the deprecated spelling
         if not values["replica_url"]:
             raise ConfigError(
                 "no replica URL: pass replica_url (keyword or URI parameter) "

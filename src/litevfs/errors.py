@@ -63,9 +63,23 @@ class TxNotAvailableError(RestoreError):
     """The replica has no files, or not the requested TXID/timestamp."""
 
 
+class EmptyReplicaError(TxNotAvailableError):
+    """The replica has no LTX files at all (nothing replicated there yet, or a wrong
+    path); the message says why when the backend can tell (a missing directory)."""
+
+
 class NonContiguousError(RestoreError):
     """The LTX files of the replica leave a TXID gap."""
 
 
 class ConflictError(LiteVFSError):
     """Another writer advanced the replica: our transactions were not uploaded."""
+
+
+class WriteBufferError(LiteVFSError):
+    """The local write buffer cannot be used: unusable directory or file (the message
+    names the path and the ``buffer_path`` option), foreign or damaged content."""
+
+
+class BufferInUseError(WriteBufferError):
+    """Another process (or connection set) holds the write buffer: one writer per buffer."""

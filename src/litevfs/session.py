@@ -33,7 +33,7 @@ from .engine.reader import Reader
 from .engine.state import ReplicaState, View
 from .engine.verify import Verifier
 from .engine.views import ViewBuilder
-from .storage import open_storage, start_listing
+from .storage import open_storage_for, start_listing
 from .storage.base import StorageClient
 from .storage.metered import MeteredStorage
 
@@ -115,7 +115,7 @@ class Replica:
         self.boot = start_boot(self.state, self.disk, self.verifier, config.boot_set)
         self.reader.boot = self.boot
         self.metrics.attach(boot=self.boot)
-        view = self.views.open_first(listing, wait=config.open_timeout,
+        view = self.views.open_first(listing, wait=config.wait_for_replica,
                                      poll=config.poll_interval, create_empty=config.write)
         if view.txid:
             self.metrics.opened()
@@ -207,7 +207,7 @@ def open_replica(config: Config, impl: ModuleType = _impl,
             if replica is not None:
                 return shared(replica)
         if storage is None:
-            storage = open_storage(config.replica_url)
+            storage = open_storage_for(config)
             storage.preconnect(2)  # handshakes overlap the LIST
         # The open's LIST goes out now and overlaps the replica's set-up (disk cache,
         # verifier, ...): it is still issued after this open began, so it is as fresh.

@@ -11,6 +11,8 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import json
+import sys
+import textwrap
 import time
 from typing import Any
 
@@ -18,12 +20,13 @@ from ..ltx.format import HEADER_SIZE, Header
 from ..engine.metrics import request_cost_usd
 
 
-def replica_info(url: str) -> dict[str, Any]:
-    """The summary as a dict (``litevfs info --json`` prints it)."""
+def replica_info(url: str, **storage_options: Any) -> dict[str, Any]:
+    """The summary as a dict (``litevfs info --json`` prints it). An empty replica has
+    ``txid`` None and ``error`` saying why; ``estimated_cost_usd`` is None off S3."""
     from ..engine.plan import calc_restore_plan
     from ..storage import open_storage
 
-    storage = open_storage(url)
+    storage = open_storage(url, **storage_options)
     try:
         levels = storage.list_all()
         files = [f for lvl in sorted(levels) for f in levels[lvl]]
@@ -58,9 +61,15 @@ def replica_info(url: str) -> dict[str, Any]:
             out["head_txid"] = None if head is None else f"{head:016x}"
         except Exception:  # noqa: BLE001 - the head object is optional
             out["head_txid"] = None
+        if not files:
+            from ..storage import empty_replica_message
+
+            out["error"] = empty_replica_message(storage, hint=False)
         stats = storage.stats.snapshot()
         out["requests"] = {k: stats[k] for k in ("lists", "gets")}
-        out["estimated_cost_usd"] = request_cost_usd(stats["lists"], stats["gets"], 0)
+        # Requests cost money on S3 only: no price for a local directory.
+        out["estimated_cost_usd"] = (request_cost_usd(stats["lists"], stats["gets"], 0)
+                                     if storage.url.startswith("s3://") else None)
         return out
     finally:
         storage.close()
@@ -76,30 +85,45 @@ def _human(n: int) -> str:
 
 
 def cmd_info(args: argparse.Namespace) -> int:
-    info = replica_info(args.url)
+    """Exit 0 for a replica with files; 1 (one line on stderr) for an empty one."""
+    from .main import storage_options
+
+    info = replica_info(args.url, **storage_options(args))
     if args.json:
         print(json.dumps(info))
+    if info["txid"] is None:
+        print(f"litevfs info: {info['error']}", file=sys.stderr)
+        return 1
+    if args.json:
         return 0
     print(f"replica   {info['replica']}")
-    if info["txid"] is None:
-        print("state     empty (no LTX files)")
-    else:
-        print(f"TXID      {info['txid']}" + (
-            f"  (head object: {info['head_txid']})" if info.get("head_txid") else ""))
-        print(f"lag       {info['lag_s']:.1f} s since the newest file ({info['newest_file_at']})")
-        print(f"database  {info['pages']} pages of {info['page_size']} bytes = "
-              f"{_human(info['db_size'])}; restore plan {info['plan_files']} files")
+    print(f"TXID      {info['txid']}" + (
+        f"  (head object: {info['head_txid']})" if info.get("head_txid") else ""))
+    print(f"lag       {info['lag_s']:.1f} s since the newest file ({info['newest_file_at']})")
+    print(f"database  {info['pages']} pages of {info['page_size']} bytes = "
+          f"{_human(info['db_size'])}; restore plan {info['plan_files']} files")
     print(f"files     {info['files']} ({_human(info['bytes'])})")
     for lvl, row in info["levels"].items():
         print(f"  level {lvl}: {row['files']:>6} files {_human(row['bytes']):>12}  "
               f"TXID {row['min_txid']}..{row['max_txid']}")
-    print(f"cost      {info['requests']['lists']} LIST + {info['requests']['gets']} GET "
-          f"= ${info['estimated_cost_usd']:.7f}")
+    if info["estimated_cost_usd"] is not None:
+        print(f"cost      {info['requests']['lists']} LIST + {info['requests']['gets']} GET "
+              f"= ${info['estimated_cost_usd']:.7f}")
     return 0
 
 
-def add_info_parser(sub: Any) -> None:
-    p = sub.add_parser("info", help="health summary of a replica (TXID, lag, files per level)")
-    p.add_argument("url")
+def add_info_parser(sub: Any, common: argparse.ArgumentParser | None = None,
+                    epilog: str | None = None) -> None:
+    p = sub.add_parser(
+        "info", parents=[common] if common is not None else [],
+        help="health summary of a replica (TXID, lag, files per level)",
+        description=textwrap.fill(
+            "TXID, lag, database size and files per level from one listing and one header "
+            "read, without opening the database (exit 1 for a replica with no LTX files). "
+            "On S3 also the request cost of gathering it.", 78),
+        epilog=epilog, formatter_class=argparse.RawDescriptionHelpFormatter,
+        allow_abbrev=False)
+    if common is None:
+        p.add_argument("url")
     p.add_argument("--json", action="store_true", help="print one JSON object")
     p.set_defaults(func=cmd_info)

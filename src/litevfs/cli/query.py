@@ -1,4 +1,10 @@
-"""``litevfs query URL SQL [--json]``: run one statement against a replica."""
+"""``litevfs query URL SQL``: run SQL against a replica, print the rows.
+
+Formats: ``text`` (tab-separated, a header line of column names), ``json`` (an
+array of objects keyed by column name), ``json-arrays`` (an array of arrays), ``csv``
+(RFC 4180, header line). With several statements, each statement's rows follow in
+turn; text and CSV print a new header line when the columns change.
+"""
 
 from __future__ import annotations
 
@@ -6,6 +12,8 @@ import base64
 import json
 import sys
 from typing import IO, Any
+
+FORMATS = ("text", "json", "json-arrays", "csv")
 
 
 def _jsonable(value: Any) -> Any:
@@ -22,22 +30,83 @@ def _text(value: Any) -> str:
     return str(value)
 
 
-def run_query(url: str, sql: str, as_json: bool = False, *, out: IO[str] | None = None,
-              **options: Any) -> int:
-    """Print the rows of ``sql`` run on the replica at ``url``: tab-separated text, or
-    with ``as_json`` one JSON array of rows (each a list; blobs base64). Returns 0."""
-    from ..vfs.connect import connect
+def _csv(value: Any) -> Any:
+    if value is None:
+        return ""
+    if isinstance(value, (bytes, bytearray, memoryview)):
+        return "x'" + bytes(value).hex() + "'"
+    return value
 
+
+def unique_keys(names: list[str]) -> list[str]:
+    """Column names as JSON object keys: a repeated name gets ``_2``, ``_3``...
+    (``SELECT a, a`` would otherwise lose a value)."""
+    seen: set[str] = set()
+    out = []
+    for name in names:
+        key, n = name, 1
+        while key in seen:
+            n += 1
+            key = f"{name}_{n}"
+        seen.add(key)
+        out.append(key)
+    return out
+
+
+def run_query(url: str, sql: str, as_json: bool = False, *, fmt: str | None = None,
+              header: bool = True, out: IO[str] | None = None, **options: Any) -> int:
+    """Print the rows of ``sql`` run on the replica at ``url`` in ``fmt`` (one of
+    ``FORMATS``; ``as_json`` is ``fmt="json"``). ``options`` are connection options
+    (``litevfs.connect``). Returns 0; errors (SQL, apsw, storage) raise."""
+    import litevfs
+
+    fmt = fmt or ("json" if as_json else "text")
+    if fmt not in FORMATS:
+        raise ValueError(f"unknown output format {fmt!r}: expected one of {', '.join(FORMATS)}")
     out = out or sys.stdout
-    con = connect(url, **options)
+    con = litevfs.connect(url, **options)
     try:
-        rows = con.execute(sql).fetchall()
+        cursor = con.cursor()
+        columns: list[list[str]] = [[]]  # the running statement's column names
+
+        def trace(_cursor: Any, _sql: str, _bindings: Any) -> bool:
+            # Called as each statement starts: its columns are known even with no rows.
+            columns[0] = [name for name, _ in _cursor.getdescription()]
+            return True
+
+        cursor.exec_trace = trace
+        rows = cursor.execute(sql)
+        if fmt in ("json", "json-arrays"):
+            items = []
+            for row in rows:
+                values = [_jsonable(v) for v in row]
+                items.append(values if fmt == "json-arrays"
+                             else dict(zip(unique_keys(columns[0]), values)))
+            json.dump(items, out)
+            out.write("\n")
+            return 0
+        writer: Any = None
+        if fmt == "csv":
+            import csv
+
+            writer = csv.writer(out, lineterminator="\n")
+        shown: list[str] | None = None
+        for row in rows:
+            if header and columns[0] != shown:
+                shown = columns[0]
+                if writer is not None:
+                    writer.writerow(shown)
+                else:
+                    out.write("\t".join(shown) + "\n")
+            if writer is not None:
+                writer.writerow([_csv(v) for v in row])
+            else:
+                out.write("\t".join(_text(v) for v in row) + "\n")
+        if header and shown is None and columns[0]:  # no rows: still say what the columns are
+            if writer is not None:
+                writer.writerow(columns[0])
+            else:
+                out.write("\t".join(columns[0]) + "\n")
     finally:
         con.close()
-    if as_json:
-        json.dump([[_jsonable(v) for v in row] for row in rows], out)
-        out.write("\n")
-    else:
-        for row in rows:
-            out.write("\t".join(_text(v) for v in row) + "\n")
     return 0

@@ -25,15 +25,64 @@ log = logging.getLogger("litevfs.diskcache")
 
 _stores: dict[str, DiskStore] = {}
 _stores_lock = threading.Lock()
+_disabled: dict[str, str] = {}  # cache directory -> why it is off (said once per process)
+_DB_NAME = "pages.sqlite3"  # diskstore.DB_NAME (not imported: an unusable cache costs nothing)
 
 
-def open_disk_cache(config: Any, replica_id: str) -> ReplicaDiskCache | None:
-    """The replica's disk cache when ``config.cache_dir`` is set, else None. A cache
-    directory that cannot be used logs a warning and leaves the cache off."""
+def unusable_reason(directory: str) -> str | None:
+    """Why ``directory`` cannot hold the cache, from a few stats (microseconds), or
+    None. Finding out from SQLite instead costs its retries (over a second)."""
+    try:
+        os.makedirs(directory, exist_ok=True)
+    except OSError as exc:
+        return f"cannot be created ({exc.strerror or exc})"
+    if not os.path.isdir(directory):
+        return "is not a directory"
+    if not os.access(directory, os.R_OK | os.W_OK | os.X_OK):
+        return "is read-only for this process (SQLite needs to create files in it)"
+    for suffix in ("", "-wal", "-shm"):
+        path = os.path.join(directory, _DB_NAME + suffix)
+        if os.path.exists(path) and not os.access(path, os.R_OK | os.W_OK):
+            return f"holds {_DB_NAME + suffix}, which is read-only for this process"
+    return None
+
+
+def disable(directory: str, reason: str) -> None:
+    """Turn the cache in ``directory`` off for this process, warning once."""
+    with _stores_lock:
+        if directory in _disabled:
+            return
+        _disabled[directory] = reason
+    log.warning("persistent page cache disabled: cache_dir %s %s; pages are read from "
+                "object storage (set cache_dir to a writable directory)", directory, reason)
+
+
+def disabled_status(config: Any) -> dict[str, Any] | None:
+    """What ``stats()`` shows for a configured cache that is off, else None."""
     directory = getattr(config, "cache_dir", None)
     if not directory:
         return None
     directory = os.path.abspath(os.path.expanduser(directory))
+    reason = _disabled.get(directory)
+    return None if reason is None else {"enabled": False, "dir": directory, "reason": reason}
+
+
+def open_disk_cache(config: Any, replica_id: str) -> ReplicaDiskCache | None:
+    """The replica's disk cache when ``config.cache_dir`` is set, else None. A cache
+    directory that cannot be used logs one warning per process and leaves the cache
+    off (``stats()`` shows it disabled, with the reason)."""
+    directory = getattr(config, "cache_dir", None)
+    if not directory:
+        return None
+    directory = os.path.abspath(os.path.expanduser(directory))
+    if directory in _disabled:
+        return None
+    store = _stores.get(directory)
+    if store is None or store._closed:
+        reason = unusable_reason(directory)
+        if reason is not None:
+            disable(directory, reason)
+            return None
     import sqlite3
 
     from .diskstore import DiskStore, ReplicaDiskCache
@@ -44,9 +93,9 @@ def open_disk_cache(config: Any, replica_id: str) -> ReplicaDiskCache | None:
             if store is None or store._closed:
                 store = _stores[directory] = DiskStore(
                     directory, getattr(config, "cache_dir_size", 1 << 30),
-                    getattr(config, "cache_compress", False))
+                    getattr(config, "cache_compress", False), on_unusable=disable)
     except (OSError, sqlite3.Error) as exc:
-        log.warning("persistent page cache in %s disabled: %s", directory, exc)
+        disable(directory, f"cannot be used ({exc})")
         return None
     return ReplicaDiskCache(store, replica_id)
 

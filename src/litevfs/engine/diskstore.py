@@ -35,7 +35,7 @@ import struct
 import threading
 import time
 from array import array
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
 import xxhash
@@ -85,8 +85,10 @@ class DiskStore(Worker):
     opens the file (off the open's critical path), checks it, then applies the queued
     writes in batches."""
 
-    def __init__(self, directory: str, max_bytes: int, compress: bool = False) -> None:
+    def __init__(self, directory: str, max_bytes: int, compress: bool = False,
+                 on_unusable: Callable[[str, str], None] | None = None) -> None:
         super().__init__("litevfs-diskcache")
+        self._on_unusable = on_unusable  # (directory, reason), when the file cannot be used
         os.makedirs(directory, exist_ok=True)
         self.directory = directory
         self.path = os.path.join(directory, DB_NAME)
@@ -115,7 +117,10 @@ class DiskStore(Worker):
             try:
                 self._setup()
             except BaseException as exc:  # noqa: BLE001 - the cache is off, never the replica
-                log.warning("persistent page cache in %s disabled: %s", self.directory, exc)
+                if self._on_unusable is not None:
+                    self._on_unusable(self.directory, f"cannot be used ({exc})")
+                else:
+                    log.warning("persistent page cache in %s disabled: %s", self.directory, exc)
                 self._setup_error = exc
                 self._ready.set()
                 self._closed = True
@@ -179,10 +184,12 @@ class DiskStore(Worker):
             try:
                 self._create()
                 return
-            except sqlite3.OperationalError:
+            except sqlite3.OperationalError as exc:
                 # "database is locked": another process is creating the file or switching
                 # it to WAL right now. Never a reason to set its file aside: try again.
-                if attempt == SETUP_ATTEMPTS:
+                # Anything else (read-only, cannot open) will not change: give up now.
+                busy = "locked" in str(exc) or "busy" in str(exc)
+                if attempt == SETUP_ATTEMPTS or not busy:
                     raise
                 time.sleep(0.05 * attempt)
             except sqlite3.DatabaseError as exc:  # not a database / torn: start over
@@ -562,7 +569,10 @@ class ReplicaDiskCache:
 
     def stats(self) -> dict[str, Any]:
         s = self.store
-        return {"dir": s.directory, "hits": self.hits, "misses": self.misses,
+        error = s._setup_error
+        return {"enabled": error is None and not s._closed, "dir": s.directory,
+                "reason": None if error is None else str(error),
+                "hits": self.hits, "misses": self.misses,
                 "index_hits": self.index_hits, "index_misses": self.index_misses,
                 "writes": s.writes, "evictions": s.evictions, "corrupt": s.corrupt,
                 "write_errors": s.write_errors, "max_bytes": s.max_bytes,

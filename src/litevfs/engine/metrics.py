@@ -13,6 +13,7 @@ import time
 from typing import TYPE_CHECKING, Any
 
 from ..storage.metered import RemoteTimer
+from .diskcache import disabled_status
 
 if TYPE_CHECKING:
     from .state import ReplicaState
@@ -80,7 +81,8 @@ class Metrics:
         hedger, disk, boot = src.get("hedger"), src.get("disk"), src.get("boot")
         fresh, views, verifier = src.get("freshness"), src.get("views"), src.get("verifier")
         out["hedged_gets"] = hedger.stats() if hedger is not None else None
-        out["disk_cache"] = disk.stats() if disk is not None else None
+        # configured but unusable: say so (None when not configured)
+        out["disk_cache"] = disk.stats() if disk is not None else disabled_status(state.config)
         out["boot_set"] = boot.stats() if boot is not None else None
         out["freshness"] = fresh.stats() if fresh is not None else None
         out["open_reads_ahead"] = views.reads_adopted if views is not None else 0

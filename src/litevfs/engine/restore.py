@@ -1,5 +1,6 @@
 """Materialising a database file from a replica: the restore plan (``plan.py``)
-applied file by file, every file CRC-64-verified, written atomically."""
+applied file by file as the files stream in (bounded memory), every file
+CRC-64-verified, the output published atomically."""
 
 from __future__ import annotations
 
@@ -10,12 +11,14 @@ from collections.abc import Callable, Mapping, Sequence
 from collections import namedtuple
 from types import ModuleType
 
-from ..errors import LTXFormatError
+from ..errors import LTXFormatError, TxNotAvailableError
 from ..ltx.format import HEADER_SIZE, FileInfo, Header
 from .plan import calc_restore_plan
 
 TYPE_CHECKING = False  # not typing's: importing typing costs ~5 ms on the open's path
 if TYPE_CHECKING:
+    from typing import TextIO
+
     from ..storage.base import StorageClient
 
 
@@ -45,26 +48,64 @@ class RestoreResult(namedtuple("RestoreResult", ("path", "txid", "page_size", "c
     __slots__ = ()
 
 
-ProgressFn = Callable[[int, int, int], None]  # (files done, files total, bytes downloaded)
+# (bytes downloaded and applied, bytes in the plan, files done, files in the plan)
+ProgressFn = Callable[[int, int, int, int], None]
+
+CHUNK_SIZE = 4 * 1024 * 1024  # bytes per ranged GET
+READ_AHEAD = 32 * 1024 * 1024  # downloaded bytes waiting to be applied, at most
 
 
-def terminal_progress(stream=sys.stderr) -> ProgressFn | None:
-    """A one-line progress bar when ``stream`` is a terminal, else None."""
+def terminal_progress(stream: TextIO = sys.stderr, interval: float = 0.1) -> ProgressFn | None:
+    """A one-line progress bar in bytes (and MB/s) when ``stream`` is a terminal, else
+    None. Redrawn at most every ``interval`` seconds, and once at the end."""
     if not stream.isatty():
         return None
     started = time.monotonic()
+    last = [0.0]
 
-    def show(done: int, total: int, nbytes: int) -> None:
+    def show(done: int, total: int, files_done: int, files_total: int) -> None:
+        now = time.monotonic()
+        finished = done >= total
+        if not finished and now - last[0] < interval:
+            return
+        last[0] = now
         width = 30
         filled = width * done // max(total, 1)
-        rate = nbytes / max(time.monotonic() - started, 1e-6) / 1e6
+        rate = done / max(now - started, 1e-6) / 1e6
         stream.write(f"\rrestoring [{'#' * filled}{'.' * (width - filled)}] "
-                     f"{done}/{total} files, {nbytes / 1e6:.1f} MB, {rate:.1f} MB/s")
-        if done == total:
+                     f"{done / 1e6:.1f}/{total / 1e6:.1f} MB, {rate:.1f} MB/s, "
+                     f"file {files_done}/{files_total}")
+        if finished:
             stream.write("\n")
         stream.flush()
 
     return show
+
+
+def plan_restore(storage: StorageClient, *, txid: int | None = None,
+                 timestamp: float | None = None) -> list[FileInfo]:
+    """The files ``restore`` applies, with errors that say what is missing: an empty
+    replica (and why, e.g. a missing directory), or no file before ``timestamp``."""
+    levels = storage.list_all()
+    if not any(levels.values()):
+        from ..errors import EmptyReplicaError
+        from ..storage import empty_replica_message
+
+        raise EmptyReplicaError(empty_replica_message(storage, hint=False))
+    if timestamp is not None:
+        levels = with_header_timestamps(storage, levels)
+    try:
+        return calc_restore_plan(levels, txid=txid, timestamp=timestamp)
+    except TxNotAvailableError:
+        if timestamp is None:
+            raise
+        import datetime as dt
+
+        from .timetravel import format_time
+
+        moment = dt.datetime.fromtimestamp(timestamp, dt.timezone.utc)
+        raise TxNotAvailableError(
+            f"no backup files available before {format_time(moment)}") from None
 
 
 def restore(
@@ -76,78 +117,129 @@ def restore(
     workers: int = 8,
     progress: ProgressFn | None = None,
     impl: ModuleType | None = None,
+    chunk_size: int = CHUNK_SIZE,
+    read_ahead: int = READ_AHEAD,
 ) -> RestoreResult:
     """Materialise the replica (latest, at ``txid`` or before ``timestamp``) into
-    ``out_path``. Every file is read whole and its CRC-64 verified before the output
-    appears; on any error the partial file is removed and nothing is left behind."""
+    ``out_path``, which must not exist.
+
+    Files are downloaded in ranged chunks of ``chunk_size`` bytes, ``workers`` at a
+    time and at most ``read_ahead`` bytes ahead of the one being applied; each is
+    decoded as it streams in, its pages written to a temporary file next to
+    ``out_path`` (memory stays bounded whatever the database size). The output appears
+    (atomically, never replacing a file) only once every file's CRC-64 was verified;
+    on any error the temporary file is removed and nothing is left behind."""
     out_path = os.fspath(out_path)
     if os.path.exists(out_path):
         raise FileExistsError(f"output file already exists: {out_path}")
-    levels = storage.list_all()
-    if timestamp is not None:
-        levels = with_header_timestamps(storage, levels)
-    plan = calc_restore_plan(levels, txid=txid, timestamp=timestamp)
+    plan = plan_restore(storage, txid=txid, timestamp=timestamp)
+    workers = max(1, workers)
+    chunk_size = max(1, chunk_size)
+    read_ahead = max(chunk_size, read_ahead)
 
     # lazy: `import litevfs` must stay cheap (a cold open's first request waits for it)
     import tempfile
+    from collections import deque
     from concurrent.futures import ThreadPoolExecutor
 
     from .. import _impl
+    from ..ltx.stream import StreamDecoder
 
     impl = impl or _impl
+    chunks = [(i, info, off, min(chunk_size, info.size - off))
+              for i, info in enumerate(plan) for off in range(0, info.size, chunk_size)]
+    total = sum(info.size for info in plan)
 
     directory = os.path.dirname(os.path.abspath(out_path))
     fd, tmp = tempfile.mkstemp(prefix=".litevfs-restore-", dir=directory)
-    downloaded = 0
-    page_size = 0
-    commit = 0
+    pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="litevfs-restore")
+    window: deque = deque()  # (file index, future, length) in plan order
+    downloaded = page_size = commit = files_done = 0
     try:
-        with os.fdopen(fd, "r+b") as out, ThreadPoolExecutor(max_workers=workers) as pool:
-            # Download ahead (bounded) while applying strictly in plan order.
-            pending = []
-            ahead = iter(plan)
-            for f in ahead:
-                pending.append(pool.submit(storage.read_range, f, 0, None))
-                if len(pending) >= workers:
-                    break
-            for done, info in enumerate(plan, 1):
-                data = pending.pop(0).result()
-                nxt = next(ahead, None)
-                if nxt is not None:
-                    pending.append(pool.submit(storage.read_range, nxt, 0, None))
-                downloaded += len(data)
-                header = _apply(data, info, out, page_size, impl)
+        with os.fdopen(fd, "r+b") as out:
+            nxt = waiting = 0  # next chunk to request; bytes requested, not applied
+
+            def fill() -> None:
+                nonlocal nxt, waiting
+                while nxt < len(chunks) and len(window) < 4 * workers and (
+                        not window or waiting + chunks[nxt][3] <= read_ahead):
+                    i, info, off, length = chunks[nxt]
+                    window.append((i, pool.submit(storage.read_range, info, off, length), length))
+                    waiting += length
+                    nxt += 1
+
+            decoder: StreamDecoder | None = None
+            current = -1
+
+            def finish_file() -> None:
+                nonlocal page_size, commit, files_done
+                assert decoder is not None
+                header = decoder.finish()
                 page_size, commit = header.page_size, header.commit
+                files_done += 1
+
+            fill()
+            while window:
+                i, future, length = window.popleft()
+                info = plan[i]
+                try:
+                    if i != current:
+                        if decoder is not None:
+                            finish_file()
+                        current = i
+                        decoder = StreamDecoder(info.size, impl=impl,
+                                                expect_txids=(info.min_txid, info.max_txid),
+                                                expect_page_size=page_size)
+                    data = future.result()
+                    waiting -= length
+                    fill()
+                    assert decoder is not None
+                    pages = decoder.feed(data)
+                    header = decoder.header
+                    for pgno, page in pages:
+                        out.seek((pgno - 1) * header.page_size)
+                        out.write(page)
+                except LTXFormatError as exc:
+                    raise type(exc)(f"level {info.level} file {info.name}: {exc}") from None
+                downloaded += len(data)
                 if progress is not None:
-                    progress(done, len(plan), downloaded)
+                    progress(downloaded, total, files_done, len(plan))
+            try:
+                if decoder is not None:
+                    finish_file()
+            except LTXFormatError as exc:
+                info = plan[current]
+                raise type(exc)(f"level {info.level} file {info.name}: {exc}") from None
+            if progress is not None:
+                progress(downloaded, total, files_done, len(plan))
             out.truncate(commit * page_size)
             out.flush()
             os.fsync(out.fileno())
         os.chmod(tmp, 0o644)
-        os.replace(tmp, out_path)
+        _publish(tmp, out_path)
     except BaseException:
+        for _, future, _ in window:
+            future.cancel()
         try:
             os.unlink(tmp)
         except FileNotFoundError:
             pass
         raise
+    finally:
+        pool.shutdown(wait=False, cancel_futures=True)
     return RestoreResult(out_path, plan[-1].max_txid, page_size, commit, len(plan), downloaded)
 
 
-def _apply(data: bytes, info: FileInfo, out, page_size: int, impl: ModuleType) -> Header:
-    from ..ltx.decoder import FileDecoder
-
+def _publish(tmp: str, out_path: str) -> None:
+    """Give ``tmp`` the name ``out_path`` unless something took that name meanwhile (a
+    hard link is atomic and fails if the name exists; rename would overwrite)."""
     try:
-        dec = FileDecoder(data, impl=impl)
-        header = dec.header
-        if (header.min_txid, header.max_txid) != (info.min_txid, info.max_txid):
-            raise LTXFormatError("header TXID range does not match the file name")
-        if page_size and header.page_size != page_size:
-            raise LTXFormatError(
-                f"page size {header.page_size} differs from earlier files ({page_size})")
-        for pgno, page in dec.pages(verify=True):
-            out.seek((pgno - 1) * header.page_size)
-            out.write(page)
-    except LTXFormatError as exc:
-        raise type(exc)(f"level {info.level} file {info.name}: {exc}") from None
-    return header
+        os.link(tmp, out_path)
+    except FileExistsError:
+        raise FileExistsError(f"output file already exists: {out_path}") from None
+    except OSError:  # no hard links on this file system
+        if os.path.exists(out_path):
+            raise FileExistsError(f"output file already exists: {out_path}") from None
+        os.replace(tmp, out_path)
+        return
+    os.unlink(tmp)

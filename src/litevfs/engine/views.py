@@ -15,10 +15,11 @@ from collections.abc import Iterable, Mapping, Sequence
 
 from .._pending import Pending
 from ..errors import (
-    BucketNotFoundError, LTXFormatError, NotFoundError, TxNotAvailableError,
+    BucketNotFoundError, EmptyReplicaError, LTXFormatError, NotFoundError, TxNotAvailableError,
 )
 from ..ltx.decoder import decode_file
 from ..ltx.format import FileInfo, is_valid_page_size, lock_pgno
+from ..storage import empty_replica_message
 from ..storage.fetch import FileIndex, fetch_file_index
 from .._impl import cache_key
 from .diskcache import fetch_index_cached
@@ -227,10 +228,8 @@ class ViewBuilder:
                         return view
                     remaining = deadline - time.monotonic()
                     if remaining <= 0:
-                        raise TxNotAvailableError(
-                            f"replica {state.storage.url} has no LTX files "
-                            f"(waited {wait:g}s; is litestream replicating "
-                            "to this path?)") from None
+                        raise EmptyReplicaError(
+                            empty_replica_message(state.storage, wait)) from None
                     time.sleep(min(poll or 0.1, remaining, 1.0))
         finally:
             self._ahead = None  # reads the plan did not adopt are not wanted later

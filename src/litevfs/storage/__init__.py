@@ -16,7 +16,7 @@ from .base import StorageClient, StorageStats
 from .url import ReplicaURL, merge_options, parse_replica_url
 
 __all__ = ["StorageClient", "StorageStats", "open_storage", "parse_replica_url", "ReplicaURL",
-           "start_listing"]
+           "start_listing", "empty_replica_message", "open_storage_for"]
 
 
 def open_storage(url: str, **options: Any) -> StorageClient:
@@ -48,6 +48,28 @@ def open_storage(url: str, **options: Any) -> StorageClient:
 
         return MemoryStorage(parsed.path)
     raise ConfigError(f"unsupported replica URL scheme {parsed.scheme!r}")  # pragma: no cover
+
+
+def open_storage_for(config: Any) -> StorageClient:
+    """``open_storage`` for a resolved ``litevfs.config.Config``: its storage options
+    (the S3 timeouts) applied where the backend has them."""
+    url = config.replica_url
+    if parse_replica_url(url).scheme != "s3":
+        return open_storage(url)
+    return open_storage(url, connect_timeout=config.connect_timeout,
+                        read_timeout=config.read_timeout)
+
+
+def empty_replica_message(storage: StorageClient, waited: float = 0.0, *,
+                          hint: bool = True) -> str:
+    """One line for "this replica has no LTX files": why (when the backend can tell),
+    how long the open waited, and (``hint``) how to make an open wait."""
+    reason = storage.empty_reason()
+    text = f"replica {storage.url} has no LTX files" + (f" ({reason})" if reason else "")
+    if waited > 0:
+        return f"{text}; waited {waited:g}s: is litestream replicating to this path?"
+    text += ": is litestream replicating to this path?"
+    return text + (" (wait_for_replica=30s waits for the first file)" if hint else "")
 
 
 def start_listing(storage: StorageClient, then: Any = None) -> Pending:

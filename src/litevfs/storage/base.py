@@ -131,6 +131,11 @@ class StorageClient(ABC):
         wire: a caller about to do CPU-bound work (imports) calls this first, so the
         request thread does not wait for the GIL before sending. No-op by default."""
 
+    def empty_reason(self) -> str | None:
+        """Why a listing found no files, when the backend can tell more than "none
+        under this path" (e.g. the directory does not exist). No I/O beyond a stat."""
+        return None
+
     def delete_object(self, name: str) -> None:
         """Remove a side object; a missing one is fine. Optional (not every backend)."""
         raise NotImplementedError(f"{type(self).__name__} cannot delete side objects")

@@ -75,6 +75,15 @@ class FileStorage(StorageClient):
         self.root = os.path.normpath(root)
         self.url = "file://" + quote(self.root)
 
+    def empty_reason(self) -> str | None:
+        if not os.path.exists(self.root):
+            return f"directory {self.root} does not exist"
+        if not os.path.isdir(self.root):
+            return f"{self.root} is not a directory"
+        if not os.path.isdir(os.path.join(self.root, "ltx")):
+            return f"no ltx/ directory in {self.root}"
+        return None
+
     # Paths -----------------------------------------------------------------------
 
     def level_dir(self, level: int) -> str:

@@ -102,6 +102,9 @@ class MeteredStorage(StorageClient):
     def delete_object(self, name: str) -> None:
         self.timer.time(self.inner.delete_object, name)
 
+    def empty_reason(self) -> str | None:
+        return self.inner.empty_reason()
+
     def preconnect(self, n: int = 2) -> None:
         self.inner.preconnect(n)
 

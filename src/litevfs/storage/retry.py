@@ -26,9 +26,14 @@ class Retryable(Exception):
     went wrong (shown in the final TransientStorageError); ``retry`` False means give up
     at once (e.g. a short read that the object's size proves deterministic)."""
 
-    def __init__(self, message: str, *, retry: bool = True) -> None:
+    def __init__(self, message: str, *, retry: bool = True, timeout: bool = False) -> None:
         super().__init__(message)
         self.retry = retry
+        self.timeout = timeout  # the endpoint did not answer in time
+
+
+MAX_TIMEOUTS = 2  # a request that timed out twice is not tried again: a stalled endpoint
+# would otherwise cost every attempt's full read timeout before anyone hears of it
 
 
 class RetryPolicy(namedtuple("RetryPolicy", ("max_attempts", "base_delay", "max_delay",
@@ -68,14 +73,15 @@ def call_with_retry(
     failures. Any other exception propagates at once. When attempts or time run out the
     last transient failure becomes a :class:`TransientStorageError` naming ``what``."""
     start = clock()
-    attempt = 0
+    attempt = timeouts = 0
     while True:
         attempt += 1
         try:
             return operation()
         except Retryable as exc:
             last = exc
-        out_of_attempts = attempt >= policy.max_attempts
+        timeouts += last.timeout
+        out_of_attempts = attempt >= policy.max_attempts or timeouts >= MAX_TIMEOUTS
         delay = policy.delay(attempt)
         out_of_time = clock() - start + delay > policy.max_elapsed
         if not last.retry or out_of_attempts or out_of_time:

@@ -133,6 +133,10 @@ def parse_replica_url(url: str) -> ReplicaURL:
     url = url.strip()
     m = _SCHEME_RE.match(url)
     if m is None:
+        if url[:5].lower() == "file:" and url[5:6] == "/":
+            # file:/abs/dir (one slash) is a valid file URL, and Litestream reads it so.
+            return parse_replica_url("file://" + url[5:])
+        _check_not_a_mistyped_url(url)
         # A plain directory path means Litestream's file layout.
         return ReplicaURL("file", "", os.path.abspath(os.path.expanduser(url)))
     scheme = m.group(1).lower()
@@ -170,6 +174,29 @@ def parse_replica_url(url: str) -> ReplicaURL:
     host = parts.netloc.rsplit("@", 1)[-1]  # drop userinfo: Litestream ignores it for S3
     return ReplicaURL("s3", host, s3_key_prefix(unquote(parts.path)), host=host,
                       options=options, raw_options=spelled)
+
+
+_EXAMPLES = {"s3": "s3://bucket/path?endpoint=...", "file": "file:///absolute/dir",
+             "memory": "memory://name"}
+
+
+def _check_not_a_mistyped_url(url: str) -> None:
+    """``s3:/bucket`` or ``s3:bucket`` (one slash or none) would otherwise be read as a
+    local directory named "s3:" and fail much later as an empty replica: say so now."""
+    scheme, colon, _ = url.partition(":")
+    scheme = scheme.lower()
+    known = SCHEMES + _LITESTREAM_ONLY_SCHEMES + ("http", "https")
+    if not colon or scheme not in known:
+        return
+    shown = url.split("?", 1)[0]  # the query may hold an SSE-C key: never echo it
+    if scheme in ("http", "https"):
+        raise ConfigError(f"malformed replica URL {shown!r}: expected "
+                          "s3://bucket/path?endpoint=<the S3 endpoint's http(s) URL>")
+    if scheme in _LITESTREAM_ONLY_SCHEMES:
+        raise ConfigError(f"unsupported replica URL scheme {scheme!r} in {shown!r} (Litestream "
+                          "supports it, litevfs does not)")
+    rule = "file:// then the absolute path" if scheme == "file" else f"two slashes after '{scheme}:'"
+    raise ConfigError(f"malformed replica URL {shown!r}: expected {_EXAMPLES[scheme]} ({rule})")
 
 
 def _parse_query(query: str) -> tuple[dict[str, str], dict[str, str]]:
@@ -328,14 +355,23 @@ def _int_option(name: str, value: Any) -> int:
     return n
 
 
-def _float_option(name: str, value: Any) -> float:
+def _timeout_option(name: str, opts: Mapping[str, Any], env: Mapping[str, str],
+                    default: float) -> float:
+    """A timeout in seconds: keyword (a number or a duration such as ``500ms``), else
+    ``LITEVFS_<NAME>`` from the environment, else ``default``."""
+    from ..config import parse_timeout
+
+    env_name = "LITEVFS_" + name.upper()
+    if canonical_option(name) in opts:
+        raw, source = opts[canonical_option(name)], f"option {name!r}"
+    elif env.get(env_name):
+        raw, source = env[env_name], f"environment variable {env_name}"
+    else:
+        return default
     try:
-        x = float(value)
-    except (TypeError, ValueError):
-        x = 0.0
-    if x <= 0:
-        raise ConfigError(f"option {name!r} must be a positive number of seconds, not {value!r}")
-    return x
+        return parse_timeout(raw)
+    except (TypeError, ValueError) as exc:
+        raise ConfigError(f"invalid {source}: {exc}") from None
 
 
 def merge_options(parsed: ReplicaURL, kwargs: Mapping[str, Any],
@@ -463,10 +499,8 @@ def resolve_s3_config(parsed: ReplicaURL, kwargs: Mapping[str, Any] | None = Non
         secret_access_key=secret,
         session_token=token,
         credential_source=source,
-        connect_timeout=(_float_option("connect_timeout", opts[c("connect_timeout")])
-                         if c("connect_timeout") in opts else 3.0),
-        read_timeout=(_float_option("read_timeout", opts[c("read_timeout")])
-                      if c("read_timeout") in opts else 30.0),
+        connect_timeout=_timeout_option("connect_timeout", opts, env, 3.0),
+        read_timeout=_timeout_option("read_timeout", opts, env, 30.0),
         max_pool_connections=pool,
         retry=retry,
         probe_conditional_writes=bool(opt_bool("probe_conditional_writes", True)),

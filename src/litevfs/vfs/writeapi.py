@@ -17,8 +17,8 @@ from typing import Any
 
 import apsw
 
-from ..errors import LiteVFSError, TxNotAvailableError
-from ..write.buffer import BufferError, WriteBuffer, read_buffer
+from ..errors import LiteVFSError, TxNotAvailableError, WriteBufferError
+from ..write.buffer import WriteBuffer, read_buffer
 
 
 def prepare_connection(con: apsw.Connection) -> None:
@@ -115,7 +115,7 @@ def export_unsynced(source: apsw.Connection | str, out_path: str) -> str:
         raise LiteVFSError(
             f"TXID {info['base_txid']:016x} the buffer builds on is no longer in the replica "
             f"({exc}); the raw transactions can still be read with "
-            "litevfs.writebuffer.read_buffer()") from exc
+            "litevfs.write.buffer.read_buffer()") from exc
 
 
 # -- CLI ------------------------------------------------------------------------------
@@ -134,7 +134,7 @@ def _cmd_discard(args: argparse.Namespace) -> int:
     try:  # refuse while a live writer holds the buffer
         buf, _ = WriteBuffer.open(args.buffer, url=info["url"], page_size=info["page_size"],
                                   base_txid=info["base_txid"])
-    except BufferError as exc:
+    except WriteBufferError as exc:
         raise LiteVFSError(str(exc)) from None
     buf.close(remove=True)
     print(f"discarded {len(txns)} unsynced transactions of {info['url']}")

@@ -32,7 +32,7 @@ from dataclasses import dataclass, field
 
 import xxhash
 
-from ..errors import LiteVFSError
+from ..errors import BufferInUseError, WriteBufferError
 
 log = logging.getLogger("litevfs.writebuffer")
 
@@ -45,8 +45,19 @@ KIND_TX, KIND_SYNC = b"TX01", b"SY01"
 MAX_RECORD_PAGES = 1 << 24
 
 
-class BufferError(LiteVFSError):
-    """The write buffer cannot be used (locked by another process, wrong replica, ...)."""
+
+
+def __getattr__(name: str) -> object:
+    # The old name shadowed the builtin BufferError; kept importable (not defined in this
+    # module's namespace, so code here never sees the shadow) for one deprecation cycle.
+    if name == "BufferError":
+        import warnings
+
+        warnings.warn("litevfs.write.buffer.BufferError is deprecated: use "
+                      "litevfs.WriteBufferError (or litevfs.BufferInUseError)",
+                      DeprecationWarning, stacklevel=2)
+        return WriteBufferError
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 @dataclass(frozen=True)
@@ -102,28 +113,33 @@ class WriteBuffer:
         """Open (creating or recovering) the buffer at ``path``. An existing buffer keeps
         its own page size and base TXID; one of another replica is refused."""
         parent = os.path.dirname(os.path.abspath(path))
-        os.makedirs(parent, exist_ok=True)
         buf = cls(path, url=url, page_size=page_size, base_txid=base_txid, fsync=fsync)
-        buf._lock()
         try:
-            rec = buf._recover()
-        except BaseException:
-            buf.close()
-            raise
+            os.makedirs(parent, mode=0o700, exist_ok=True)
+            buf._lock()
+            try:
+                rec = buf._recover()
+            except BaseException:
+                buf.close()
+                raise
+        except OSError as exc:  # unwritable or missing path: name it and the option
+            raise WriteBufferError(
+                f"cannot use write buffer {path} (option buffer_path / LITEVFS_BUFFER_PATH): "
+                f"{exc.strerror or exc}") from exc
         return buf, rec
 
     def _lock(self) -> None:
         # A second process on the same buffer would interleave records: refuse it.
-        self._lock_fd = os.open(self.path + ".lock", os.O_RDWR | os.O_CREAT, 0o644)
+        self._lock_fd = os.open(self.path + ".lock", os.O_RDWR | os.O_CREAT, 0o600)
         try:
             fcntl.flock(self._lock_fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except OSError as exc:
             os.close(self._lock_fd)
             self._lock_fd = -1
             if exc.errno in (errno.EWOULDBLOCK, errno.EAGAIN, errno.EACCES):
-                raise BufferError(
+                raise BufferInUseError(
                     f"write buffer {self.path} is in use by another process "
-                    "(one writer per buffer)") from None
+                    "(one writer per buffer; give each writer its own buffer_path)") from None
             raise
 
     def _header(self) -> bytes:
@@ -146,11 +162,11 @@ class WriteBuffer:
         magic, page_size, base, url_len = _HEAD.unpack_from(data)
         end = _HEAD.size + url_len
         if magic != MAGIC or len(data) < end + 8 or _U64.unpack_from(data, end)[0] != _xxh(data[:end]):
-            raise BufferError(f"{self.path} is not a litevfs write buffer (bad header); "
+            raise WriteBufferError(f"{self.path} is not a litevfs write buffer (bad header); "
                               "move it away to start a new one")
         url = data[_HEAD.size:end].decode()
         if url != self.url:
-            raise BufferError(f"write buffer {self.path} belongs to replica {url}, not {self.url}")
+            raise WriteBufferError(f"write buffer {self.path} belongs to replica {url}, not {self.url}")
         self.page_size, self.base_txid = page_size, base
         self.header_size = pos = end + 8
         view = memoryview(data)
@@ -164,6 +180,8 @@ class WriteBuffer:
             log.warning("write buffer %s: dropped a torn/corrupt tail of %d bytes at offset %d",
                         self.path, rec.dropped_bytes, pos)
         self._fd = os.open(self.path, os.O_RDWR)
+        if os.fstat(self._fd).st_mode & 0o077:  # written by an older version (0644)
+            os.fchmod(self._fd, 0o600)
         os.ftruncate(self._fd, pos)
         os.lseek(self._fd, pos, os.SEEK_SET)
         self.size = pos
@@ -215,7 +233,7 @@ class WriteBuffer:
 
     def _write(self, record: bytes) -> None:
         if self._fd < 0:
-            raise BufferError(f"write buffer {self.path} is closed")
+            raise WriteBufferError(f"write buffer {self.path} is closed")
         try:
             n = os.write(self._fd, record)
             if n != len(record):  # a short write leaves a torn tail: cut it off
@@ -244,7 +262,7 @@ class WriteBuffer:
         while pos < len(tail):
             parsed = parse_record(tail, pos, self.page_size)
             if parsed is None:  # cannot happen: we wrote these bytes ourselves
-                raise BufferError(f"write buffer {self.path}: corrupt record at {covered + pos}")
+                raise WriteBufferError(f"write buffer {self.path}: corrupt record at {covered + pos}")
             kind, end, payload = parsed
             if kind == KIND_TX:
                 keep.append(tail[pos:end])
@@ -255,7 +273,7 @@ class WriteBuffer:
     def _rewrite(self, records: bytes) -> None:
         tmp = self.path + ".tmp"
         header = self._header()
-        fd = os.open(tmp, os.O_RDWR | os.O_CREAT | os.O_TRUNC, 0o644)
+        fd = os.open(tmp, os.O_RDWR | os.O_CREAT | os.O_TRUNC, 0o600)
         try:
             data = header + records
             if os.write(fd, data) != len(data):
@@ -331,11 +349,11 @@ def read_buffer(path: str) -> tuple[dict, list[tuple[dict[int, bytes], int]]]:
     with open(path, "rb") as f:
         data = f.read()
     if len(data) < _HEAD.size:
-        raise BufferError(f"{path} is not a litevfs write buffer (too short)")
+        raise WriteBufferError(f"{path} is not a litevfs write buffer (too short)")
     magic, page_size, base, url_len = _HEAD.unpack_from(data)
     end = _HEAD.size + url_len
     if magic != MAGIC or len(data) < end + 8 or _U64.unpack_from(data, end)[0] != _xxh(data[:end]):
-        raise BufferError(f"{path} is not a litevfs write buffer (bad header)")
+        raise WriteBufferError(f"{path} is not a litevfs write buffer (bad header)")
     info = {"page_size": page_size, "base_txid": base, "url": data[_HEAD.size:end].decode()}
     out: list[tuple[dict[int, bytes], int]] = []
     pos, view = end + 8, memoryview(data)

@@ -238,7 +238,9 @@ def sync_now(writer: Writer, timeout: float | None = None) -> int:
     """``sync_once`` that waits at most ``timeout`` seconds for a sync in progress."""
     if timeout is not None:
         if not writer.sync_lock.acquire(timeout=timeout):
-            raise SyncTimeout(f"a sync is still running after {timeout:g}s")
+            raise SyncTimeout(f"a sync to {writer.replica.storage.url} is still running "
+                              f"after {timeout:g}s (nothing is lost: it goes on in the "
+                              "background)")
         writer.sync_lock.release()
     return sync_once(writer)
 

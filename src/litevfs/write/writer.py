@@ -18,11 +18,8 @@
 
 from __future__ import annotations
 
-import hashlib
 import logging
-import os
 import secrets
-import tempfile
 import threading
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING
@@ -31,6 +28,7 @@ from ..errors import ConflictError, LiteVFSError, TxNotAvailableError
 from .fence import HeadState
 from ..ltx.format import lock_pgno
 from .buffer import WriteBuffer
+from .home import default_buffer_path, resolve_buffer_path  # noqa: F401 - default_buffer_path: old home
 
 if TYPE_CHECKING:
     from ..engine.hydrate.hydrator import Hydrator
@@ -125,13 +123,6 @@ class LockTable:
         return self.reserved is not None or self.pending is not None
 
 
-def default_buffer_path(replica_url: str) -> str:
-    """Per user and replica, so a restarted process finds what a crashed one left."""
-    digest = hashlib.sha256(replica_url.encode()).hexdigest()[:24]
-    base = os.path.join(tempfile.gettempdir(), f"litevfs-{os.getuid()}", "write-buffers")
-    return os.path.join(base, f"{digest}.wbuf")
-
-
 class Writer:
     """Write state of one replica: buffer, local layers, position, conflict, locks."""
 
@@ -150,8 +141,8 @@ class Writer:
         self.last_error: BaseException | None = None
         view = state.current
         page_size = view.page_size if view.txid else DEFAULT_PAGE_SIZE
-        self.buffer_path = buffer_path or config.buffer_path or default_buffer_path(
-            config.replica_url)
+        self.buffer_path = resolve_buffer_path(config.replica_url,
+                                               buffer_path or config.buffer_path)
         self.buffer, self.recovered = WriteBuffer.open(
             self.buffer_path, url=config.replica_url, page_size=page_size,
             base_txid=view.txid, fsync=config.buffer_fsync)

@@ -374,9 +374,17 @@ class S3Storage(StorageClient):
         if isinstance(exc, bex.SSLError):
             return StorageError(f"TLS error talking to {self.endpoint}: {exc} "
                                 "(skipVerify=true disables certificate checks)")
-        if isinstance(exc, bex.ConnectTimeoutError | bex.EndpointConnectionError):
+        if isinstance(exc, bex.ConnectTimeoutError):
+            return EndpointUnreachableError(
+                f"cannot reach S3 endpoint {self.endpoint} (bucket {bucket!r}): connect "
+                f"timeout after {self.config.connect_timeout:g}s")
+        if isinstance(exc, bex.EndpointConnectionError):
             return EndpointUnreachableError(
                 f"cannot reach S3 endpoint {self.endpoint} (bucket {bucket!r}): {exc}")
+        if isinstance(exc, bex.ReadTimeoutError | TimeoutError) or (
+                type(exc).__name__ == "ReadTimeoutError"):  # urllib3's, reading a body
+            return Retryable(f"cannot reach S3 endpoint {self.endpoint}: no answer (read "
+                             f"timeout after {self.config.read_timeout:g}s)", timeout=True)
         if isinstance(exc, bex.NoCredentialsError | bex.PartialCredentialsError):
             return AccessDeniedError(
                 f"no usable AWS credentials for bucket {bucket!r}: set AWS_ACCESS_KEY_ID and "

@@ -251,9 +251,11 @@ class _FastReader:
                 raise StorageError(
                     f"TLS error talking to {self.owner.endpoint}: {exc} "
                     "(skipVerify=true disables certificate checks)") from exc
+            why = (f"connect timeout after {self.cfg.connect_timeout:g}s"
+                   if isinstance(exc, TimeoutError) else str(exc))
             raise EndpointUnreachableError(
                 f"cannot reach S3 endpoint {self.owner.endpoint} "
-                f"(bucket {self.cfg.bucket!r}): {exc}") from exc
+                f"(bucket {self.cfg.bucket!r}): {why}") from exc
 
     def close(self) -> None:
         self.closed = True
@@ -321,8 +323,11 @@ class _FastReader:
                 continue  # the server dropped an idle connection: reconnect, not a retry
             except (OSError, ValueError, ConnectionError) as exc:
                 conn.close()
-                kind = "read timeout" if isinstance(exc, TimeoutError) else type(exc).__name__
-                raise Retryable(f"{kind}: {exc}") from exc
+                if isinstance(exc, TimeoutError):
+                    raise Retryable(
+                        f"cannot reach S3 endpoint {self.owner.endpoint}: no answer (read "
+                        f"timeout after {self.cfg.read_timeout:g}s)", timeout=True) from exc
+                raise Retryable(f"{type(exc).__name__}: {exc}") from exc
             if keep and not self.closed:
                 with self._lock:
                     if len(self._idle) < self.cfg.max_pool_connections:
