@@ -115,3 +115,32 @@ def test_first_replica_in_two_minutes(tmp_path: Path):
     assert server.returncode == 0, (tmp_path / "server.out").read_text()
     assert not (tmp_path / "s3.env").exists(), "the server's env file outlives it"
     assert "S3 server stopped" in (tmp_path / "server.out").read_text()
+
+
+def test_logging_example_shows_litevfs_logs(tmp_path: Path):
+    """The README's logging block, run against a small file:// replica, prints the
+    DEBUG line its comment shows."""
+    import litevfs
+
+    text = (ROOT / "README.md").read_text()
+    m = re.search(r"<!-- logging-example -->\s*\n```python\n(.*?)\n```", text, re.S)
+    assert m, "README has no logging example"
+    code = m.group(1)
+    replica = tmp_path / "replica"
+    con = litevfs.connect(f"file://{replica}", write=True, sync_interval="0",
+                          buffer_path=str(tmp_path / "write.wbuf"))
+    con.execute("CREATE TABLE users(id INTEGER PRIMARY KEY, name TEXT)")
+    con.execute("INSERT INTO users(name) VALUES ('ada')")
+    litevfs.sync(con, timeout=10)
+    con.close()
+    env = clean_aws_env()
+    env["REPLICA_URL"] = f"file://{replica}"
+    for name in ("LITESTREAM_LOG_LEVEL", "LITEVFS_LOG_LEVEL"):
+        env.pop(name, None)
+    proc = subprocess.run([sys.executable, "-c", code], env=env, cwd=tmp_path,
+                          capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    promised = re.search(r"# (DEBUG litevfs\.replica: replica) \S+ (now at TXID)", code)
+    assert promised, "the example's comment no longer shows the DEBUG line"
+    line = re.search(r"DEBUG litevfs\.replica: replica (\S+) now at TXID 0+1 ", proc.stderr)
+    assert line and line.group(1) == f"file://{replica}", proc.stderr
