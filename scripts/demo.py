@@ -290,19 +290,29 @@ def _hydrate(args: argparse.Namespace, ctx: dict[str, Any], point_ids: list[int]
     server = ctx["server"]
     say(f"\n3. Hydration: connect(url, hydration=True) downloads a local copy in the "
         f"background while queries are answered ({_rtt_label(args.main_rtt)})")
-    out: dict[str, dict[str, Any]] = {}
+    runs: dict[str, list[dict[str, Any]]] = {}
     proxy = coldstart._counting_proxy(server.port, args.main_rtt / 2000)
     try:
         url = s3_replica_url(ctx["bucket"], "app", proxy.endpoint, server.region)
-        for reader, label in (("litevfs", "litevfs"), ("litestream", "Litestream VFS")):
-            out[label] = _run_hydration(args, reader, label, url, proxy, point_ids, server, say)
+        for rnd in range(args.rounds):  # interleaved, like the cold starts
+            for reader, label in (("litevfs", "litevfs"), ("litestream", "Litestream VFS")):
+                runs.setdefault(label, []).append(_run_hydration(
+                    args, reader, label, url, proxy, point_ids, server, say, show=rnd == 0))
     finally:
         proxy.stop()
+    out: dict[str, dict[str, Any]] = {}
+    for label, rs in runs.items():
+        ordered = sorted(rs, key=lambda r: r["hydrate_s"])
+        out[label] = dict(ordered[len(ordered) // 2], runs_s=[r["hydrate_s"] for r in rs])
+        if len(rs) > 1:
+            say(f"   {label:<15}  median of {len(rs)}: {out[label]['hydrate_s']:5.2f} s "
+                f"(runs: " + ", ".join(f"{r['hydrate_s']:.2f}" for r in rs) + " s)")
     return out
 
 
 def _run_hydration(args: argparse.Namespace, reader: str, label: str, url: str, proxy: Any,
-                   point_ids: list[int], server: Any, say: Out) -> dict[str, Any]:
+                   point_ids: list[int], server: Any, say: Out, *,
+                   show: bool) -> dict[str, Any]:
     tmp = Path(tempfile.mkdtemp(prefix="litevfs-demo-hydrate-"))
     env = server.env()
     env["PYTHONPATH"] = str(REPO)
@@ -321,6 +331,7 @@ def _run_hydration(args: argparse.Namespace, reader: str, label: str, url: str, 
            "--timeout", str(args.timeout)]
     down0, req0 = proxy.bytes_down, proxy.requests
     result: dict[str, Any] = {}
+    shown_pages = -1
     proc = subprocess.Popen(cmd, env=env, cwd=tmp, stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True)
     try:
@@ -329,7 +340,9 @@ def _run_hydration(args: argparse.Namespace, reader: str, label: str, url: str, 
             if not line.startswith("{"):
                 continue
             msg = json.loads(line)
-            if msg["event"] == "progress" and reader == "litevfs" and msg["pages_total"]:
+            if show and msg["event"] == "progress" and reader == "litevfs" \
+                    and msg["pages_total"] and msg["pages_done"] != shown_pages:
+                shown_pages = msg["pages_done"]
                 say(f"   litevfs          {msg['t']:5.2f} s  {msg['state']:<9} "
                     f"{msg['percent']:5.1f} %  {msg['pages_done']:,}/{msg['pages_total']:,} "
                     f"pages, {_mb(msg['bytes_fetched'])}")
@@ -348,9 +361,10 @@ def _run_hydration(args: argparse.Namespace, reader: str, label: str, url: str, 
     res = {"hydrate_s": result["t"], "bytes_down": proxy.bytes_down - down0,
            "requests": proxy.requests - req0, "queries": len(queries),
            "query_p50_s": statistics.median(queries) if queries else None}
-    say(f"   {label:<15}  {result['t']:5.2f} s  complete, {_mb(res['bytes_down'])} downloaded "
-        f"in {res['requests']} requests; {len(queries)} point queries (random rows) "
-        f"meanwhile, median {_ms(res['query_p50_s'])}")
+    if show:
+        say(f"   {label:<15}  {result['t']:5.2f} s  complete, {_mb(res['bytes_down'])} "
+            f"downloaded in {res['requests']} requests; {len(queries)} point queries (random "
+            f"rows) meanwhile, median {_ms(res['query_p50_s'])}")
     return res
 
 
@@ -387,8 +401,19 @@ def _restore(args: argparse.Namespace, ctx: dict[str, Any], work: Path,
             return time.perf_counter() - t
 
         cli = str(Path(sys.executable).parent / "litevfs")
-        cli_s = timed([cli, "restore", url, "-o", str(outs["cli"]), "-q"])
-        ls_s = timed([ensure_litestream(), "restore", "-o", str(outs["litestream"]), url])
+        cli_runs: list[float] = []
+        ls_runs: list[float] = []
+        for rnd in range(args.rounds):  # interleaved; each round into new files
+            cli_out, ls_out = (work / f"restored-{n}-{rnd}.db" for n in ("cli", "litestream"))
+            cli_runs.append(timed([cli, "restore", url, "-o", str(cli_out), "-q"]))
+            ls_runs.append(timed([ensure_litestream(), "restore", "-o", str(ls_out), url]))
+            if rnd == 0:
+                cli_out.rename(outs["cli"])
+                ls_out.rename(outs["litestream"])
+            else:
+                cli_out.unlink()
+                ls_out.unlink()
+        cli_s, ls_s = statistics.median(cli_runs), statistics.median(ls_runs)
     finally:
         proxy.stop()
     digests = {name: hashlib.sha256(p.read_bytes()).hexdigest() for name, p in outs.items()}
@@ -396,13 +421,18 @@ def _restore(args: argparse.Namespace, ctx: dict[str, Any], work: Path,
     size = outs["library"].stat().st_size
     say(f"   litevfs.restore(open_storage(url), path)  {_ms(lib_s):>8}  TXID {res.txid:016x}, "
         f"{_mb(size)} from {res.files} LTX file(s)")
-    say(f"   litevfs restore URL -o FILE (a process)  {_ms(cli_s):>8}")
-    say(f"   litestream restore -o FILE URL            {_ms(ls_s):>8}")
+    def runs(xs: list[float]) -> str:
+        return "" if len(xs) < 2 else (
+            f"  median of {len(xs)} (runs: " + ", ".join(f"{x * 1000:,.0f}" for x in xs) + " ms)")
+
+    say(f"   litevfs restore URL -o FILE (a process)  {_ms(cli_s):>8}{runs(cli_runs)}")
+    say(f"   litestream restore -o FILE URL            {_ms(ls_s):>8}{runs(ls_runs)}")
     say(f"   sha256 {digests['library'][:16]}...: "
         + ("all three files byte-identical" if identical else f"DIFFERENT: {digests}"))
     if not identical:
         raise SystemExit("restored files differ")
-    return {"library_s": lib_s, "cli_s": cli_s, "litestream_s": ls_s, "bytes": size,
+    return {"library_s": lib_s, "cli_s": cli_s, "litestream_s": ls_s, "cli_runs_s": cli_runs,
+            "litestream_runs_s": ls_runs, "bytes": size,
             "txid": res.txid, "identical": identical}
 
 
@@ -428,6 +458,7 @@ def _summary(args: argparse.Namespace, ctx: dict[str, Any], cold: list[dict[str,
                  f"{_ms(a['hydrate_s'])}, {_mb(a['bytes_down'])}, {a['requests']} req",
                  f"{_ms(b['hydrate_s'])}, {_mb(b['bytes_down'])}, {b['requests']} req",
                  _ratio(a["hydrate_s"], b["hydrate_s"])))
+    # No 'query while hydrating' row: a few samples per run, too noisy to summarise.
     rows.append((f"restore -> local file (command line), {main}", _ms(rest["cli_s"]),
                  _ms(rest["litestream_s"]), _ratio(rest["cli_s"], rest["litestream_s"])))
     head = (f"Summary: {ctx['db_bytes'] / 1e6:.1f} MB database, litevfs core "
@@ -438,11 +469,12 @@ def _summary(args: argparse.Namespace, ctx: dict[str, Any], cold: list[dict[str,
             "is Litestream's own VFS (litestream-vfs, loaded into apsw) for the reads and "
             "`litestream restore` for the restore; its VFS write mode is measured by "
             "benchmarks/write.py, not here. req = HTTP requests to S3 (whole process). "
-            "Cold start: median of --rounds fresh processes; process start counts in cold "
-            "start and restore.")
+            f"Cold start, hydration and restore: median of {args.rounds} fresh processes "
+            "each (process start included).")
     import textwrap
 
-    return "\n".join([textwrap.fill(head, 100), _table(rows), textwrap.fill(foot, 100)])
+    return "\n".join([textwrap.fill(head, 100, break_on_hyphens=False), _table(rows),
+                      textwrap.fill(foot, 100, break_on_hyphens=False)])
 
 
 # -- main ----------------------------------------------------------------------------------
@@ -456,7 +488,8 @@ def main(argv: list[str] | None = None) -> int:
                    help="round-trip times the proxy adds for the cold starts (default: 0 20); "
                         "the other steps use the largest")
     p.add_argument("--rounds", type=int, default=3,
-                   help="fresh processes per reader and RTT for the cold start (median)")
+                   help="fresh processes per reader for cold start, hydration and restore "
+                        "(the median is reported)")
     p.add_argument("--commits", type=int, default=100, help="INSERT commits in the write step")
     p.add_argument("--core", choices=("cython", "python"), default=None,
                    help="litevfs core for the child processes (default: the installed one)")
