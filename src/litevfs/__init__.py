@@ -1,6 +1,17 @@
 """litevfs: open SQLite databases straight from Litestream replicas in object storage.
 
-``litevfs.IMPLEMENTATION`` says which core is active ("cython" or "python").
+Read a replica (``connect``), write to it as its one writer (``connect(write=True)``,
+``sync``), hydrate a local copy in the background (``hydration_status``), or restore
+it to a file (``restore(open_storage(url), path)``)::
+
+    import litevfs
+
+    con = litevfs.connect("s3://bucket/db?endpoint=http://127.0.0.1:9000&forcePathStyle=true")
+    con.execute("SELECT count(*) FROM users").fetchone()
+
+Every error raised on purpose is a ``LiteVFSError``. ``litevfs.IMPLEMENTATION`` says
+which core is active ("cython" or "python").
+
 ``import litevfs`` imports almost nothing: a cold open's first request (the LIST)
 goes out before the core, apsw and the VFS machinery load.
 """
@@ -50,8 +61,27 @@ __all__ = [
 
 
 def connect(url: str | None = None, *, impl: Any = None, **options: Any) -> Any:
-    """Open the replica at ``url`` (read-only, or writable with ``write=True``) and
-    return an apsw connection; see :func:`litevfs.vfs.connect.connect`.
+    """Open the replica at ``url`` and return an ``apsw.Connection`` to it.
+
+    ``url``: ``s3://bucket/path?endpoint=...``, ``file:///dir`` or ``memory://name``
+    (see the README's "Replica URLs"); None reads ``LITESTREAM_REPLICA_URL``.
+    ``options`` are the keywords of ``litevfs.config.FIELDS`` (the README's Options
+    table), each also a URI parameter and an environment variable, e.g.
+    ``write=True`` (be the replica's one writer: commits land in a local buffer and
+    are uploaded every ``sync_interval``), ``hydration=True`` (download a local copy
+    in the background), ``poll_interval``, ``cache_size``, ``cache_dir``. A keyword
+    wins over the environment.
+
+    The connection is read-only unless ``write=True``, and has Litestream's SQL
+    functions and PRAGMAs (``litestream_txid()``, ``litestream_lag()``, time travel).
+    All connections of the process to one URL share one replica state (index, page
+    cache, poller, writer).
+
+    Raises ``ConfigError`` for an unknown option or a malformed value, a
+    ``StorageError`` (``BucketNotFoundError``, ``AccessDeniedError``,
+    ``EndpointUnreachableError``, ...) when storage refuses the open, and
+    ``EmptyReplicaError`` when a read-only open found no LTX file (at once, or after
+    ``wait_for_replica``). ``impl`` picks a core twin (tests).
 
     The open's one LIST is sent first, before apsw and the VFS machinery are
     imported, so those imports (tens of ms) overlap its round trip. The LIST is still

@@ -192,12 +192,14 @@ class SeaweedServer:
         base_dir: str | os.PathLike[str] | None = None,
         startup_timeout: float = 30.0,
         extra_args: list[str] | None = None,
+        s3_port: int | None = None,
     ) -> None:
         self.access_key = access_key
         self.secret_key = secret_key
         self.region = REGION
         self.startup_timeout = startup_timeout
         self.extra_args = list(extra_args or [])
+        self.s3_port = s3_port  # None: a free port (scripts/s3-server.py --port fixes it)
         self._base_dir = base_dir
         self._owns_dir = base_dir is None
         self.dir: Path | None = None
@@ -277,7 +279,10 @@ class SeaweedServer:
         raise RuntimeError(f"SeaweedFS could not bind its ports: {last_error}\n{tail}")
 
     def _spawn(self, data: Path, tmp: Path, confdir: Path, s3_config: Path) -> None:
-        s3, s3g, m, mg, v, vg, f, fg, w = _free_ports(9)
+        ports = [p for p in _free_ports(10) if p != self.s3_port][:9]
+        if self.s3_port:
+            ports[0] = self.s3_port
+        s3, s3g, m, mg, v, vg, f, fg, w = ports
         used = {s3, s3g, m, mg, v, vg, f, fg, w}
         admin = _free_port_pair(10000, used)
         self._ports = sorted(used | {admin, admin + 10000})

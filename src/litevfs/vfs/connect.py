@@ -38,7 +38,11 @@ def _add_functions_hook(con: apsw.Connection) -> None:
 
 
 def register(name: str = "litevfs", impl: ModuleType | None = None) -> LiteVFS:
-    """Register the VFS so ``file:x.db?vfs=<name>&replica_url=...`` URIs open replicas."""
+    """Register the VFS so ``file:x.db?vfs=<name>&replica_url=...`` URIs open replicas.
+
+    For opening by URI with apsw (every option is then a URI parameter); connections
+    opened this way get the ``litestream_*`` SQL functions too. ``litevfs.connect``
+    needs no ``register`` call. Returns the VFS object; registering again is harmless."""
     global _hooked
     vfs = _register_vfs(name, impl)
     if not _hooked:
@@ -107,9 +111,12 @@ def connect(url: str | None = None, *, impl: ModuleType | None = None, _early: A
 
 
 def hydration_status(con: apsw.Connection) -> dict[str, Any]:
-    """Background hydration of ``con``'s replica: state ("off", "pending", "hydrating",
-    "complete", "failed", "closed"), pages_done/pages_total, percent, bytes_fetched,
-    bytes_written, requests, txid, path, persistent, resumed_pages, local_reads, error."""
+    """Background hydration of ``con``'s replica, as a dict: state ("off", "pending",
+    "hydrating", "complete", "failed", "closed"), pages_done/pages_total, percent,
+    bytes_fetched, bytes_written, requests, txid, path, persistent, resumed_pages,
+    local_reads, error. ``con`` comes from ``litevfs.connect(url, hydration=True)``
+    (without hydration the state is "off"); poll it for progress, e.g. until
+    ``status["state"] == "complete"``."""
     hydrator = file_of(con).replica.hydrator
     if hydrator is None:
         return {"state": "off", "pages_done": 0, "pages_total": 0, "percent": 0.0,

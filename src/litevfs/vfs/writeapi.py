@@ -42,13 +42,19 @@ def sync(con: apsw.Connection, timeout: float | None = None) -> int:
     """Upload every transaction committed so far (by any connection of this process to
     the replica) and return the TXID that holds them. Raises ConflictError if another
     writer advanced the replica, a StorageError if storage keeps failing (nothing is
-    lost: the buffer keeps the transactions), SyncTimeout after ``timeout`` seconds."""
+    lost: the buffer keeps the transactions), SyncTimeout after ``timeout`` seconds.
+
+    ``con`` is a write-mode connection (``litevfs.connect(url, write=True)``); others
+    raise ``LiteVFSError``. Commits are durable in the bucket once this returns; the
+    background syncer does the same every ``sync_interval`` without being asked."""
     return _writer(con).sync(timeout)
 
 
 def write_status(con: apsw.Connection) -> dict[str, Any]:
-    """Write-mode state of ``con``'s replica: enabled, txid (position synced), pending
-    transactions, buffer path, conflict message, last error."""
+    """Write-mode state of ``con``'s replica, as a dict: ``enabled``, ``txid`` (the
+    position synced), ``pending_transactions`` (committed, not yet uploaded),
+    ``buffer_path``, ``conflict`` (the message once another writer advanced the
+    replica, else None) and ``last_error`` (the last failed upload, else None)."""
     w = _writer(con)
     return {"enabled": w.enabled, "txid": w.base_txid,
             "pending_transactions": w.buffer.transactions,
@@ -58,7 +64,10 @@ def write_status(con: apsw.Connection) -> dict[str, Any]:
 
 
 def discard_unsynced(con: apsw.Connection) -> int:
-    """Drop the unsynced transactions (clearing a conflict); returns how many."""
+    """Drop the unsynced transactions (clearing a conflict); returns how many.
+
+    After a ``ConflictError``, this lets the writer continue from the remote state;
+    call ``export_unsynced`` first to keep a copy of what is dropped."""
     return _writer(con).discard_unsynced()
 
 
@@ -101,7 +110,10 @@ def _materialise(url: str, base_txid: int, page_size: int,
 def export_unsynced(source: apsw.Connection | str, out_path: str) -> str:
     """Write the buffer's view of the database (replica at the buffer's base TXID plus
     every unsynced transaction) to ``out_path``. ``source`` is a write-mode connection
-    or the path of a buffer file no process holds."""
+    or the path of a buffer file no process holds.
+
+    Returns ``out_path``, a plain SQLite file (for a manual merge after a conflict);
+    refuses to overwrite an existing file. The same as ``litevfs unsynced export``."""
     if isinstance(source, apsw.Connection):
         writer = _writer(source)
         with writer.lock:
