@@ -1,7 +1,7 @@
 """The package's layers, checked from the source (ast only, nothing imported):
 
     base (errors, config, the core selector, ...) < ltx < storage < engine < write
-    < session < vfs < cli < the package facade
+    < session < vfs < the package facade < cli
 
 Each module may import only from its own layer or lower ones; no runtime import cycle
 (imports under ``if TYPE_CHECKING:`` are for annotations and do not count); apsw only in
@@ -31,8 +31,8 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
     ("write", ("write",)),
     ("session", ("session",)),
     ("vfs", ("vfs",)),
+    ("facade", ("__init__", "_coldopen")),  # the public API; the CLI is built on it
     ("cli", ("cli", "__main__")),
-    ("facade", ("__init__", "_coldopen")),
 ]
 ONLY_IN = {  # third-party or private modules -> the only places that may import them
     "apsw": ("vfs",),

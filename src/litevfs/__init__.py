@@ -23,7 +23,6 @@ if TYPE_CHECKING:
     from typing import Any
 
 from ._version import __version__
-from .engine.restore import restore  # eager: the submodule of the same name must not shadow it
 from .errors import (
     AccessDeniedError, AlreadyExistsError, BucketNotFoundError, BufferInUseError,
     ChecksumMismatchError, ConfigError, ConflictError, EmptyReplicaError,
@@ -101,6 +100,7 @@ _LAZY = {
     "sync": ".vfs.writeapi", "write_status": ".vfs.writeapi",
     "export_unsynced": ".vfs.writeapi", "discard_unsynced": ".vfs.writeapi",
     "open_storage": ".storage", "calc_restore_plan": ".engine.plan",
+    "restore": ".engine.restore",
     **_LAZY_ERRORS,
 }
 

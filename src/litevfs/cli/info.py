@@ -16,16 +16,17 @@ import textwrap
 import time
 from typing import Any
 
-from ..ltx.format import HEADER_SIZE, Header
+from ..engine.head import read_head
 from ..engine.metrics import request_cost_usd
+from ..engine.plan import calc_restore_plan
+from ..ltx.format import HEADER_SIZE, Header
+from ..storage import empty_replica_message, open_storage
+from .common import storage_options
 
 
 def replica_info(url: str, **storage_options: Any) -> dict[str, Any]:
     """The summary as a dict (``litevfs info --json`` prints it). An empty replica has
     ``txid`` None and ``error`` saying why; ``estimated_cost_usd`` is None off S3."""
-    from ..engine.plan import calc_restore_plan
-    from ..storage import open_storage
-
     storage = open_storage(url, **storage_options)
     try:
         levels = storage.list_all()
@@ -55,15 +56,11 @@ def replica_info(url: str, **storage_options: Any) -> dict[str, Any]:
                 db_size=header.page_size * header.commit,
             )
         try:
-            from ..engine.head import read_head
-
             head = read_head(storage)
             out["head_txid"] = None if head is None else f"{head:016x}"
         except Exception:  # noqa: BLE001 - the head object is optional
             out["head_txid"] = None
         if not files:
-            from ..storage import empty_replica_message
-
             out["error"] = empty_replica_message(storage, hint=False)
         stats = storage.stats.snapshot()
         out["requests"] = {k: stats[k] for k in ("lists", "gets")}
@@ -86,8 +83,6 @@ def _human(n: int) -> str:
 
 def cmd_info(args: argparse.Namespace) -> int:
     """Exit 0 for a replica with files; 1 (one line on stderr) for an empty one."""
-    from .main import storage_options
-
     info = replica_info(args.url, **storage_options(args))
     if args.json:
         print(json.dumps(info))

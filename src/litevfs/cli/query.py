@@ -8,10 +8,17 @@ turn; text and CSV print a new header line when the columns change.
 
 from __future__ import annotations
 
+import argparse
 import base64
+import csv
 import json
 import sys
 from typing import IO, Any
+
+import litevfs
+
+from ..errors import EmptyReplicaError
+from .common import Command, parse_wait_arg, storage_options
 
 FORMATS = ("text", "json", "json-arrays", "csv")
 
@@ -58,8 +65,6 @@ def run_query(url: str, sql: str, as_json: bool = False, *, fmt: str | None = No
     """Print the rows of ``sql`` run on the replica at ``url`` in ``fmt`` (one of
     ``FORMATS``; ``as_json`` is ``fmt="json"``). ``options`` are connection options
     (``litevfs.connect``). Returns 0; errors (SQL, apsw, storage) raise."""
-    import litevfs
-
     fmt = fmt or ("json" if as_json else "text")
     if fmt not in FORMATS:
         raise ValueError(f"unknown output format {fmt!r}: expected one of {', '.join(FORMATS)}")
@@ -87,8 +92,6 @@ def run_query(url: str, sql: str, as_json: bool = False, *, fmt: str | None = No
             return 0
         writer: Any = None
         if fmt == "csv":
-            import csv
-
             writer = csv.writer(out, lineterminator="\n")
         shown: list[str] | None = None
         for row in rows:
@@ -110,3 +113,36 @@ def run_query(url: str, sql: str, as_json: bool = False, *, fmt: str | None = No
     finally:
         con.close()
     return 0
+
+
+def run(args: argparse.Namespace) -> int:
+    options: dict[str, Any] = {"wait_for_replica": args.wait_for_replica}
+    options.update(storage_options(args))
+    try:
+        return run_query(args.url, args.sql, fmt=args.format, header=not args.no_header,
+                         **options)
+    except EmptyReplicaError as exc:  # name the flag, not the library option
+        raise EmptyReplicaError(str(exc).replace("wait_for_replica=30s",
+                                                 "--wait-for-replica 30s")) from None
+
+
+
+def add_parser(command: Command) -> None:
+    p = command("query", "run SQL against the replica (read-only)",
+                "Open the replica read-only (nothing is downloaded whole) and print the "
+                "rows of SQL: tab-separated text with a header line by default.")
+    p.add_argument("sql", help="SQL to run (several statements: each one's rows in turn)")
+    fmt = p.add_mutually_exclusive_group()
+    fmt.add_argument("--json", dest="format", action="store_const", const="json",
+                     default="text", help="a JSON array of objects keyed by column name "
+                     "(blobs base64; a repeated name gets a _2 suffix)")
+    fmt.add_argument("--json-arrays", dest="format", action="store_const",
+                     const="json-arrays", help="a JSON array of rows, each an array")
+    fmt.add_argument("--csv", dest="format", action="store_const", const="csv",
+                     help="CSV (RFC 4180) with a header line; NULL is an empty field")
+    p.add_argument("--no-header", action="store_true", help="no header line (text, CSV)")
+    p.add_argument("--wait-for-replica", type=parse_wait_arg, default=0.0,
+                   metavar="DURATION", help="wait this long for an empty replica's first "
+                   "file (default: fail at once)")
+    p.set_defaults(func=run)
+

@@ -4,21 +4,24 @@ CRC-64-verified, the output published atomically."""
 
 from __future__ import annotations
 
+import datetime as dt
 import os
-import sys
-import time
+import tempfile
+from collections import deque, namedtuple
 from collections.abc import Callable, Mapping, Sequence
-from collections import namedtuple
+from concurrent.futures import ThreadPoolExecutor
 from types import ModuleType
+from typing import TYPE_CHECKING
 
-from ..errors import LTXFormatError, TxNotAvailableError
+from .. import _impl
+from ..errors import EmptyReplicaError, LTXFormatError, TxNotAvailableError
 from ..ltx.format import HEADER_SIZE, FileInfo, Header
+from ..ltx.stream import StreamDecoder
+from ..storage import empty_replica_message
 from .plan import calc_restore_plan
+from .timetravel import format_time
 
-TYPE_CHECKING = False  # not typing's: importing typing costs ~5 ms on the open's path
 if TYPE_CHECKING:
-    from typing import TextIO
-
     from ..storage.base import StorageClient
 
 
@@ -27,8 +30,6 @@ def with_header_timestamps(
 ) -> dict[int, list[FileInfo]]:
     """Replace each file's created_at with its LTX header timestamp (what Litestream
     stores as object metadata and uses for point-in-time restores)."""
-    from concurrent.futures import ThreadPoolExecutor
-
     infos = [f for lvl in sorted(levels) for f in levels[lvl]]
 
     def stamp(info: FileInfo) -> FileInfo:
@@ -55,42 +56,12 @@ CHUNK_SIZE = 4 * 1024 * 1024  # bytes per ranged GET
 READ_AHEAD = 32 * 1024 * 1024  # downloaded bytes waiting to be applied, at most
 
 
-def terminal_progress(stream: TextIO = sys.stderr, interval: float = 0.1) -> ProgressFn | None:
-    """A one-line progress bar in bytes (and MB/s) when ``stream`` is a terminal, else
-    None. Redrawn at most every ``interval`` seconds, and once at the end."""
-    if not stream.isatty():
-        return None
-    started = time.monotonic()
-    last = [0.0]
-
-    def show(done: int, total: int, files_done: int, files_total: int) -> None:
-        now = time.monotonic()
-        finished = done >= total
-        if not finished and now - last[0] < interval:
-            return
-        last[0] = now
-        width = 30
-        filled = width * done // max(total, 1)
-        rate = done / max(now - started, 1e-6) / 1e6
-        stream.write(f"\rrestoring [{'#' * filled}{'.' * (width - filled)}] "
-                     f"{done / 1e6:.1f}/{total / 1e6:.1f} MB, {rate:.1f} MB/s, "
-                     f"file {files_done}/{files_total}")
-        if finished:
-            stream.write("\n")
-        stream.flush()
-
-    return show
-
-
 def plan_restore(storage: StorageClient, *, txid: int | None = None,
                  timestamp: float | None = None) -> list[FileInfo]:
     """The files ``restore`` applies, with errors that say what is missing: an empty
     replica (and why, e.g. a missing directory), or no file before ``timestamp``."""
     levels = storage.list_all()
     if not any(levels.values()):
-        from ..errors import EmptyReplicaError
-        from ..storage import empty_replica_message
-
         raise EmptyReplicaError(empty_replica_message(storage, hint=False))
     if timestamp is not None:
         levels = with_header_timestamps(storage, levels)
@@ -99,10 +70,6 @@ def plan_restore(storage: StorageClient, *, txid: int | None = None,
     except TxNotAvailableError:
         if timestamp is None:
             raise
-        import datetime as dt
-
-        from .timetravel import format_time
-
         moment = dt.datetime.fromtimestamp(timestamp, dt.timezone.utc)
         raise TxNotAvailableError(
             f"no backup files available before {format_time(moment)}") from None
@@ -138,13 +105,6 @@ def restore(
     read_ahead = max(chunk_size, read_ahead)
 
     # lazy: `import litevfs` must stay cheap (a cold open's first request waits for it)
-    import tempfile
-    from collections import deque
-    from concurrent.futures import ThreadPoolExecutor
-
-    from .. import _impl
-    from ..ltx.stream import StreamDecoder
-
     impl = impl or _impl
     chunks = [(i, info, off, min(chunk_size, info.size - off))
               for i, info in enumerate(plan) for off in range(0, info.size, chunk_size)]

@@ -16,6 +16,7 @@ if TYPE_CHECKING:
     from typing import Any
 from urllib.parse import parse_qsl, quote, unquote, urlsplit
 
+from ..config import parse_timeout
 from ..errors import ConfigError
 
 SCHEMES = ("s3", "file", "memory")
@@ -359,8 +360,6 @@ def _timeout_option(name: str, opts: Mapping[str, Any], env: Mapping[str, str],
                     default: float) -> float:
     """A timeout in seconds: keyword (a number or a duration such as ``500ms``), else
     ``LITEVFS_<NAME>`` from the environment, else ``default``."""
-    from ..config import parse_timeout
-
     env_name = "LITEVFS_" + name.upper()
     if canonical_option(name) in opts:
         raw, source = opts[canonical_option(name)], f"option {name!r}"

@@ -27,6 +27,7 @@ import fcntl
 import logging
 import os
 import struct
+import warnings
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
@@ -51,8 +52,6 @@ def __getattr__(name: str) -> object:
     # The old name shadowed the builtin BufferError; kept importable (not defined in this
     # module's namespace, so code here never sees the shadow) for one deprecation cycle.
     if name == "BufferError":
-        import warnings
-
         warnings.warn("litevfs.write.buffer.BufferError is deprecated: use "
                       "litevfs.WriteBufferError (or litevfs.BufferInUseError)",
                       DeprecationWarning, stacklevel=2)
