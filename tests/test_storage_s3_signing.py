@@ -12,6 +12,7 @@ session tokens, regions and addressing styles. No network: nothing is sent.
 from __future__ import annotations
 
 import datetime
+import types
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -106,7 +107,16 @@ def botocore_signed(st: S3Storage, method: str, base: str, path: str,
     from botocore.awsrequest import AWSRequest
     from botocore.credentials import Credentials
 
-    monkeypatch.setattr(botocore.auth, "get_current_datetime", lambda *a, **k: NOW)
+    if hasattr(botocore.auth, "get_current_datetime"):
+        monkeypatch.setattr(botocore.auth, "get_current_datetime", lambda *a, **k: NOW)
+    else:  # older botocore (the 1.36 floor) reads datetime.datetime.utcnow()
+        class Clock(datetime.datetime):
+            @classmethod
+            def utcnow(cls) -> datetime.datetime:  # type: ignore[override]
+                return NOW
+
+        monkeypatch.setattr(botocore.auth, "datetime", types.SimpleNamespace(
+            datetime=Clock, timedelta=datetime.timedelta, timezone=datetime.timezone))
     request = AWSRequest(method=method, url=base + path, headers=dict(headers),
                          params=list(query))
     creds = Credentials(st.config.access_key_id, st.config.secret_access_key,
