@@ -1,13 +1,18 @@
 """Build the compiled core ``litevfs._pagecache`` from ``src/_pagecache.pyx``.
 
 ``LITEVFS_NO_EXTENSIONS=1`` skips it (a pure-Python wheel). Otherwise a failed
-compile fails the install: the pure twin is never shipped silently.
+compile fails the install: the pure twin is never shipped silently. POSIX only.
 """
 
 import os
 import platform
 
 from setuptools import setup
+
+if os.name != "posix":
+    # fcntl locks, os.pread and POSIX rename/fsync semantics: one clear line, not a
+    # build that fails later or a package that breaks at run time.
+    raise SystemExit("litevfs supports POSIX systems only (Linux, macOS), not " + os.name)
 
 ext_modules = []
 if os.environ.get("LITEVFS_NO_EXTENSIONS", "") in ("", "0") and platform.python_implementation() == "CPython":
