@@ -222,7 +222,7 @@ _S3_FIELDS = (  # (name, default); the first five are required
     ("read_timeout", 30.0), ("max_pool_connections", 32),
     ("retry", None),  # a retry.RetryPolicy (untyped: keeps this module light)
     ("probe_conditional_writes", True),
-    ("fast_reads", True),  # stdlib SigV4 reads, no botocore on the cold path (see s3.py)
+    ("fast_reads", True),  # stdlib SigV4 reads, no botocore on the cold path (see s3/fast.py)
     ("redacted_url", ""),
     # Resolved from the AWS SDK settings (awsconfig.py) and given to both request paths:
     ("endpoint_source", ""),  # where ``endpoint`` came from, for messages

@@ -5,12 +5,14 @@ Key layout (Litestream's, reference section 2.1): ``<prefix>/<level %04x>/<min>-
 side objects at ``<prefix>/<name>``.
 
 Cold start: importing botocore and building a client costs ~150 ms, most of a cold open's
-budget. So LIST, GET and HEAD go through ``s3_fast._FastReader`` (SigV4 with hashlib/hmac over
-plain keep-alive sockets, ~3 ms to import) whenever credentials are static and nothing
-exotic is configured (SSE-C, proxies, access-point ARNs, an endpoint with a path); PUT and
-DeleteObjects always use botocore, which is built on first need (``prewarm()`` can build
-it in the background). A fast-path answer it cannot handle (a region redirect) switches
-that storage to botocore for good. ``fast_reads=False`` forces botocore everywhere.
+budget. So LIST, GET and HEAD go through ``fast._FastReader`` (SigV4 with hashlib/hmac over
+plain keep-alive sockets, ~3 ms to import) whenever credentials are static and it sends
+where botocore would (``_FastReader.unusable`` names what it leaves to botocore: SSE-C,
+proxies, ARNs, FIPS/dual-stack endpoints, ...); both paths get the endpoint and CA
+bundle resolved once (``url.py``, ``awsconfig.py``). PUT and DeleteObjects always use
+botocore, which is built on first need (``prewarm()`` can build it in the background). A
+fast-path answer it cannot handle (a region redirect) switches that storage to botocore
+for good. ``fast_reads=False`` forces botocore everywhere.
 
 Retries: botocore's are off; ``retry.py`` is the only policy, so attempts and time are
 bounded in one place and counted in ``stats.retries``.
@@ -216,7 +218,7 @@ def _mark_worker() -> None:
     _worker.inside = True
 
 
-# The stdlib read path lives in s3_fast.py.
+# The stdlib read path lives in fast.py.
 
 # --------------------------------------------------------------------------------------
 
