@@ -1,7 +1,7 @@
 """Build the compiled core ``litevfs._pagecache`` from ``src/_pagecache.pyx``.
 
 ``LITEVFS_NO_EXTENSIONS=1`` skips it (a pure-Python wheel). Otherwise a failed
-compile fails the install: the pure twin is never shipped silently.
+compile fails the install: the pure twin is never shipped silently. POSIX only.
 """
 
 import glob
@@ -10,6 +10,11 @@ import platform
 import shutil
 
 from setuptools import setup
+
+if os.name != "posix":
+    # fcntl locks, os.pread and POSIX rename/fsync semantics: one clear line, not a
+    # build that fails later or a package that breaks at run time.
+    raise SystemExit("litevfs supports POSIX systems only (Linux, macOS), not " + os.name)
 
 # setuptools reuses build/lib* between builds of one checkout: a module deleted or moved
 # since the last build would still be packed into the wheel. Every build starts clean.

@@ -21,6 +21,15 @@ settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "dev"))
 # Network safety: SDKs must never probe the cloud metadata address.
 os.environ["AWS_EC2_METADATA_DISABLED"] = "true"
 os.environ.pop("AWS_CA_BUNDLE", None)
+# The developer's own AWS SDK settings would move endpoints or switch the fast read
+# path off (storage/awsconfig.py): tests that want them set their own.
+for _var in ("AWS_ENDPOINT_URL", "AWS_ENDPOINT_URL_S3", "AWS_PROFILE", "AWS_DEFAULT_PROFILE",
+             "AWS_USE_FIPS_ENDPOINT", "AWS_USE_DUALSTACK_ENDPOINT", "AWS_DEFAULTS_MODE",
+             "AWS_S3_US_EAST_1_REGIONAL_ENDPOINT", "AWS_IGNORE_CONFIGURED_ENDPOINT_URLS"):
+    os.environ.pop(_var, None)
+_no_file = os.path.join(os.path.dirname(__file__), ".no-such-aws-file")
+os.environ["AWS_CONFIG_FILE"] = _no_file
+os.environ["AWS_SHARED_CREDENTIALS_FILE"] = _no_file
 
 pytest_plugins = ["tests.rig.fixtures", "tests.rig.report"]
 

@@ -465,6 +465,19 @@ def test_retry_policy_bounds() -> None:
     assert calls[0] <= 0.5
 
 
+def test_retry_delay_is_equal_jitter() -> None:
+    """The docstring's "equal jitter": each sleep is drawn from [ceiling/2, ceiling] of
+    an exponential ceiling capped at max_delay, and the draws do vary."""
+    import random
+
+    policy = RetryPolicy(base_delay=0.1, max_delay=1.0)
+    rng = random.Random(7)
+    for retry, ceiling in ((1, 0.1), (2, 0.2), (3, 0.4), (4, 0.8), (5, 1.0), (9, 1.0)):
+        draws = [policy.delay(retry, rng) for _ in range(200)]
+        assert all(ceiling / 2 <= d <= ceiling for d in draws), (retry, min(draws), max(draws))
+        assert max(draws) - min(draws) > ceiling / 4  # random, not a fixed step
+
+
 # -- conditional writes ------------------------------------------------------------------------
 
 

@@ -129,6 +129,57 @@ def test_fsync_option_and_bad_page(tmp_path):
     assert txns == [({1: page(1)}, 1)] and info["url"] == URL
 
 
+@pytest.mark.parametrize("platform", ["linux", "macos", "macos-nfs", "no-fdatasync"])
+def test_buffer_fsync_on_every_posix(tmp_path, monkeypatch, platform):
+    """fsync=True makes every COMMIT durable where os.fdatasync exists (Linux), with
+    F_FULLFSYNC on macOS (its fsync stops at the drive cache), falling back to fsync where
+    F_FULLFSYNC is refused or neither exists. Simulated: the real calls are recorded."""
+    import fcntl as real_fcntl
+
+    from litevfs import _fsync
+
+    calls = []
+    full = 51  # macOS's F_FULLFSYNC value; any marker works here
+
+    def fake_fcntl(fd, op, *args):
+        calls.append("fullfsync")
+        if platform == "macos-nfs":
+            raise OSError(45, "Operation not supported")
+        return 0
+
+    monkeypatch.setattr(real_fcntl, "fcntl", fake_fcntl)
+    monkeypatch.setattr(os, "fsync", lambda fd: calls.append("fsync"))
+    if platform == "linux":
+        monkeypatch.setattr(_fsync, "_FULLFSYNC", None)
+        monkeypatch.setattr(_fsync, "_FDATASYNC", lambda fd: calls.append("fdatasync"))
+    elif platform.startswith("macos"):
+        monkeypatch.setattr(_fsync, "_FULLFSYNC", full)
+        monkeypatch.setattr(_fsync, "_FDATASYNC", None)
+    else:
+        monkeypatch.setattr(_fsync, "_FULLFSYNC", None)
+        monkeypatch.setattr(_fsync, "_FDATASYNC", None)
+    buf, _ = open_buf(tmp_path / "b.wbuf", fsync=True)
+    calls.clear()  # opening locks the file with fcntl too
+    buf.append({1: page(1)}, 1)
+    want = {"linux": ["fdatasync"], "macos": ["fullfsync"],
+            "macos-nfs": ["fullfsync", "fsync"], "no-fdatasync": ["fsync"]}[platform]
+    assert calls == want
+    monkeypatch.undo()
+    buf.close()
+    assert read_buffer(str(tmp_path / "b.wbuf"))[1] == [({1: page(1)}, 1)]
+
+
+def test_fsync_module_uses_what_this_platform_has():
+    import sys
+
+    from litevfs import _fsync
+
+    if sys.platform == "darwin":
+        assert _fsync._FULLFSYNC is not None
+    else:
+        assert _fsync._FULLFSYNC is None and _fsync._FDATASYNC is os.fdatasync
+
+
 def test_garbage_file_refused(tmp_path):
     path = tmp_path / "b.wbuf"
     path.write_bytes(b"not a buffer at all, definitely not" * 3)

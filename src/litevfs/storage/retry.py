@@ -1,4 +1,4 @@
-"""The one retry policy for storage requests: exponential backoff with full jitter,
+"""The one retry policy for storage requests: exponential backoff with equal jitter,
 bounded both in attempts and in total time.
 
 botocore's own retries are switched off in the S3 backend so this is the only policy:
@@ -46,8 +46,11 @@ class RetryPolicy(namedtuple("RetryPolicy", ("max_attempts", "base_delay", "max_
     __slots__ = ()
 
     def delay(self, retry_number: int, rng: random.Random | None = None) -> float:
-        """Sleep before retry ``retry_number`` (1-based): full jitter over an exponential
-        ceiling, so many clients failing together do not retry in lock-step."""
+        """Sleep before retry ``retry_number`` (1-based): "equal jitter", a uniform draw
+        from half the exponential ceiling up to the ceiling. The random half keeps many
+        clients failing together from retrying in lock-step; the fixed half keeps a retry
+        from following its failure almost at once (full jitter, ``uniform(0, c)``, can
+        draw ~0 and spend an attempt on a server that has not recovered)."""
         ceiling = min(self.max_delay, self.base_delay * (2 ** (retry_number - 1)))
         if rng is None:
             import random  # lazy: only retries need it (cold-start import time)

@@ -250,8 +250,13 @@ _S3_FIELDS = (  # (name, default); the first five are required
     ("read_timeout", 30.0), ("max_pool_connections", 32),
     ("retry", None),  # a retry.RetryPolicy (untyped: keeps this module light)
     ("probe_conditional_writes", True),
-    ("fast_reads", True),  # stdlib SigV4 reads, no botocore on the cold path (see s3.py)
+    ("fast_reads", True),  # stdlib SigV4 reads, no botocore on the cold path (see s3/fast.py)
     ("redacted_url", ""),
+    # Resolved from the AWS SDK settings (awsconfig.py) and given to both request paths:
+    ("endpoint_source", ""),  # where ``endpoint`` came from, for messages
+    ("ca_bundle", None),  # AWS_CA_BUNDLE, profile ca_bundle, REQUESTS_CA_BUNDLE (or None)
+    ("us_east_1_regional", False),  # us-east-1 without endpoint: s3.us-east-1.amazonaws.com
+    ("botocore_only", None),  # why reads need botocore (FIPS, dual-stack, ...), or None
 )
 _S3_SECRETS = frozenset({"sse_customer_key", "secret_access_key", "session_token"})
 
@@ -266,6 +271,16 @@ class S3Config(namedtuple("S3Config", [n for n, _ in _S3_FIELDS],
         shown = ", ".join(f"{k}={v!r}" for k, v in zip(self._fields, self)
                           if k not in _S3_SECRETS)
         return f"S3Config({shown})"
+
+    @property
+    def trust_store(self) -> str | None:
+        """The CA file both request paths verify TLS against: the configured bundle, else
+        the one botocore would pick (certifi's or its own); None: the system store."""
+        if self.ca_bundle:
+            return str(self.ca_bundle)
+        from .awsconfig import default_ca_bundle
+
+        return default_ca_bundle()
 
     @property
     def is_tigris(self) -> bool:
@@ -419,8 +434,10 @@ def resolve_s3_config(parsed: ReplicaURL, kwargs: Mapping[str, Any] | None = Non
         raise ConfigError(f"bucket required for s3 replica URL {parsed.redacted()!r}")
 
     explicit_style = c("forcePathStyle") in opts
+    endpoint_source = "replica URL host" if endpoint else ""
     if c("endpoint") in opts:
         endpoint = ensure_endpoint_scheme(str(opts[c("endpoint")]))
+        endpoint_source = "replica URL"
         path_style = True  # custom endpoints default to path style (explicit value wins below)
     if c("region") in opts:
         region = str(opts[c("region")])
@@ -428,15 +445,29 @@ def resolve_s3_config(parsed: ReplicaURL, kwargs: Mapping[str, Any] | None = Non
         path_style = _bool_option("forcePathStyle", opts[c("forcePathStyle")])
     if not endpoint and env.get("LITESTREAM_S3_ENDPOINT"):
         endpoint = ensure_endpoint_scheme(env["LITESTREAM_S3_ENDPOINT"])
+        endpoint_source = "LITESTREAM_S3_ENDPOINT"
         if not explicit_style:
             path_style = True
     if endpoint and not endpoint.startswith(("http://", "https://")):
         endpoint = "https://" + endpoint
+    # The AWS SDK's own settings (AWS_ENDPOINT_URL_S3, AWS_ENDPOINT_URL, the profile):
+    # botocore would honour them for writes, so reads must go to the same place.
+    from .awsconfig import load_aws_settings
+
+    aws = load_aws_settings(env)
+    litestream_endpoint = bool(endpoint)
+    if not endpoint and aws.endpoint:
+        endpoint, endpoint_source = str(aws.endpoint), aws.endpoint_source
+        if not explicit_style and not parsed.host.lower().startswith("arn:"):
+            path_style = True  # as every custom endpoint here (S3-compatible servers)
     if not region:
         # Litestream asks GetBucketLocation here; we do no I/O at open. botocore follows
         # S3's region redirects, so a wrong guess costs one extra round trip on AWS only.
-        region = (DEFAULT_REGION if endpoint else
-                  env.get("AWS_REGION") or env.get("AWS_DEFAULT_REGION") or DEFAULT_REGION)
+        # A custom endpoint from the URL gets Litestream's us-east-1; otherwise the SDK's
+        # region settings apply.
+        region = (DEFAULT_REGION if litestream_endpoint else
+                  env.get("AWS_REGION") or env.get("AWS_DEFAULT_REGION") or aws.region
+                  or DEFAULT_REGION)
 
     # Credentials: pairs, not single variables, so a key never meets another's secret.
     key_id = opts.get(c("access_key_id"))
@@ -474,6 +505,12 @@ def resolve_s3_config(parsed: ReplicaURL, kwargs: Mapping[str, Any] | None = Non
         sse_alg = "AES256"
     if sse_key and endpoint.startswith("http://") and not is_local_endpoint(endpoint):
         raise ConfigError("sseCustomerKey requires an HTTPS endpoint")
+    skip_verify = bool(opt_bool("skipVerify", False))
+    if (aws.ca_bundle and not skip_verify and not endpoint.startswith("http://")
+            and not os.path.isfile(aws.ca_bundle)):
+        # botocore would fail every HTTPS request with a longer story; say it once, here.
+        raise ConfigError(f"{aws.ca_source} names {aws.ca_bundle!r}, which is not a file "
+                          "(a PEM bundle of trusted CA certificates)")
     concurrency = opt_int("concurrency")
     pool = opt_int("max_pool_connections") or max(32, concurrency or 0)
     retry = opts.get(c("retry"))
@@ -484,7 +521,7 @@ def resolve_s3_config(parsed: ReplicaURL, kwargs: Mapping[str, Any] | None = Non
         endpoint=endpoint or None,
         region=region,
         force_path_style=path_style,
-        skip_verify=bool(opt_bool("skipVerify", False)),
+        skip_verify=skip_verify,
         sign_payload=opt_bool("signPayload", None),
         require_content_md5=bool(opt_bool("requireContentMD5", False)),
         concurrency=concurrency,
@@ -505,4 +542,8 @@ def resolve_s3_config(parsed: ReplicaURL, kwargs: Mapping[str, Any] | None = Non
         probe_conditional_writes=bool(opt_bool("probe_conditional_writes", True)),
         fast_reads=bool(opt_bool("fast_reads", True)),
         redacted_url=parsed.redacted(),
+        endpoint_source=endpoint_source,
+        ca_bundle=aws.ca_bundle,
+        us_east_1_regional=aws.us_east_1_regional,
+        botocore_only=aws.botocore_only,
     )

@@ -33,6 +33,7 @@ from dataclasses import dataclass, field
 
 import xxhash
 
+from .._fsync import datasync
 from ..errors import BufferInUseError, WriteBufferError
 
 log = logging.getLogger("litevfs.writebuffer")
@@ -238,7 +239,7 @@ class WriteBuffer:
             if n != len(record):  # a short write leaves a torn tail: cut it off
                 raise OSError(errno.EIO, f"short write ({n} of {len(record)} bytes)")
             if self.fsync:
-                os.fdatasync(self._fd)
+                datasync(self._fd)  # fdatasync; F_FULLFSYNC on macOS
         except OSError:
             os.ftruncate(self._fd, self.size)
             os.lseek(self._fd, self.size, os.SEEK_SET)
@@ -278,7 +279,7 @@ class WriteBuffer:
             if os.write(fd, data) != len(data):
                 raise OSError(errno.EIO, f"short write to {tmp}")
             if self.fsync:
-                os.fsync(fd)
+                datasync(fd)
             os.replace(tmp, self.path)
         except BaseException:
             os.close(fd)

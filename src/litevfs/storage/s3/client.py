@@ -5,12 +5,14 @@ Key layout (Litestream's, reference section 2.1): ``<prefix>/<level %04x>/<min>-
 side objects at ``<prefix>/<name>``.
 
 Cold start: importing botocore and building a client costs ~150 ms, most of a cold open's
-budget. So LIST, GET and HEAD go through ``s3_fast._FastReader`` (SigV4 with hashlib/hmac over
-plain keep-alive sockets, ~3 ms to import) whenever credentials are static and nothing
-exotic is configured (SSE-C, proxies, access-point ARNs, an endpoint with a path); PUT and
-DeleteObjects always use botocore, which is built on first need (``prewarm()`` can build
-it in the background). A fast-path answer it cannot handle (a region redirect) switches
-that storage to botocore for good. ``fast_reads=False`` forces botocore everywhere.
+budget. So LIST, GET and HEAD go through ``fast._FastReader`` (SigV4 with hashlib/hmac over
+plain keep-alive sockets, ~3 ms to import) whenever credentials are static and it sends
+where botocore would (``_FastReader.unusable`` names what it leaves to botocore: SSE-C,
+proxies, ARNs, FIPS/dual-stack endpoints, ...); both paths get the endpoint and CA
+bundle resolved once (``url.py``, ``awsconfig.py``). PUT and DeleteObjects always use
+botocore, which is built on first need (``prewarm()`` can build it in the background). A
+fast-path answer it cannot handle (a region redirect) switches that storage to botocore
+for good. ``fast_reads=False`` forces botocore everywhere.
 
 Retries: botocore's are off; ``retry.py`` is the only policy, so attempts and time are
 bounded in one place and counted in ``stats.retries``.
@@ -55,7 +57,7 @@ from ..base import (
     short_read_message,
 )
 from ..retry import DEFAULT_POLICY, Retryable, RetryPolicy, call_with_retry
-from .fast import _CONTENT_RANGE, _FastReader, _FastUnsupported, _xml_text
+from .fast import _CONTENT_RANGE, _FastReader, _FastUnsupported, _xml_text, aws_endpoint
 from ..url import ReplicaURL, S3Config, parse_replica_url, resolve_s3_config
 
 
@@ -127,7 +129,11 @@ def _new_client(cfg: S3Config) -> Any:
         style = "path"
     else:
         style = "virtual" if cfg.endpoint else "auto"
-    s3_opts: dict[str, Any] = {"addressing_style": style}
+    # Endpoint, CA bundle and the us-east-1 style are resolved once (url.py, awsconfig.py)
+    # and given explicitly, so botocore cannot drift from the fast read path.
+    s3_opts: dict[str, Any] = {
+        "addressing_style": style,
+        "us_east_1_regional_endpoint": "regional" if cfg.us_east_1_regional else "legacy"}
     if cfg.sign_payload is not None:
         s3_opts["payload_signing_enabled"] = cfg.sign_payload
     extra: dict[str, Any] = {}
@@ -144,6 +150,7 @@ def _new_client(cfg: S3Config) -> Any:
         max_pool_connections=cfg.max_pool_connections,
         tcp_keepalive=True,
         user_agent_extra=f"litevfs/{__version__}",
+        ignore_configured_endpoint_urls=True,  # cfg.endpoint already holds them
         s3=s3_opts,
         **extra,
     )
@@ -159,7 +166,7 @@ def _new_client(cfg: S3Config) -> Any:
             "s3",
             region_name=cfg.region,
             endpoint_url=cfg.endpoint,
-            verify=not cfg.skip_verify,
+            verify=False if cfg.skip_verify else (cfg.trust_store or True),
             aws_access_key_id=cfg.access_key_id,
             aws_secret_access_key=cfg.secret_access_key,
             aws_session_token=cfg.session_token,
@@ -211,7 +218,7 @@ def _mark_worker() -> None:
     _worker.inside = True
 
 
-# The stdlib read path lives in s3_fast.py.
+# The stdlib read path lives in fast.py.
 
 # --------------------------------------------------------------------------------------
 
@@ -243,8 +250,10 @@ class S3Storage(StorageClient):
             sse["SSECustomerAlgorithm"] = config.sse_customer_algorithm or "AES256"
             sse["SSECustomerKey"] = _sse_customer_key(config.sse_customer_key)
         self._sse_read = sse
+        #: Why reads go through botocore too (None: the fast path serves them).
+        self.fast_unusable = _FastReader.unusable(config, os.environ)
         self._fast: _FastReader | None = (
-            _FastReader(config, self) if _FastReader.usable(config, os.environ) else None)
+            _FastReader(config, self) if self.fast_unusable is None else None)
 
     @classmethod
     def from_url(cls, url: str | ReplicaURL, **options: Any) -> S3Storage:
@@ -300,7 +309,7 @@ class S3Storage(StorageClient):
             return self.config.endpoint
         if self._client is not None:
             return str(self._client.meta.endpoint_url)
-        return f"https://s3.{self.config.region}.amazonaws.com"
+        return aws_endpoint(self.config)
 
     def _pool(self) -> ThreadPoolExecutor:
         if self._executor is None:

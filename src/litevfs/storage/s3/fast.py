@@ -1,8 +1,14 @@
 """The stdlib S3 read path: SigV4 signed with hashlib/hmac over pooled keep-alive
 sockets, for LIST, GET and HEAD on a cold open (botocore costs ~150 ms to import and build).
 
-``S3Storage`` (``s3.py``) decides when it is usable and falls back to botocore for
-everything it does not handle (``_FastUnsupported``).
+It must send each request where botocore would, trusting the same CAs: endpoint, CA
+bundle and the us-east-1 endpoint style come resolved in ``S3Config`` (``url.py`` and
+``awsconfig.py``, which botocore is given too), and the host, addressing style and proxy
+rules below follow botocore's. Whatever it does not reproduce, ``usable()`` refuses
+(``S3Config.botocore_only``, other partitions, S3 Express buckets, proxies, ARNs, SSE-C,
+endpoints with a path) and ``S3Storage`` (``client.py``) uses botocore instead; an answer
+it cannot handle (a region redirect) raises ``_FastUnsupported`` and switches that
+storage to botocore for good.
 """
 
 from __future__ import annotations
@@ -36,7 +42,11 @@ class _Stale(Exception):
 
 
 _EMPTY_SHA256 = hashlib.sha256(b"").hexdigest()
-_DNS_BUCKET = r"^[a-z0-9][a-z0-9-]{1,61}[a-z0-9]$"
+# botocore's endpoint rules (endpoint_provider.py): a host label, an IPv4 address, and
+# the regions of the partitions whose S3 hosts end in amazonaws.com (partitions.json).
+_HOST_LABEL = r"^(?!-)[a-zA-Z\d-]{1,63}(?<!-)$"
+_IPV4 = r"^((25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)\.){3}(25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)$"
+_AWS_REGION = r"^((us|eu|ap|sa|ca|me|af|il|mx)-\w+-\d+|us-gov-\w+-\d+)$"
 _XML_TAGS: dict[bytes, re.Pattern[bytes]] = {}
 _XML_ENTITY = r"&(#x[0-9a-fA-F]+|#[0-9]+|amp|lt|gt|quot|apos);"
 _ENTITIES = {"amp": "&", "lt": "<", "gt": ">", "quot": '"', "apos": "'"}
@@ -70,17 +80,87 @@ def _quote(text: str, safe: str = "") -> str:
     return quote(text, safe="-_.~" + safe)
 
 
-def _proxied(host: str, environ: Any) -> bool:
-    """True when the environment asks for an HTTP proxy for ``host`` (the fast path
-    does not speak to proxies; botocore does)."""
-    if not any(environ.get(v) or environ.get(v.upper()) for v in _PROXY_VARS):
+def _virtual_hostable(bucket: str, allow_dots: bool) -> bool:
+    """botocore's test for ``bucket.host`` addressing: 3-63 characters, lowercase, host
+    labels (dot-separated ones only over plain HTTP: a dotted name would not match a TLS
+    wildcard certificate), and not an IPv4 address."""
+    if len(bucket) < 3 or len(bucket) > 63 or bucket.lower() != bucket:
         return False
-    no_proxy = environ.get("no_proxy") or environ.get("NO_PROXY") or ""
-    for entry in (e.strip().lower() for e in no_proxy.split(",")):
-        if entry == "*" or (entry and (host == entry.lstrip(".") or host.endswith(
-                "." + entry.lstrip(".")))):
+    if re.match(_IPV4, bucket) is not None:
+        return False
+    labels = bucket.split(".") if allow_dots else [bucket]
+    return all(re.match(_HOST_LABEL, label) is not None for label in labels)
+
+
+def aws_endpoint(cfg: S3Config) -> str:
+    """The endpoint botocore uses when none is configured: the global one for us-east-1
+    unless ``us_east_1_regional`` (botocore's "legacy" default), else the regional one."""
+    if cfg.region == "us-east-1" and not cfg.us_east_1_regional:
+        return "https://s3.amazonaws.com"
+    return f"https://s3.{cfg.region}.amazonaws.com"
+
+
+def _env_proxies(environ: Any) -> dict[str, str]:
+    """``scheme -> proxy`` from ``<scheme>_proxy`` variables, as urllib (and so botocore)
+    reads them: any case, lowercase names win, an empty lowercase name unsets, and a CGI
+    process ignores an uppercase HTTP_PROXY (httpoxy)."""
+    proxies: dict[str, str] = {}
+    for name, value in environ.items():
+        if value and name.lower().endswith("_proxy"):
+            proxies[name.lower()[:-6]] = value
+    if "REQUEST_METHOD" in environ:
+        proxies.pop("http", None)
+    for name, value in environ.items():
+        if name.endswith("_proxy"):
+            if value:
+                proxies[name.lower()[:-6]] = value
+            else:
+                proxies.pop(name.lower()[:-6], None)
+    return proxies
+
+
+def _proxied(endpoint: str, environ: Any) -> bool:
+    """True when botocore would send requests to ``endpoint`` through a proxy (the fast
+    path does not speak to proxies; botocore does): a proxy for the endpoint's scheme and
+    no ``no_proxy`` entry matching its host[:port]. On macOS (and Windows) urllib also
+    reads the system's proxy settings when no variable is set: any proxy there hands
+    over too, since their bypass lists are not reproduced here."""
+    scheme, _, rest = endpoint.partition("://")
+    netloc = rest.split("/", 1)[0].lower()
+    proxies = _env_proxies(environ)
+    if not proxies:
+        return _system_proxy(scheme)
+    if not proxies.get(scheme):
+        return False
+    no_proxy = proxies.get("no")
+    if no_proxy is None:
+        return True
+    if no_proxy == "*":
+        return False
+    host_only = netloc
+    m = re.match(r"^(.*):([0-9]*)$", netloc)
+    if m is not None:
+        host_only = m.group(1)
+    for entry in no_proxy.split(","):
+        name = entry.strip().lstrip(".").lower()
+        if name and (name in (host_only, netloc) or host_only.endswith("." + name)
+                     or netloc.endswith("." + name)):
             return False
     return True
+
+
+def _system_proxy(scheme: str) -> bool:
+    import sys
+
+    if sys.platform == "darwin":
+        try:
+            from _scproxy import _get_proxies  # what urllib.request.getproxies() asks
+        except ImportError:  # pragma: no cover - a Python built without it
+            return False
+        return bool(_get_proxies().get(scheme))
+    if sys.platform == "win32":  # pragma: no cover - litevfs is POSIX-only
+        return True
+    return False
 
 
 class _Response:
@@ -193,19 +273,21 @@ class _FastReader:
 
         self.cfg = cfg
         self.owner = owner
-        u = urlsplit(cfg.endpoint or f"https://s3.{cfg.region}.amazonaws.com")
+        u = urlsplit(cfg.endpoint or aws_endpoint(cfg))
         self.tls_wanted = u.scheme == "https"
-        host = (u.hostname or "").lower()
+        host = (u.hostname or "").lower()  # an IPv6 literal without its brackets
         self.port = u.port or (443 if self.tls_wanted else 80)
         default_port = self.port == (443 if self.tls_wanted else 80)
-        virtual = not cfg.force_path_style and re.match(_DNS_BUCKET, cfg.bucket) is not None
-        if virtual:
+        ip = ":" in host or re.match(_IPV4, host) is not None
+        if not cfg.force_path_style and not ip and _virtual_hostable(
+                cfg.bucket, allow_dots=not self.tls_wanted):
             host = f"{cfg.bucket}.{host}"
             self.base = ""
         else:
             self.base = "/" + _quote(cfg.bucket)
-        self.host = host
-        self.host_header = host if default_port else f"{host}:{self.port}"
+        self.host = host  # what the socket connects to and TLS checks
+        named = f"[{host}]" if ":" in host else host  # Host: [::1]:9000, as RFC 3986 writes it
+        self.host_header = named if default_port else f"{named}:{self.port}"
         self._tls: Any = None
         self._idle: list[_Connection] = []
         self._lock = threading.Lock()
@@ -213,29 +295,44 @@ class _FastReader:
         self.closed = False
 
     @staticmethod
-    def usable(cfg: S3Config, environ: Any) -> bool:
-        if not (cfg.fast_reads and cfg.access_key_id and cfg.secret_access_key):
-            return False  # the default credential chain needs botocore
-        if cfg.sse_customer_key or cfg.bucket.lower().startswith("arn:"):
-            return False
+    def unusable(cfg: S3Config, environ: Any) -> str | None:
+        """Why this configuration needs botocore for reads too, or None when the fast
+        path sends every read where botocore would."""
+        if not cfg.fast_reads:
+            return "fast_reads=False"
+        if not (cfg.access_key_id and cfg.secret_access_key):
+            return "credentials from the default AWS chain"
+        if cfg.sse_customer_key:
+            return "SSE-C"
+        if cfg.bucket.lower().startswith("arn:"):
+            return "an access point ARN"
+        if cfg.botocore_only:
+            return cfg.botocore_only
+        if cfg.bucket.endswith(("--x-s3", "--xa-s3", "--op-s3")):
+            return "an S3 Express or Outposts bucket"
         endpoint = cfg.endpoint or ""
         if endpoint:
             from urllib.parse import urlsplit
             u = urlsplit(endpoint)
             if u.path not in ("", "/") or u.query or u.scheme not in ("http", "https"):
-                return False
-            host = (u.hostname or "").lower()
-        else:
-            host = f"s3.{cfg.region}.amazonaws.com"
-        return not _proxied(host, environ)
+                return "an endpoint URL with a path or query"
+        elif re.match(_AWS_REGION, cfg.region) is None:
+            return f"region {cfg.region!r} outside the aws partition"
+        if _proxied(endpoint or aws_endpoint(cfg), environ):
+            return "an HTTP proxy"
+        return None
+
+    @staticmethod
+    def usable(cfg: S3Config, environ: Any) -> bool:
+        return _FastReader.unusable(cfg, environ) is None
 
     # HTTP --------------------------------------------------------------------------
 
     def _tls_context(self) -> Any:
         if self._tls is None and self.tls_wanted:
-            import os
             import ssl
-            ctx = ssl.create_default_context(cafile=os.environ.get("AWS_CA_BUNDLE") or None)
+            # The CA file botocore is given too (S3Config.trust_store): one trust store.
+            ctx = ssl.create_default_context(cafile=self.cfg.trust_store)
             if self.cfg.skip_verify:
                 ctx.check_hostname = False
                 ctx.verify_mode = ssl.CERT_NONE
@@ -264,11 +361,14 @@ class _FastReader:
         for conn in idle:
             conn.close()
 
-    def _sign(self, method: str, path: str, query: str, headers: dict[str, str]) -> None:
+    def _sign(self, method: str, path: str, query: str, headers: dict[str, str],
+              now: Any = None) -> None:
+        """Add SigV4 headers (``now``: a ``time.struct_time`` in UTC; tests pin it)."""
         import hmac
         import time
 
-        now = time.gmtime()
+        if now is None:
+            now = time.gmtime()
         amz_date = time.strftime("%Y%m%dT%H%M%SZ", now)
         day = amz_date[:8]
         headers["host"] = self.host_header
@@ -296,16 +396,23 @@ class _FastReader:
             f"AWS4-HMAC-SHA256 Credential={self.cfg.access_key_id}/{scope}, "
             f"SignedHeaders={';'.join(names)}, Signature={signature}")
 
-    def request(self, method: str, key: str | None, query: Sequence[tuple[str, str]] = (),
-                headers: dict[str, str] | None = None) -> _Response:
+    def prepare(self, method: str, key: str | None, query: Sequence[tuple[str, str]] = (),
+                headers: dict[str, str] | None = None, now: Any = None
+                ) -> tuple[str, dict[str, str]]:
+        """(request target, signed headers) of one request. The path is sent as signed:
+        S3 does not normalise it (``//`` and dot-segments are part of the key)."""
         path = self.base + "/" + _quote(key, "/") if key is not None else (self.base or "/")
         qs = "&".join(f"{k}={v}" for k, v in sorted(
             (_quote(k), _quote(v)) for k, v in query))
         hdrs = {k.lower(): v for k, v in (headers or {}).items()}
         if self.cfg.is_tigris:
             hdrs["x-tigris-consistent"] = "true"
-        self._sign(method, path, qs, hdrs)
-        target = path + ("?" + qs if qs else "")
+        self._sign(method, path, qs, hdrs, now)
+        return path + ("?" + qs if qs else ""), hdrs
+
+    def request(self, method: str, key: str | None, query: Sequence[tuple[str, str]] = (),
+                headers: dict[str, str] | None = None) -> _Response:
+        target, hdrs = self.prepare(method, key, query, headers)
         head = [f"{method} {target} HTTP/1.1"]
         head += [f"{k}: {v}" for k, v in hdrs.items()]
         head.append(f"user-agent: litevfs/{__version__}")
