@@ -37,7 +37,7 @@ class Worker:
     thread). Tests call ``step()`` directly, without threads.
     """
 
-    first_wait = 0.0  # seconds before the first step
+    first_wait = 0.0  # seconds before the first step (only stop() cuts it short, not wake())
     stop_timeout = 10.0  # longest stop() waits for a step in progress
 
     def __init__(self, name: str = "") -> None:
@@ -76,7 +76,9 @@ class Worker:
             thread.join(timeout=self.stop_timeout)
 
     def _run(self) -> None:
-        wait: float | None = self.first_wait
+        if self.first_wait and self._stop.wait(self.first_wait):
+            return
+        wait: float | None = 0.0
         while not self._stop.is_set():
             if wait:
                 self._wake.wait(wait)

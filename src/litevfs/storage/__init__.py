@@ -39,6 +39,8 @@ def open_storage(url: str, **options: Any) -> StorageClient:
         return S3Storage.from_url(parsed, **options)
     # file:// and memory:// take no options; merge_options names any that were given.
     merge_options(parsed, options, {}, {})
+    # Each backend loads only when used: the file and memory ones pull in dataclasses,
+    # secrets and inspect (~30 ms), which an S3 open must not wait for before its LIST.
     if parsed.scheme == "file":
         from .file import FileStorage
 

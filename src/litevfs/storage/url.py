@@ -18,6 +18,7 @@ from urllib.parse import parse_qsl, quote, unquote, urlsplit
 
 from ..config import parse_timeout
 from ..errors import ConfigError
+from .awsconfig import default_ca_bundle, load_aws_settings
 
 SCHEMES = ("s3", "file", "memory")
 _SCHEME_RE = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]*)://")
@@ -278,8 +279,6 @@ class S3Config(namedtuple("S3Config", [n for n, _ in _S3_FIELDS],
         the one botocore would pick (certifi's or its own); None: the system store."""
         if self.ca_bundle:
             return str(self.ca_bundle)
-        from .awsconfig import default_ca_bundle
-
         return default_ca_bundle()
 
     @property
@@ -452,8 +451,6 @@ def resolve_s3_config(parsed: ReplicaURL, kwargs: Mapping[str, Any] | None = Non
         endpoint = "https://" + endpoint
     # The AWS SDK's own settings (AWS_ENDPOINT_URL_S3, AWS_ENDPOINT_URL, the profile):
     # botocore would honour them for writes, so reads must go to the same place.
-    from .awsconfig import load_aws_settings
-
     aws = load_aws_settings(env)
     litestream_endpoint = bool(endpoint)
     if not endpoint and aws.endpoint:

@@ -57,6 +57,7 @@ from ..base import (
     short_read_message,
 )
 from ..retry import DEFAULT_POLICY, Retryable, RetryPolicy, call_with_retry
+from .listing import list_all_s3
 from .fast import _CONTENT_RANGE, _FastReader, _FastUnsupported, _xml_text, aws_endpoint
 from ..url import ReplicaURL, S3Config, parse_replica_url, resolve_s3_config
 
@@ -85,14 +86,36 @@ _TRANSIENT_CODES = {
 }
 
 
+def _datetime() -> Any:
+    import datetime  # written and parsed only off the cold open's path (~2 ms to import)
+
+    return datetime
+
+
+def _base64() -> Any:
+    import base64  # for Content-MD5 and SSE-C only: not before a cold open's LIST
+
+    return base64
+
+
+def _b64(data: bytes) -> str:
+    return _base64().b64encode(data).decode()
+
+
+def _b64decode(text: str) -> bytes | None:
+    try:
+        return _base64().b64decode(text, validate=True)
+    except ValueError:  # binascii.Error is a ValueError
+        return None
+
+
 def format_timestamp(ms: int) -> str:
     """Go's ``time.RFC3339Nano`` of a millisecond timestamp, UTC, trailing zeros of the
     fraction trimmed (``2026-01-02T03:04:05.123Z``, ``...05.1Z``, ``...05Z``), which is
     what Litestream writes in ``x-amz-meta-litestream-timestamp``."""
-    from datetime import datetime, timezone
-
+    dt = _datetime()
     seconds, frac = divmod(ms, 1000)
-    text = datetime.fromtimestamp(seconds, timezone.utc).strftime("%Y-%m-%dT%H:%M:%S")
+    text = dt.datetime.fromtimestamp(seconds, dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%S")
     if frac:
         text += "." + f"{frac:03d}".rstrip("0")
     return text + "Z"
@@ -101,8 +124,7 @@ def format_timestamp(ms: int) -> str:
 def parse_timestamp(text: str) -> float | None:
     """Seconds since the epoch from an RFC 3339 timestamp (metadata written by Litestream
     or by us), or None when it does not parse."""
-    from datetime import datetime
-
+    datetime = _datetime().datetime
     try:
         m = re.fullmatch(r"(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d)(?:\.(\d+))?(Z|[+-]\d\d:\d\d)", text)
         if m is None:
@@ -122,9 +144,9 @@ _session: Any = None
 
 def _new_client(cfg: S3Config) -> Any:
     global _session
-    import botocore.session
-    from botocore.config import Config
+    from botocore import config as botocore_config, session as botocore_session  # ~150 ms
 
+    Config = botocore_config.Config
     if cfg.force_path_style:
         style = "path"
     else:
@@ -161,7 +183,7 @@ def _new_client(cfg: S3Config) -> Any:
             from ...redact import install  # botocore's DEBUG logs carry signatures
 
             install()
-            _session = botocore.session.get_session()
+            _session = botocore_session.get_session()
         client = _session.create_client(
             "s3",
             region_name=cfg.region,
@@ -186,24 +208,16 @@ def _tigris_consistent(request: Any, **_: Any) -> None:
 
 
 def _content_md5(request: Any, **_: Any) -> None:
-    import base64
-
     body = request.body
     if isinstance(body, bytes | bytearray) and "Content-MD5" not in request.headers:
-        request.headers["Content-MD5"] = base64.b64encode(hashlib.md5(body).digest()).decode()
+        request.headers["Content-MD5"] = _b64(hashlib.md5(body).digest())
 
 
 def _sse_customer_key(raw: str) -> bytes | str:
     """Litestream takes the SSE-C key base64-encoded (Go SDK convention); botocore wants
     the raw key and encodes it itself."""
-    import base64
-    import binascii
-
-    try:
-        decoded = base64.b64decode(raw, validate=True)
-    except (binascii.Error, ValueError):
-        return raw
-    return decoded if len(decoded) == 32 else raw
+    decoded = _b64decode(raw)
+    return decoded if decoded is not None and len(decoded) == 32 else raw
 
 
 _worker = threading.local()
@@ -315,6 +329,7 @@ class S3Storage(StorageClient):
         if self._executor is None:
             with self._executor_lock:
                 if self._executor is None:
+                    # concurrent.futures imports logging: not before a cold open's LIST
                     from concurrent.futures import ThreadPoolExecutor
 
                     workers = self.config.concurrency or 16
@@ -367,12 +382,10 @@ class S3Storage(StorageClient):
 
     def _map_error(self, exc: Exception, what: str, key: str | None) -> Exception:
         """botocore exception -> our error class, or Retryable for transient ones."""
-        from botocore import exceptions as bex
-        try:
-            from urllib3 import exceptions as uex
-            transport: tuple[type[BaseException], ...] = (uex.HTTPError,)
-        except ImportError:  # pragma: no cover
-            transport = ()
+        from botocore import exceptions as bex  # loaded already: this error came from it
+        from urllib3 import exceptions as uex  # botocore's transport (a dependency of it)
+
+        transport: tuple[type[BaseException], ...] = (uex.HTTPError,)
 
         bucket = self.bucket
         if isinstance(exc, bex.ClientError):
@@ -490,8 +503,6 @@ class S3Storage(StorageClient):
     def list_all(self) -> dict[int, list[FileInfo]]:
         """All ten levels, usually from one ListObjectsV2 over the whole prefix (see
         ``listing.py``; huge listings fall back to per-level LISTs in parallel)."""
-        from .listing import list_all_s3
-
         try:
             return list_all_s3(self)
         finally:
@@ -669,9 +680,7 @@ class S3Storage(StorageClient):
             args["Metadata"] = metadata
         cfg = self.config
         if cfg.require_content_md5:
-            import base64
-
-            args["ContentMD5"] = base64.b64encode(hashlib.md5(data).digest()).decode()
+            args["ContentMD5"] = _b64(hashlib.md5(data).digest())
         if cfg.storage_class:
             args["StorageClass"] = cfg.storage_class
         if cfg.sse_kms_key_id:
@@ -737,7 +746,7 @@ class S3Storage(StorageClient):
             return True
         with self._conditional_lock:
             if self._conditional is None:
-                import secrets
+                import secrets  # once per process, for the probe's random key
 
                 key = self.object_key(f".litevfs-probe-{secrets.token_hex(8)}")
                 what = f"PUT probe s3://{self.bucket}/{key}"
@@ -831,13 +840,11 @@ class S3Storage(StorageClient):
                     return None, None, True
                 fast.check(resp, what, key)
                 return resp.body, resp.headers.get("etag"), True
-            from botocore.exceptions import ClientError
-
             args = {"IfNoneMatch": etag} if etag else {}
+            client = self.client  # builds botocore's client: its exceptions load with it
             try:
-                out = self.client.get_object(Bucket=self.bucket, Key=key, **args,
-                                             **self._sse_read)
-            except ClientError as exc:
+                out = client.get_object(Bucket=self.bucket, Key=key, **args, **self._sse_read)
+            except client.exceptions.ClientError as exc:
                 meta = exc.response.get("ResponseMetadata", {})
                 status = int(meta.get("HTTPStatusCode", 0) or 0)
                 code = str(exc.response.get("Error", {}).get("Code", ""))

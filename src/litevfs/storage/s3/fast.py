@@ -14,8 +14,13 @@ storage to botocore for good.
 from __future__ import annotations
 
 import hashlib
+import hmac
 import re
+import socket
+import sys
 import threading
+import time
+from urllib.parse import quote, urlsplit
 
 from ..._version import __version__
 from ...errors import EndpointUnreachableError, StorageError
@@ -76,7 +81,6 @@ def _unescape(m: re.Match[str]) -> str:
 
 
 def _quote(text: str, safe: str = "") -> str:
-    from urllib.parse import quote
     return quote(text, safe="-_.~" + safe)
 
 
@@ -150,8 +154,6 @@ def _proxied(endpoint: str, environ: Any) -> bool:
 
 
 def _system_proxy(scheme: str) -> bool:
-    import sys
-
     if sys.platform == "darwin":
         try:
             from _scproxy import _get_proxies  # what urllib.request.getproxies() asks
@@ -176,7 +178,6 @@ class _Connection:
 
     def __init__(self, host: str, port: int, tls: Any, connect_timeout: float,
                  read_timeout: float) -> None:
-        import socket
         # An ASCII host as bytes: a str host makes getaddrinfo import the idna codec
         # (~3 ms, on the open's critical path).
         sock = socket.create_connection((host.encode() if host.isascii() else host, port),
@@ -269,8 +270,6 @@ class _FastReader:
     Raises only our errors (or Retryable / _FastUnsupported)."""
 
     def __init__(self, cfg: S3Config, owner: S3Storage) -> None:
-        from urllib.parse import urlsplit
-
         self.cfg = cfg
         self.owner = owner
         u = urlsplit(cfg.endpoint or aws_endpoint(cfg))
@@ -312,7 +311,6 @@ class _FastReader:
             return "an S3 Express or Outposts bucket"
         endpoint = cfg.endpoint or ""
         if endpoint:
-            from urllib.parse import urlsplit
             u = urlsplit(endpoint)
             if u.path not in ("", "/") or u.query or u.scheme not in ("http", "https"):
                 return "an endpoint URL with a path or query"
@@ -364,9 +362,6 @@ class _FastReader:
     def _sign(self, method: str, path: str, query: str, headers: dict[str, str],
               now: Any = None) -> None:
         """Add SigV4 headers (``now``: a ``time.struct_time`` in UTC; tests pin it)."""
-        import hmac
-        import time
-
         if now is None:
             now = time.gmtime()
         amz_date = time.strftime("%Y%m%dT%H%M%SZ", now)
