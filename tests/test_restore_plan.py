@@ -10,7 +10,7 @@ from litevfs.engine.plan import calc_restore_plan
 
 
 def f(level, lo, hi, t=0.0):
-    return FileInfo(level, lo, hi, 100, created_at=t)
+    return FileInfo(level, lo, hi, 1000, created_at=t)
 
 
 def names(plan):

@@ -20,6 +20,9 @@ the client's connection alive. Faults:
   timeout), then the connection is aborted;
 * ``truncate``: the real answer's head (with its full Content-Length) and only part of
   its body, then an abort;
+* ``cut_request``: the request's head and only its first ``keep_bytes`` body bytes go
+  to the server, then both connections are aborted: a client killed mid-upload, or a
+  network path cut while a PUT's body was on its way;
 * ``down`` (proxy attribute, not a rule): every new connection is aborted at once, like
   a server that is not running.
 
@@ -41,7 +44,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 
 HOST = "127.0.0.1"
-FAULTS = ("500", "503", "slowdown", "reset", "stall", "truncate")
+FAULTS = ("500", "503", "slowdown", "reset", "stall", "truncate", "cut_request")
 _ERRORS = {
     "500": (500, "InternalError", "We encountered an internal error. Please try again."),
     "503": (503, "ServiceUnavailable", "Service is unable to handle request."),
@@ -59,6 +62,7 @@ class Rule:
     count: int | None = None  # most injections; None: unlimited
     skip: int = 0  # let this many matching requests through first
     stall_s: float = 5.0
+    keep_bytes: int = 0  # cut_request: body bytes that still reach the server
     seen: int = field(default=0, init=False)
     injected: int = field(default=0, init=False)
 
@@ -287,6 +291,11 @@ class FaultProxy:
             await asyncio.sleep(rule.stall_s)
             _abort(writer)
             return False
+        if fault == "cut_request":
+            assert rule is not None
+            await self._cut(line, headers, body[:rule.keep_bytes])
+            _abort(writer)
+            return False
         answer = await self._forward(line, headers, body, method)
         if fault == "truncate":
             head_end = answer.index(b"\r\n\r\n") + 4
@@ -298,6 +307,20 @@ class FaultProxy:
         writer.write(answer)
         await writer.drain()
         return True
+
+    async def _cut(self, line: str, headers: list[tuple[str, str]], part: bytes) -> None:
+        """The head and ``part`` of the body upstream, then the connection dies (the
+        server decides what, if anything, to store)."""
+        up_r, up_w = await asyncio.open_connection(HOST, self.target_port)
+        out = [line] + [f"{k}: {v}" for k, v in headers if k.lower() != "connection"]
+        up_w.write(("\r\n".join(out) + "\r\n\r\n").encode("latin-1") + part)
+        await up_w.drain()
+        await asyncio.sleep(0.2)  # the server has read what it got
+        up_w.close()  # FIN, as the kernel closes the sockets of a killed process
+        try:
+            await up_r.read()
+        except (ConnectionError, OSError):
+            pass
 
     async def _forward(self, line: str, headers: list[tuple[str, str]], body: bytes,
                        method: str) -> bytes:

@@ -17,7 +17,7 @@ import time
 from typing import TYPE_CHECKING
 
 from .._worker import Worker
-from .plan import next_chain
+from .plan import is_torn, next_chain
 from .state import ReplicaState
 from .views import ViewBuilder
 
@@ -33,7 +33,8 @@ def poll_once(state: ReplicaState, views: ViewBuilder) -> bool:
     storage = state.storage
     l0_future = state.executor.submit(storage.list_level, 0)
     l1 = storage.list_level(1)
-    l0 = l0_future.result()
+    l0 = [f for f in l0_future.result() if not is_torn(f)]  # an upload cut short: not
+    l1 = [f for f in l1 if not is_torn(f)]  # a commit (plan.py), never waited for
     chain = next_chain(l0 + l1, view.txid)
     newest = max((f.max_txid for f in l0 + l1), default=0)
     reached = chain[-1].max_txid if chain else view.txid

@@ -15,10 +15,10 @@ from typing import TYPE_CHECKING
 
 from .. import _impl
 from ..errors import EmptyReplicaError, LTXFormatError, TxNotAvailableError
-from ..ltx.format import HEADER_SIZE, FileInfo, Header
+from ..ltx.format import HEADER_SIZE, FileInfo, Header, lock_pgno
 from ..ltx.stream import StreamDecoder
 from ..storage import empty_replica_message
-from .plan import calc_restore_plan
+from .plan import calc_restore_plan, is_torn
 from .timetravel import format_time
 
 if TYPE_CHECKING:
@@ -30,7 +30,7 @@ def with_header_timestamps(
 ) -> dict[int, list[FileInfo]]:
     """Replace each file's created_at with its LTX header timestamp (what Litestream
     stores as object metadata and uses for point-in-time restores)."""
-    infos = [f for lvl in sorted(levels) for f in levels[lvl]]
+    infos = [f for lvl in sorted(levels) for f in levels[lvl] if not is_torn(f)]
 
     def stamp(info: FileInfo) -> FileInfo:
         header = Header.unpack(storage.read_range(info, 0, HEADER_SIZE))
@@ -38,9 +38,12 @@ def with_header_timestamps(
 
     with ThreadPoolExecutor(max_workers=workers) as pool:
         stamped = list(pool.map(stamp, infos))
-    out: dict[int, list[FileInfo]] = {lvl: [] for lvl in levels}
+    out: dict[int, list[FileInfo]] = {
+        lvl: [f for f in levels[lvl] if is_torn(f)] for lvl in levels}  # plans name them
     for f in stamped:
         out[f.level].append(f)
+    for files in out.values():
+        files.sort(key=lambda f: (f.min_txid, f.max_txid))
     return out
 
 
@@ -130,11 +133,22 @@ def restore(
 
             decoder: StreamDecoder | None = None
             current = -1
+            in_file = 0  # pages the current file brought so far
+
+            def limit(ps: int) -> int:
+                # The reader's bound (views.check_index_bounds): every page above the
+                # previous size is written in this file, so a page number or commit
+                # beyond it is a hostile or corrupt header, never a sparse 16 TiB file.
+                return commit + 2 * in_file + 2 + lock_pgno(ps)
 
             def finish_file() -> None:
                 nonlocal page_size, commit, files_done
                 assert decoder is not None
                 header = decoder.finish()
+                if header.commit > limit(header.page_size):
+                    raise LTXFormatError(
+                        f"commit {header.commit} is impossible for a replica whose files "
+                        f"hold these pages (corrupt or hostile file)")
                 page_size, commit = header.page_size, header.commit
                 files_done += 1
 
@@ -146,7 +160,7 @@ def restore(
                     if i != current:
                         if decoder is not None:
                             finish_file()
-                        current = i
+                        current, in_file = i, 0
                         decoder = StreamDecoder(info.size, impl=impl,
                                                 expect_txids=(info.min_txid, info.max_txid),
                                                 expect_page_size=page_size)
@@ -157,6 +171,11 @@ def restore(
                     pages = decoder.feed(data)
                     header = decoder.header
                     for pgno, page in pages:
+                        in_file += 1
+                        if pgno > limit(header.page_size):
+                            raise LTXFormatError(
+                                f"page {pgno} is impossible for a replica whose files hold "
+                                f"these pages (corrupt or hostile file)")
                         out.seek((pgno - 1) * header.page_size)
                         out.write(page)
                 except LTXFormatError as exc:

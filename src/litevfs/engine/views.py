@@ -25,7 +25,7 @@ from .._impl import cache_key
 from .diskcache import fetch_index_cached
 from ..storage.readsize import HEAD_READ, tail_size_for
 from .openahead import OpenAhead
-from .plan import calc_restore_plan
+from .plan import calc_restore_plan, torn_files
 from .state import ReplicaState, View
 from .verify import Verifier
 
@@ -64,6 +64,7 @@ class ViewBuilder:
         self.disk = disk
         self._ahead = ahead  # index reads the LIST thread already sent (openahead.py)
         self.reads_adopted = 0  # files whose index reads came from ``ahead``
+        self._torn_seen: set[tuple[int, int, int]] = set()
 
     def fetch_indexes(self, infos: Sequence[FileInfo]) -> list[FileIndex]:
         """Page indexes of ``infos``, fetched in parallel (one tail read each)."""
@@ -186,7 +187,20 @@ class ViewBuilder:
     def latest_view(self, levels: Mapping[int, Sequence[FileInfo]] | None = None) -> View:
         """Build a fresh view from Litestream's latest restore plan."""
         levels = self.list_levels() if levels is None else levels
-        return self.build_view(calc_restore_plan(levels))
+        plan = calc_restore_plan(levels)
+        self._warn_torn(levels)
+        return self.build_view(plan)
+
+    def _warn_torn(self, levels: Mapping[int, Sequence[FileInfo]]) -> None:
+        """Torn objects past the plan (an interrupted upload, never committed): said once
+        each; a writer repairs them at its next sync."""
+        for info in torn_files(levels):
+            key = (info.level, info.min_txid, info.max_txid)
+            if key not in self._torn_seen:
+                self._torn_seen.add(key)
+                log.warning("%s: ignoring %s (level %d): %d bytes, an upload cut short "
+                            "(not a committed transaction)", self.state.storage.url,
+                            info.name, info.level, info.size)
 
     def replan(self) -> View:
         """Rebuild from the current listing (after a gap or a missing file) and publish."""

@@ -27,7 +27,7 @@ from .fence import committed_limit
 from ..ltx.decoder import decode_file
 from ..ltx.encoder import encode_file
 from ..ltx.format import ENCODING_FRAME, SNAPSHOT_LEVEL, FileInfo, lock_pgno
-from ..engine.plan import calc_restore_plan
+from ..engine.plan import calc_restore_plan, torn_files, without_torn
 from ..storage.base import StorageClient
 
 log = logging.getLogger("litevfs.compactor")
@@ -166,8 +166,14 @@ def compact_once(storage: StorageClient, policy: CompactionPolicy, now: float | 
     files written."""
     now = time.time() if now is None else now
     limit = committed_limit(storage)
+    listed = storage.list_all()
+    torn = torn_files(listed)
+    if torn:  # uploads cut short: never committed (plan.py); compaction rewrites outputs
+        log.warning("deleting %d torn objects (uploads cut short): %s", len(torn),
+                    ", ".join(f"level {f.level} {f.name}" for f in torn))
+        storage.delete_ltx(torn)
     levels = {lvl: [f for f in files if limit is None or f.max_txid <= limit]
-              for lvl, files in storage.list_all().items()}
+              for lvl, files in without_torn(listed).items()}
     written = []
     for level, interval in enumerate(policy.level_intervals, start=1):
         info = compact_level(storage, levels, level, interval, now, impl)

@@ -30,17 +30,24 @@ import time
 from typing import TYPE_CHECKING
 
 from .._worker import Worker
-from ..errors import AlreadyExistsError, ConflictError, LiteVFSError, NotFoundError, StorageError
+from ..errors import (
+    AlreadyExistsError, ConflictError, LiteVFSError, LTXFormatError, NotFoundError,
+    StorageError,
+)
 from .fence import commit_head, file_checksum
 from ..ltx.decoder import locate_index
 from ..ltx.encoder import encode_file
-from ..ltx.format import ENCODING_FRAME, HEADER_SIZE, FileInfo, Header
+from ..ltx.format import (
+    CHECKSUM_FLAG, ENCODING_FRAME, HEADER_SIZE, TRAILER_SIZE, FileInfo, Header, Trailer,
+)
+from ..engine.plan import is_torn
 from ..storage.fetch import FileIndex
 from .._impl import cache_key
 from .buffer import SyncMark
 from .writer import Local
 
 if TYPE_CHECKING:
+    from ..storage.base import StorageClient
     from .writer import Writer
 
 log = logging.getLogger("litevfs.syncer")
@@ -76,7 +83,9 @@ def remote_levels(writer: Writer) -> dict[int, list[FileInfo]]:
 
 
 def max_txid(levels: dict[int, list[FileInfo]]) -> int:
-    return max((f.max_txid for files in levels.values() for f in files), default=0)
+    """The newest TXID any file holds; torn objects (uploads cut short) hold none."""
+    return max((f.max_txid for files in levels.values() for f in files if not is_torn(f)),
+               default=0)
 
 
 def encode_frozen(writer: Writer, local: Local, txid: int) -> bytes:
@@ -104,6 +113,28 @@ def local_file_index(info: FileInfo, data: bytes, impl) -> FileIndex:
     return FileIndex(info, Header.unpack(data[:HEADER_SIZE]), pgnos, offsets, sizes, None)
 
 
+def _not_an_upload(storage: StorageClient, info: FileInfo | None) -> str | None:
+    """Why the listed object ``info`` cannot be anyone's complete upload (empty, cut
+    short, no LTX header or trailer), or None when it may be (a rival's, or our own; or
+    it is not listed yet, which proves nothing)."""
+    if info is None:
+        return None
+    if is_torn(info):
+        return f"a torn object of {info.size} bytes (an upload cut short)"
+    try:
+        header = Header.unpack(storage.read_range(info, 0, HEADER_SIZE))
+        header.validate()
+        trailer = Trailer.unpack(storage.read_tail(info, TRAILER_SIZE))
+    except NotFoundError:
+        return None  # gone meanwhile: the next attempt finds out
+    except LTXFormatError as exc:
+        return f"an object that is not an LTX file ({exc})"
+    if (header.min_txid, header.max_txid) != (info.min_txid, info.max_txid) or \
+            not trailer.file_checksum & CHECKSUM_FLAG:
+        return "an object that is not this TXID's LTX file"
+    return None
+
+
 def _upload(writer: Writer, txid: int, data: bytes, checksum: int
             ) -> tuple[FileInfo, SyncMark | None]:
     """Conditional create with retries. Returns (info, the mark of the earlier attempt
@@ -114,10 +145,16 @@ def _upload(writer: Writer, txid: int, data: bytes, checksum: int
         try:
             return storage.write_ltx(0, txid, txid, data, if_absent=True), None
         except AlreadyExistsError:
-            info = FileInfo(0, txid, txid, 0, 0.0)
-            for f in storage.list_level(0):
-                if (f.min_txid, f.max_txid) == (txid, txid):
-                    info = f
+            listed = next((f for f in storage.list_level(0)
+                           if (f.min_txid, f.max_txid) == (txid, txid)), None)
+            info = listed or FileInfo(0, txid, txid, 0, 0.0)
+            damage = _not_an_upload(storage, listed)
+            if damage is not None:
+                # Provably no commit (every complete upload is a valid LTX file and the
+                # commit point comes after it): remove it and create ours.
+                log.warning("%s: TXID %016x holds %s; replacing it", storage.url, txid, damage)
+                storage.delete_ltx([info])
+                continue
             try:
                 remote = file_checksum(storage.read_tail(info, 16))
             except NotFoundError:  # "exists" but cannot be read: not evidence of a rival

@@ -679,8 +679,10 @@ class S3Storage(StorageClient):
         if metadata:
             args["Metadata"] = metadata
         cfg = self.config
-        if cfg.require_content_md5:
-            args["ContentMD5"] = _b64(hashlib.md5(data).digest())
+        # Always: a server then refuses a body cut short (a writer killed mid-upload, a
+        # dropped connection) instead of storing a torn or empty object (SeaweedFS keeps
+        # a 0-byte object when the client dies after the headers; tested).
+        args["ContentMD5"] = _b64(hashlib.md5(data).digest())
         if cfg.storage_class:
             args["StorageClass"] = cfg.storage_class
         if cfg.sse_kms_key_id:
