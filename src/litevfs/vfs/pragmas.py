@@ -13,11 +13,10 @@ import json
 import logging
 import time
 import weakref
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import apsw
 
-from ..engine.timetravel import format_ms, is_latest, view_at
 from ..errors import LiteVFSError
 
 if TYPE_CHECKING:
@@ -25,6 +24,12 @@ if TYPE_CHECKING:
     from .file import LiteFile
 
 log = logging.getLogger("litevfs.sql")
+
+
+def _timetravel() -> Any:
+    from ..engine import timetravel  # datetime and re: ~4 ms no open should wait for
+
+    return timetravel
 
 
 def lag_seconds(file: LiteFile) -> int:
@@ -36,14 +41,15 @@ def current_time_text(file: LiteFile) -> str:
     view = file.snapshot.view
     if view.target_time is not None:
         return view.target_time
-    return format_ms(view.timestamp_ms) if view.timestamp_ms else "latest"
+    return _timetravel().format_ms(view.timestamp_ms) if view.timestamp_ms else "latest"
 
 
 def _set_time(file: LiteFile, value: str) -> None:
-    if is_latest(value):
+    timetravel = _timetravel()
+    if timetravel.is_latest(value):
         file.snapshot.set_travel(None)
     else:
-        file.snapshot.set_travel(view_at(file.replica.views, value))
+        file.snapshot.set_travel(timetravel.view_at(file.replica.views, value))
 
 
 def _progress(hydrator: Hydrator | None) -> str:
