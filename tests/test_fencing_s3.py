@@ -71,3 +71,64 @@ def test_writer_paused_past_compaction_and_retention_gets_conflict_not_ack(
     assert len(res.stderr.strip().splitlines()) == 1
     info, txns = read_buffer(str(tmp_path / "a.wbuf"))
     assert info["base_txid"] == 1 and len(txns) == 4
+
+
+def test_recovery_recognises_its_landed_commit_after_retention_deleted_it(
+        seaweed, s3_url, tmp_path, core, monkeypatch):
+    """A writer killed after its upload reached S3 (and its commit point), before it
+    reset its buffer; another writer continues, compaction and retention delete the L0
+    key. The first writer comes back on the same buffer: its 4 transactions are
+    recognised as landed (the head's history), not reported as a rival's, and not
+    applied twice."""
+    from litevfs import session
+    from litevfs.write.buffer import WriteBuffer
+
+    env = child_env(seaweed, core)
+    init = spawn(["writer", s3_url, str(tmp_path / "init.wbuf"), "1", "3", "--sync"], env)
+    assert "closed" in finish(init)
+    buffer = str(tmp_path / "a.wbuf")
+    a = litevfs.connect(s3_url, write=True, impl=core, sync_interval=0, buffer_path=buffer)
+    for i in range(100, 104):
+        a.execute("INSERT INTO t(id, v) VALUES (?, 'a')", (i,))
+    replica = next(r for r in open_replicas() if r.writer is not None)
+    monkeypatch.setattr(WriteBuffer, "reset", lambda *a, **k: (_ for _ in ()).throw(
+        RuntimeError("killed")))
+    with pytest.raises(Exception, match="killed"):
+        litevfs.sync(a, timeout=60)  # landed and recorded; the "process" dies here
+    monkeypatch.undo()
+    writer = replica.writer
+    writer.syncer.stop()
+    writer.compactor.stop()
+    writer.buffer.close()  # no final sync: the process is gone
+    replica.writer = None
+    session._registry.clear()  # the next open is a new process's
+    try:
+        for first in (200, 205):  # B continues from A's TXID
+            b = spawn(["writer", s3_url, str(tmp_path / "b.wbuf"), str(first), "5", "--sync"],
+                      env)
+            assert "closed" in finish(b)
+        storage = open_storage(s3_url)
+        try:
+            policy = CompactionPolicy((1.0,), 0.0, 0.0, 86400.0)
+            now = max(f.created_at for f in storage.list_level(0)) + 10
+            compact_once(storage, policy, now, core)
+            compact_once(storage, policy, now + 10, core)
+            assert 2 not in [f.max_txid for f in storage.list_level(0)]  # A's L0 is gone
+        finally:
+            storage.close()
+        a2 = litevfs.connect(s3_url, write=True, impl=core, sync_interval=0,
+                             buffer_path=buffer)
+        try:
+            status = litevfs.write_status(a2)
+            assert status["conflict"] is None and status["pending_transactions"] == 0
+            a2.execute("INSERT INTO t(id, v) VALUES (300, 'a2')")
+            litevfs.sync(a2, timeout=60)
+        finally:
+            a2.close()
+    finally:
+        try:
+            a.close()
+        except Exception:  # noqa: BLE001 - its replica was taken apart above
+            pass
+    ids = [r[0] for r in litestream_rows(s3_url, seaweed, tmp_path)]
+    assert ids == [1, 2, 3, 100, 101, 102, 103] + list(range(200, 210)) + [300]
