@@ -122,6 +122,13 @@ class StorageClient(ABC):
     def close(self) -> None:  # noqa: B027 - optional hook
         """Release connections."""
 
+    def server_time(self) -> float:
+        """The storage's current time (seconds since the epoch), the clock its
+        ``created_at`` times come from. Backends whose clock is not this machine's
+        (object storage) estimate it from their answers, so retention and compaction
+        schedules hold even when the local clock is off. Default: the local clock."""
+        return time.time()
+
     def preconnect(self, n: int = 2) -> None:  # noqa: B027 - optional hook
         """Open up to ``n`` connections in the background so the first requests skip
         their handshakes (backends with connections override this)."""
@@ -205,6 +212,54 @@ def short_read_message(what: str, offset: int, length: int | None, size: int | N
     want = f"bytes {offset}.." + ("end" if length is None else str(offset + length - 1))
     have = "" if size is None else f" (object is {size} bytes)"
     return f"short read of {what}: asked for {want}{have}"
+
+
+_MONTHS = {m: i for i, m in enumerate(
+    ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"), 1)}
+
+
+def parse_http_date(text: str) -> float | None:
+    """Seconds since the epoch of an HTTP ``Date`` (``Fri, 04 Dec 2026 22:03:21 GMT``),
+    None when it is not one. By hand: ``email.utils`` costs ~30 ms to import."""
+    try:
+        _, day, month, year, hms, zone = text.split()
+        if zone != "GMT":
+            return None
+        y, m, d = int(year), _MONTHS[month], int(day)
+        hh, mm, ss = (int(x) for x in hms.split(":"))
+    except (ValueError, KeyError):
+        return None
+    # Days since 1970-01-01 of a proleptic Gregorian date (H. Hinnant's days_from_civil).
+    y -= m <= 2
+    era = y // 400
+    yoe = y - era * 400
+    doy = (153 * (m + (-3 if m > 2 else 9)) + 2) // 5 + d - 1
+    doe = yoe * 365 + yoe // 4 - yoe // 100 + doy
+    days = era * 146097 + doe - 719468
+    return days * 86400.0 + hh * 3600 + mm * 60 + ss
+
+
+class ServerClock:
+    """The offset between a server's clock and ours, from the ``Date`` of its answers
+    (one-second resolution: enough for compaction and retention schedules)."""
+
+    __slots__ = ("offset", "samples")
+
+    def __init__(self) -> None:
+        self.offset: float | None = None
+        self.samples = 0
+
+    def note(self, date: str | None) -> None:
+        server = parse_http_date(date) if date else None
+        if server is None:
+            return
+        # The Date is truncated to the second: +0.5 s is its expected value. The newest
+        # answer wins: a clock stepped by NTP is followed at once.
+        self.offset = server + 0.5 - time.time()
+        self.samples += 1
+
+    def now(self) -> float:
+        return time.time() + (self.offset or 0.0)
 
 
 def content_etag(data: bytes) -> str:

@@ -102,6 +102,9 @@ class MeteredStorage(StorageClient):
     def delete_object(self, name: str) -> None:
         self.timer.time(self.inner.delete_object, name)
 
+    def server_time(self) -> float:
+        return self.inner.server_time()
+
     def empty_reason(self) -> str | None:
         return self.inner.empty_reason()
 

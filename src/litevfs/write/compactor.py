@@ -15,7 +15,6 @@ fenced out) is never merged into a higher level. :class:`Compactor` is the thin 
 from __future__ import annotations
 
 import logging
-import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from types import ModuleType
@@ -164,9 +163,11 @@ def compact_once(storage: StorageClient, policy: CompactionPolicy, now: float | 
                  impl: ModuleType = _impl) -> list[FileInfo]:
     """One round: compactions that are due, a snapshot if due, retention. Returns the
     files written."""
-    now = time.time() if now is None else now
     limit = committed_limit(storage)
     listed = storage.list_all()
+    # The storage's clock (as of the LIST's answer): created_at times are its
+    # LastModified, so schedules and retention hold whatever this machine's clock says.
+    now = storage.server_time() if now is None else now
     torn = torn_files(listed)
     if torn:  # uploads cut short: never committed (plan.py); compaction rewrites outputs
         log.warning("deleting %d torn objects (uploads cut short): %s", len(torn),

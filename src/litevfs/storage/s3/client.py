@@ -53,8 +53,8 @@ from ...errors import (
 )
 from ...ltx.format import FileInfo, format_filename, parse_filename
 from ..base import (
-    StorageClient, check_ltx_args, check_object_name, check_range, ltx_timestamp_ms,
-    short_read_message,
+    ServerClock, StorageClient, check_ltx_args, check_object_name, check_range,
+    ltx_timestamp_ms, short_read_message,
 )
 from ..retry import DEFAULT_POLICY, Retryable, RetryPolicy, call_with_retry
 from .listing import list_all_s3
@@ -142,7 +142,7 @@ _session_lock = threading.Lock()
 _session: Any = None
 
 
-def _new_client(cfg: S3Config) -> Any:
+def _new_client(cfg: S3Config, clock: ServerClock | None = None) -> Any:
     global _session
     from botocore import config as botocore_config, session as botocore_session  # ~150 ms
 
@@ -195,6 +195,9 @@ def _new_client(cfg: S3Config) -> Any:
             config=config,
         )
     events = client.meta.events
+    if clock is not None:  # the server's clock from every answer's Date header
+        events.register("after-call.s3", lambda http_response=None, **_: clock.note(
+            getattr(http_response, "headers", {}).get("Date")) if http_response else None)
     if cfg.is_tigris:
         events.register("before-sign.s3", _tigris_consistent)
     if cfg.require_content_md5:
@@ -259,6 +262,8 @@ class S3Storage(StorageClient):
         self._closed = False
         #: Set once a request has been written to a socket (see ``wait_sent``).
         self.request_sent = threading.Event()
+        #: The server's clock, from the Date of its answers (both request paths).
+        self.clock = ServerClock()
         sse: dict[str, Any] = {}
         if config.sse_customer_key:
             sse["SSECustomerAlgorithm"] = config.sse_customer_algorithm or "AES256"
@@ -268,6 +273,16 @@ class S3Storage(StorageClient):
         self.fast_unusable = _FastReader.unusable(config, os.environ)
         self._fast: _FastReader | None = (
             _FastReader(config, self) if self.fast_unusable is None else None)
+
+    def server_time(self) -> float:
+        """S3's clock (``created_at`` times are its ``LastModified``): ours corrected by
+        the ``Date`` of its answers, asking once when none was seen yet."""
+        if self.clock.offset is None:
+            try:
+                self.list_level(0)  # any answer carries a Date
+            except StorageError:
+                pass
+        return self.clock.now()
 
     @classmethod
     def from_url(cls, url: str | ReplicaURL, **options: Any) -> S3Storage:
@@ -283,7 +298,7 @@ class S3Storage(StorageClient):
         if client is None:
             with self._client_lock:
                 if self._client is None:
-                    self._client = _new_client(self.config)
+                    self._client = _new_client(self.config, self.clock)
                 client = self._client
         return client
 

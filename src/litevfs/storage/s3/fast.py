@@ -437,6 +437,7 @@ class _FastReader:
                         conn = None
             if conn is not None:
                 conn.close()
+            self.owner.clock.note(resp.headers.get("date"))
             return resp
         raise Retryable("connection closed by the server twice")  # pragma: no cover
 
