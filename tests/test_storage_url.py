@@ -327,3 +327,13 @@ def test_one_slash_file_url_and_plain_paths_still_work(tmp_path) -> None:
     assert parse_replica_url("file:/srv/replica").path == "/srv/replica"  # as Litestream
     assert parse_replica_url(str(tmp_path / "s3")).path == str(tmp_path / "s3")
     assert parse_replica_url("some:dir").scheme == "file"  # not a scheme we know
+
+
+@pytest.mark.parametrize("url", [
+    "s3://bucket/pa#th?endpoint=http://127.0.0.1:9000",
+    "s3://bucket/path?endpoint=http://127.0.0.1:9000#x",
+    "file:///srv/rep#lica",
+])
+def test_a_fragment_is_refused_not_silently_cut(url: str) -> None:
+    with pytest.raises(ConfigError, match="'#'.*%23"):
+        parse_replica_url(url)

@@ -40,8 +40,11 @@ class FileIndex:
 
 
 def _check_header(info: FileInfo, raw: bytes) -> Header:
-    header = Header.unpack(raw)
-    header.validate()
+    try:
+        header = Header.unpack(raw)
+        header.validate()
+    except LTXFormatError as exc:  # name the object: the reason alone does not say which
+        raise LTXFormatError(f"{info.name} (level {info.level}): {exc}") from None
     if (header.min_txid, header.max_txid) != (info.min_txid, info.max_txid):
         raise LTXFormatError(
             f"{info.name}: header TXID range {header.min_txid:016x}-{header.max_txid:016x} "

@@ -156,6 +156,12 @@ def parse_replica_url(url: str) -> ReplicaURL:
         parts.port  # noqa: B018 - validates the port now (ValueError), not at first use
     except ValueError as exc:  # e.g. an unbalanced '[' (found by tests/test_fuzz.py)
         raise ConfigError(f"malformed replica URL: {exc}") from None
+    if "#" in url:
+        # A raw '#' starts a fragment: everything after it (the rest of the path, the
+        # endpoint) would be dropped silently and the SDK would then go to AWS itself.
+        raise ConfigError(
+            f"replica URL has a '#' at character {url.index('#') + 1}: a URL fragment "
+            "cuts off the rest of the URL (the endpoint too); write '#' in a path as %23")
     options, spelled = _parse_query(parts.query)
     if scheme == "memory":
         name = url[len("memory://"):].split("?", 1)[0].split("#", 1)[0]

@@ -5,8 +5,13 @@ each method."""
 from __future__ import annotations
 
 import logging
+import os
+import sys
 import time
+from array import array
 from typing import TYPE_CHECKING
+
+import xxhash
 
 from ...errors import NotFoundError
 from ...ltx.format import TRAILER_SIZE, Trailer
@@ -29,6 +34,38 @@ class Checkpoint:
         self.last_at = time.monotonic()
         self.saved: tuple[int, int] | None = None  # (TXID, pages) of the last sidecar
         self._checksums: dict[int, int | None] = {}  # TXID -> post-apply checksum
+
+    def _verify_adopted(self, limit: int) -> int:
+        """Read every adopted page back and check it against its recorded checksum (a
+        local sequential read, far cheaper than a download): pages damaged or
+        overwritten since the sidecar was written are dropped, to be fetched again.
+        Returns how many were dropped."""
+        copy = self.copy
+        ps, have, sums = copy.page_size, copy.have, copy.sums
+        dropped = 0
+        p = 1
+        span = max(1, (1 << 20) // ps)  # pages per read
+        while p <= limit:
+            if not have[p]:
+                p += 1
+                continue
+            n = 1
+            while n < span and p + n <= limit and have[p + n]:
+                n += 1
+            data = os.pread(copy.fd, n * ps, (p - 1) * ps)
+            for i in range(n):
+                page = data[i * ps:(i + 1) * ps]
+                if len(page) != ps or xxhash.xxh3_64_intdigest(page) != sums[p + i]:
+                    have[p + i] = 0
+                    copy.txids[p + i] = 0
+                    dropped += 1
+            p += n
+        if dropped:
+            copy.damaged += dropped
+            log.warning("hydration file %s: %d pages did not match their checksums (damaged "
+                        "or overwritten since the last run); fetching them again",
+                        copy.path, dropped)
+        return dropped
 
     def checksum_at(self, txid: int) -> int | None:
         """The post-apply checksum of the database at ``txid`` (from the trailer of a
@@ -70,12 +107,17 @@ class Checkpoint:
             return False
         lookup, have = view.index.lookup, copy.have
         present = []
-        for p in range(1, min(view.commit, len(have) - 1) + 1):
-            e = lookup(p)
-            if e is not None and have[p] == e[0] + 1:
-                present.append(p)
+        sums = array("Q", bytes(8 * (view.commit + 1)))
+        with copy.lock:
+            for p in range(1, min(view.commit, len(have) - 1) + 1):
+                e = lookup(p)
+                if e is not None and have[p] == e[0] + 1:
+                    present.append(p)
+                    sums[p] = copy.sums[p]
+        if sys.byteorder == "little":
+            sums.byteswap()  # stored big-endian
         sidecar = Sidecar(self.state.storage.url, copy.page_size, view.txid, view.commit,
-                          checksum, make_bitmap(present, view.commit))
+                          checksum, make_bitmap(present, view.commit), sums.tobytes())
         try:
             copy.fsync()
             write_sidecar(copy.path, sidecar)
@@ -131,15 +173,18 @@ class Checkpoint:
         adopted = 0
         with copy.lock:
             copy.grow(view.commit)
-            have, txids = copy.have, copy.txids
+            have, txids, sums = copy.have, copy.txids, copy.sums
             for p in sc.pages():
                 if p > limit:
                     break
                 e = lookup(p)
-                if e is not None and info_of(e[0]).max_txid <= sc.txid:
+                digest = sc.page_sum(p)
+                if e is not None and digest and info_of(e[0]).max_txid <= sc.txid:
                     have[p] = e[0] + 1
                     txids[p] = sc.txid
+                    sums[p] = digest  # checked on every read: a damaged page is refetched
                     adopted += 1
+        adopted -= self._verify_adopted(limit)
         log.info("hydration file %s resumed at TXID %016x: %d pages reused",
                  copy.path, sc.txid, adopted)
         return adopted

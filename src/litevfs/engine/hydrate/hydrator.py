@@ -73,6 +73,7 @@ class Hydrator(Worker):
         self.completed_at: float | None = None
         self._cache_purged = False
         self._backoff = 0.1
+        self._damaged_seen = 0
         self._pool: ThreadPoolExecutor | None = None
 
     # -- read side (hot path, on the local copy) -------------------------------------------
@@ -150,6 +151,9 @@ class Hydrator(Worker):
                 self.resumed_pages = self.checkpoints.resume(self.shared.current)
                 self.state = "hydrating"
             view = self.shared.current
+            if self.copy.damaged != self._damaged_seen:  # pages to heal: plan again
+                self._damaged_seen = self.copy.damaged
+                self._target = None
             if view is not self._target:
                 self._retarget(view)
             if not self._queue:
@@ -380,6 +384,7 @@ class Hydrator(Worker):
             "txid": target.txid if target else 0, "path": self.path,
             "persistent": self.persistent, "resumed_pages": self.resumed_pages,
             "local_reads": self.local_reads, "error": self.error,
+            "damaged_pages": self.copy.damaged,
             "seconds": round(end - self.started_at, 3),
         }
 

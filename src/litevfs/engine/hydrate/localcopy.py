@@ -9,6 +9,10 @@ new views are published and under time travel.
 Writers never overwrite a page a reader may be copying: a per-page generation counter
 is odd while the page is rewritten (a seqlock); a reader checks it before and after
 its ``pread`` and falls back to the normal path on a change.
+
+Every page written carries its xxh3-64 checksum (kept here and in the sidecar), checked
+on every local read: a file damaged or overwritten under us (or between runs) is a
+miss, the page is dropped from the copy and downloaded again, never served.
 """
 
 from __future__ import annotations
@@ -20,6 +24,8 @@ import shutil
 import tempfile
 import threading
 from array import array
+
+import xxhash
 
 from ...errors import LiteVFSError
 from .plan import page_spans
@@ -44,9 +50,11 @@ class LocalCopy:
         self.have = array("I")
         self.txids = array("Q")
         self.gen = array("I")
+        self.sums = array("Q")  # per pgno: xxh3-64 of the page as written (0: none)
         self.lock = threading.Lock()
         self.bytes_written = 0
         self.local_reads = 0
+        self.damaged = 0  # pages whose bytes no longer matched their checksum
         self._tmpdir: str | None = None
 
     # -- file --------------------------------------------------------------------------
@@ -75,6 +83,7 @@ class LocalCopy:
     def close(self) -> None:
         fd, self.fd = self.fd, -1
         self.have, self.txids, self.gen = array("I"), array("Q"), array("I")
+        self.sums = array("Q")
         if fd >= 0:
             os.close(fd)  # also releases the flock
         if not self.persistent:
@@ -110,6 +119,7 @@ class LocalCopy:
             self.have.frombytes(bytes(4 * extra))
             self.txids.frombytes(bytes(8 * extra))
             self.gen.frombytes(bytes(4 * extra))
+            self.sums.frombytes(bytes(8 * extra))
 
     def drop_beyond(self, commit: int) -> None:
         """Pages past a shrunk database's end are gone (caller holds the lock)."""
@@ -137,8 +147,20 @@ class LocalCopy:
             return None
         if len(page) != size or gen[pgno] != g:  # short (truncated) or rewritten meanwhile
             return None
+        if xxhash.xxh3_64_intdigest(page) != self.sums[pgno]:
+            self._drop_damaged(pgno, g)
+            return None
         self.local_reads += 1
         return page
+
+    def _drop_damaged(self, pgno: int, g: int) -> None:
+        """The local bytes of ``pgno`` are not what was written: forget them (the hydrator
+        sees ``damaged`` grow and downloads the page again)."""
+        with self.lock:
+            if self.gen[pgno] == g and self.have[pgno]:
+                self.have[pgno] = 0
+                self.txids[pgno] = 0
+                self.damaged += 1
 
     def has(self, pgno: int, file_id: int) -> bool:
         have = self.have
@@ -162,6 +184,7 @@ class LocalCopy:
                 have[pgno] = 0
                 self.txids[pgno] = 0
                 mine.append((pgno, page))
+        sums = [xxhash.xxh3_64_intdigest(page) for _, page in mine]
         written = 0
         try:
             for first, chunk in page_spans(mine):
@@ -179,10 +202,11 @@ class LocalCopy:
                     self.gen[pgno] += 1
             raise HydrationDiskError(f"writing {self.path} failed: {exc}") from exc
         with self.lock:
-            have, txids, gen = self.have, self.txids, self.gen
-            for pgno, _ in mine:
+            have, txids, gen, page_sums = self.have, self.txids, self.gen, self.sums
+            for (pgno, _), digest in zip(mine, sums):
                 have[pgno] = file_id + 1
                 txids[pgno] = txid
+                page_sums[pgno] = digest
                 gen[pgno] += 1
             self.bytes_written += written
         return len(mine)

@@ -4,7 +4,10 @@ file holds, so a restart can resume instead of downloading everything again.
 Layout: a magic line, one JSON line (format version, replica URL without
 credentials, page size, TXID, commit, the post-apply checksum of the database at
 that TXID and the bitmap length), the bitmap (bit ``p`` set = page ``p`` of the
-data file equals the database at TXID), then a CRC-32 of everything before it.
+data file equals the database at TXID), the pages' xxh3-64 checksums (8 bytes per page
+number, big-endian; a resumed page is checked against its own on every read, so a data
+file damaged or overwritten between runs is healed, never served), then a CRC-32 of
+everything before it.
 Written atomically (temp file, fsync, rename, directory fsync). Stdlib only.
 """
 
@@ -17,7 +20,7 @@ import zlib
 from dataclasses import dataclass
 
 MAGIC = b"LITEVFS-HYDRATION\n"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 2: per-page checksums
 SUFFIX = ".litevfs-hydration"
 
 
@@ -33,10 +36,16 @@ class Sidecar:
     commit: int
     post_apply_checksum: int  # identity of the database state at ``txid``
     bitmap: bytes  # bit p (p >= 1) = page p is present at ``txid``
+    sums: bytes = b""  # u64 BE per page number (index 0 unused): xxh3-64 of the page
 
     def has(self, pgno: int) -> bool:
         byte = pgno >> 3
         return byte < len(self.bitmap) and bool(self.bitmap[byte] & (1 << (pgno & 7)))
+
+    def page_sum(self, pgno: int) -> int:
+        """The recorded checksum of page ``pgno`` (0: none)."""
+        at = pgno * 8
+        return int.from_bytes(self.sums[at:at + 8], "big") if at + 8 <= len(self.sums) else 0
 
     def pages(self) -> list[int]:
         """Page numbers whose bit is set, ascending."""
@@ -52,8 +61,10 @@ class Sidecar:
             "version": FORMAT_VERSION, "replica": self.replica, "page_size": self.page_size,
             "txid": self.txid, "commit": self.commit,
             "post_apply_checksum": self.post_apply_checksum, "bitmap_len": len(self.bitmap),
+            "sums_len": len(self.sums),
         }
-        body = MAGIC + json.dumps(meta, sort_keys=True).encode() + b"\n" + self.bitmap
+        body = MAGIC + json.dumps(meta, sort_keys=True).encode() + b"\n" + self.bitmap + \
+            self.sums
         return body + zlib.crc32(body).to_bytes(4, "big")
 
     @classmethod
@@ -71,11 +82,13 @@ class Sidecar:
             if meta["version"] != FORMAT_VERSION:
                 raise SidecarError(f"sidecar format version {meta['version']} is not "
                                    f"{FORMAT_VERSION}")
-            bitmap = data[end + 1:-4]
-            if len(bitmap) != meta["bitmap_len"]:
-                raise SidecarError("sidecar bitmap length mismatch")
+            body = data[end + 1:-4]
+            nbits, nsums = int(meta["bitmap_len"]), int(meta["sums_len"])
+            if len(body) != nbits + nsums or nsums % 8:
+                raise SidecarError("sidecar bitmap/checksum length mismatch")
             return cls(str(meta["replica"]), int(meta["page_size"]), int(meta["txid"]),
-                       int(meta["commit"]), int(meta["post_apply_checksum"]), bytes(bitmap))
+                       int(meta["commit"]), int(meta["post_apply_checksum"]),
+                       bytes(body[:nbits]), bytes(body[nbits:]))
         except (KeyError, TypeError, ValueError) as exc:
             if isinstance(exc, SidecarError):
                 raise
