@@ -132,3 +132,40 @@ def test_recovery_recognises_its_landed_commit_after_retention_deleted_it(
             pass
     ids = [r[0] for r in litestream_rows(s3_url, seaweed, tmp_path)]
     assert ids == [1, 2, 3, 100, 101, 102, 103] + list(range(200, 210)) + [300]
+
+
+def test_lost_answers_of_the_commit_point_and_of_deletes_are_never_a_self_conflict(
+        seaweed, s3_bucket, tmp_path, core):
+    """The server did it, the answer never came back: the head's compare-and-swap (a
+    retry finds its own history entry), a conditional create, and DeleteObjects of
+    retention and of a stray upload. None of them may turn into a conflict."""
+    from tests.rig.seaweed import s3_replica_url
+    from tests.test_storage_s3 import FaultProxy
+
+    proxy = FaultProxy(seaweed.endpoint)
+    try:
+        url = s3_replica_url(s3_bucket, "db", proxy.endpoint, seaweed.region)
+        con = litevfs.connect(url, write=True, impl=core, sync_interval=0,
+                              compaction_levels="1s", l0_retention="0s",
+                              snapshot_interval="0", buffer_path=str(tmp_path / "w.wbuf"))
+        try:
+            con.execute("CREATE TABLE t(id INTEGER PRIMARY KEY)")
+            assert litevfs.sync(con, timeout=60) == 1
+            for i, (method, marker) in enumerate(
+                    [("PUT", "litevfs/head"), ("PUT", ".ltx"), ("POST", "delete")], start=2):
+                proxy.add("lose_response", 1, method=method,
+                          when=lambda m, p, h, marker=marker: marker in p)
+                con.execute("INSERT INTO t VALUES (?)", (i,))
+                if method == "POST":  # retention's DeleteObjects runs in the compactor
+                    replica = next(r for r in open_replicas() if r.writer is not None)
+                    compact_once(replica.storage, replica.writer.compactor.policy,
+                                 impl=core)
+                assert litevfs.sync(con, timeout=60) == i
+                assert litevfs.write_status(con)["conflict"] is None
+            assert all(rule.remaining == 0 for rule in proxy.rules)  # every answer was lost
+        finally:
+            con.close()
+    finally:
+        proxy.close()
+    plain = s3_replica_url(s3_bucket, "db", seaweed.endpoint, seaweed.region)
+    assert [r[0] for r in litestream_rows(plain, seaweed, tmp_path)] == [2, 3, 4]
