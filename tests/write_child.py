@@ -50,6 +50,41 @@ def writer(url: str, buffer: str, first: int, count: int, wait: bool, sync: bool
         print(f"close-error {type(exc).__name__}: {exc}", flush=True)
 
 
+def campaign(url: str, buffer: str, prefix: str) -> None:
+    """A writer for the failover campaign: INSERT a unique tag per transaction, sync
+    every 5 and print ``acked <n>`` once the tags since the previous line up to n are
+    durable (sync returned). After a conflict (another writer took over) the tags since
+    the last ack, never acknowledged, are discarded (``dropped <n>``) and the writer goes
+    on from the replica's state."""
+    import litevfs
+
+    con = litevfs.connect(url, write=True, buffer_path=buffer, sync_interval="300ms",
+                          poll_interval="200ms", wait_for_replica=0)
+    con.execute("CREATE TABLE IF NOT EXISTS c(seq INTEGER PRIMARY KEY, tag TEXT)")
+    status = litevfs.write_status(con)
+    if status["conflict"]:
+        print(f"discarded {litevfs.discard_unsynced(con)}", flush=True)
+    print("ready", flush=True)
+    n = 0
+    while True:
+        n += 1
+        try:
+            con.execute("INSERT INTO c(tag) VALUES (?)", (f"{prefix}-{n}",))
+        except Exception as exc:  # noqa: BLE001 - a conflict refuses writes
+            litevfs.discard_unsynced(con)  # tags after the last ack, up to n, are gone
+            print(f"dropped {n} refused {type(exc).__name__}", flush=True)
+            continue
+        if n % 5 == 0:
+            try:
+                txid = litevfs.sync(con, timeout=30)
+                print(f"acked {n} {txid} {time.time():.3f}", flush=True)
+            except litevfs.ConflictError:
+                litevfs.discard_unsynced(con)
+                print(f"dropped {n} conflict", flush=True)
+            except Exception as exc:  # noqa: BLE001 - storage trouble: nothing acked
+                print(f"error {type(exc).__name__}", flush=True)
+
+
 def litestream_vfs(sql: str) -> None:
     import apsw
     import litestream_vfs
@@ -89,6 +124,8 @@ if __name__ == "__main__":
         interval = next((a.split("=", 1)[1] for a in flags if a.startswith("--interval=")), "1s")
         writer(pos[0], pos[1], int(pos[2]), int(pos[3]), "--wait" in flags, "--sync" in flags,
                interval)
+    elif mode == "campaign":
+        campaign(rest[0], rest[1], rest[2])
     elif mode == "litestream-vfs":
         litestream_vfs(rest[0])
     elif mode == "reader":
