@@ -466,3 +466,54 @@ def test_memory_fail_next_and_latency() -> None:
     assert time.monotonic() - t0 >= 0.05
     st.store.clear()
     assert st.list_level(0) == [] and st.store.latency == 0
+
+
+def test_tagged_objects_and_compare_and_swap(storage: StorageClient) -> None:
+    """The commit point's primitives (write/fence.py) on every backend: tags, a
+    conditional read, create-only and replace-only-if-unchanged writes."""
+    from litevfs.errors import PreconditionFailedError
+
+    name = "litevfs/cas-probe"
+    assert storage.get_object_if_changed(name, None) == (None, None, True)
+    with pytest.raises(PreconditionFailedError):
+        storage.put_object(name, b"x", if_match='"nope"')  # missing: no swap either
+    tag1 = storage.put_object(name, b"one", if_absent=True)
+    with pytest.raises(AlreadyExistsError):
+        storage.put_object(name, b"other", if_absent=True)
+    data, tag = storage.get_object_tagged(name)
+    assert data == b"one" and (tag1 is None or tag1 == tag)
+    assert storage.get_object_if_changed(name, tag) == (None, tag, False)
+    tag2 = storage.put_object(name, b"two", if_match=tag)
+    with pytest.raises(PreconditionFailedError):
+        storage.put_object(name, b"three", if_match=tag)  # stale: refused, nothing written
+    data, now = storage.get_object_tagged(name)
+    assert data == b"two" and now != tag and (tag2 is None or tag2 == now)
+    got, etag, changed = storage.get_object_if_changed(name, tag)
+    assert changed and got == b"two" and etag == now
+    storage.delete_object(name)
+    with pytest.raises(NotFoundError):
+        storage.get_object_tagged(name)
+
+
+def test_server_time_is_close_to_ours(storage: StorageClient) -> None:
+    storage.list_level(0)
+    assert abs(storage.server_time() - time.time()) < 5
+
+
+def test_compare_and_swap_race_has_one_winner(storage: StorageClient) -> None:
+    from litevfs.errors import PreconditionFailedError
+
+    name = "litevfs/cas-race"
+    storage.put_object(name, b"base", if_absent=True)
+    _, tag = storage.get_object_tagged(name)
+
+    def swap(i: int) -> bool:
+        try:
+            storage.put_object(name, f"writer {i}".encode(), if_match=tag)
+            return True
+        except PreconditionFailedError:
+            return False
+
+    with ThreadPoolExecutor(8) as pool:
+        wins = list(pool.map(swap, range(8)))
+    assert wins.count(True) == 1

@@ -143,9 +143,9 @@ class StorageClient(ABC):
         under this path" (e.g. the directory does not exist). No I/O beyond a stat."""
         return None
 
+    @abstractmethod
     def delete_object(self, name: str) -> None:
-        """Remove a side object; a missing one is fine. Optional (not every backend)."""
-        raise NotImplementedError(f"{type(self).__name__} cannot delete side objects")
+        """Remove a side object; a missing one is fine."""
 
     # Optional helpers (backends with latency override them to run in parallel).
 
