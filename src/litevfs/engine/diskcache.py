@@ -83,7 +83,7 @@ def open_disk_cache(config: Any, replica_id: str) -> ReplicaDiskCache | None:
         if reason is not None:
             disable(directory, reason)
             return None
-    import sqlite3
+    import sqlite3  # the cache is opt-in (cache_dir): a cold open without it pays nothing
 
     from .diskstore import DiskStore, ReplicaDiskCache
 

@@ -100,7 +100,7 @@ def _read_ini(path: str) -> dict[str, dict[str, Any]]:
 def _named_section(name: str) -> str | None:
     """``profile x`` / ``services "x y"`` -> the name after the keyword (shell-quoted, as
     botocore splits it), or None when the header is not exactly two words."""
-    import shlex
+    import shlex  # profile headers with quotes only: rare, not worth ~1 ms on every open
 
     try:
         parts = shlex.split(name)
@@ -241,7 +241,7 @@ def default_ca_bundle() -> str | None:
     """The CA file botocore trusts when nothing is configured: certifi's bundle when
     certifi is installed, else the ``cacert.pem`` botocore ships (found without importing
     botocore). None only when neither exists (then both paths use the system store)."""
-    from importlib.util import find_spec
+    from importlib.util import find_spec  # once per process: the CA file to verify with
 
     try:
         spec = find_spec("certifi")

@@ -328,7 +328,7 @@ class _FastReader:
 
     def _tls_context(self) -> Any:
         if self._tls is None and self.tls_wanted:
-            import ssl
+            import ssl  # https endpoints only (~10 ms): a plain-http endpoint never pays it
             # The CA file botocore is given too (S3Config.trust_store): one trust store.
             ctx = ssl.create_default_context(cafile=self.cfg.trust_store)
             if self.cfg.skip_verify:
@@ -462,7 +462,7 @@ class _FastReader:
         if token:
             query.append(("continuation-token", token))
         body = self.check(self.request("GET", None, query), what, None).body
-        from datetime import datetime
+        from datetime import datetime  # parsing the answer: after the request is out
 
         contents = []
         for m in re.finditer(rb"<Contents>(.*?)</Contents>", body, re.S):
@@ -494,7 +494,7 @@ class _FastReader:
         h = resp.headers
         modified = None
         if h.get("last-modified"):
-            from email.utils import parsedate_to_datetime
+            from email.utils import parsedate_to_datetime  # HEAD only: ~30 ms cold
             try:
                 modified = parsedate_to_datetime(h["last-modified"])
             except (TypeError, ValueError):
