@@ -17,6 +17,7 @@ import secrets
 from collections.abc import Iterable, Iterator
 from urllib.parse import quote
 
+from .._files import fsync_dir, makedirs
 from ..errors import AccessDeniedError, AlreadyExistsError, NotFoundError, StorageError
 from ..errors import PreconditionFailedError, TransientStorageError
 from ..ltx.format import MAX_LEVEL, FileInfo, format_filename, parse_filename
@@ -37,34 +38,8 @@ def _storage_error(exc: OSError, what: str) -> StorageError:
     return StorageError(f"{what}: {exc.strerror or exc}")
 
 
-def _fsync_dir(path: str) -> None:
-    try:
-        fd = os.open(path, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
-    except OSError:
-        return  # some platforms cannot open directories; the rename is still atomic
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
-
-
 def _makedirs(path: str) -> None:
-    """mkdir -p that fsyncs the parent of every directory it creates, so a new level
-    directory survives a crash together with the file renamed into it."""
-    if os.path.isdir(path):
-        return
-    parent = os.path.dirname(path)
-    if parent and parent != path:
-        _makedirs(parent)
-    try:
-        os.mkdir(path, 0o755)
-    except FileExistsError:
-        if not os.path.isdir(path):
-            raise
-        return
-    _fsync_dir(parent or ".")
+    makedirs(path, 0o755, durable=True)
 
 
 class FileStorage(StorageClient):
@@ -303,7 +278,7 @@ class FileStorage(StorageClient):
                 self._link_exclusive(tmp, path)
             else:
                 os.replace(tmp, path)
-            _fsync_dir(directory)
+            fsync_dir(directory)
         except AlreadyExistsError:
             raise
         except OSError as exc:

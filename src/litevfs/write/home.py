@@ -28,6 +28,7 @@ import sys
 import tempfile
 from collections.abc import Mapping
 
+from .._files import makedirs
 from ..errors import BufferInUseError, WriteBufferError
 
 log = logging.getLogger("litevfs.writer")
@@ -102,18 +103,7 @@ def ensure_directory(path: str, *, strict: bool) -> None:
 
 
 def _makedirs_private(path: str) -> None:
-    """mkdir -p with 0700 for every component created (``os.makedirs`` gives the
-    intermediate ones the umask's mode, 0775 under a umask of 002)."""
-    if os.path.isdir(path):
-        return
-    parent = os.path.dirname(path)
-    if parent and parent != path:
-        _makedirs_private(parent)
-    try:
-        os.mkdir(path, 0o700)
-    except FileExistsError:
-        if not os.path.isdir(path):
-            raise
+    makedirs(path, 0o700)
 
 
 def resolve_buffer_path(replica_url: str, configured: str | None = None) -> str:

@@ -19,6 +19,8 @@ import tempfile
 import zlib
 from dataclasses import dataclass
 
+from ..._files import fsync_dir
+
 MAGIC = b"LITEVFS-HYDRATION\n"
 FORMAT_VERSION = 2  # 2: per-page checksums
 SUFFIX = ".litevfs-hydration"
@@ -132,16 +134,7 @@ def write_sidecar(data_path: str, sidecar: Sidecar) -> None:
         except OSError:
             pass
         raise
-    try:
-        dfd = os.open(directory, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(dfd)
-    except OSError:
-        pass
-    finally:
-        os.close(dfd)
+    fsync_dir(directory)
 
 
 def remove_sidecar(data_path: str) -> None:
