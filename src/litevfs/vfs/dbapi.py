@@ -1147,15 +1147,11 @@ class Connection(_std.Connection):
                         deterministic: bool = False) -> None:
         self._check()
         if not -1 <= narg <= 127:
-            raise ProgrammingError("narg must be an integer in the range -1 to 127 "
-                                   "(inclusive)")
-        if func is None:
-            self._con.create_scalar_function(name, None, narg)
-            return
-
+            raise OperationalError("Error creating function")
+        # None is not a removal: the stdlib registers it, and calls fail (as here).
         def call(*args: Any) -> Any:
             try:
-                result = func(*args)
+                result = func(*args)  # type: ignore[misc]
             except BaseException as exc:
                 _report_callback_error()
                 raise _CallbackError("user-defined function raised exception") from exc
@@ -1169,19 +1165,12 @@ class Connection(_std.Connection):
     def create_aggregate(self, name: str, n_arg: int, aggregate_class: Any) -> None:
         self._check()
         if not -1 <= n_arg <= 127:
-            raise ProgrammingError("n_arg must be an integer in the range -1 to 127 "
-                                   "(inclusive)")
-        if aggregate_class is None:
-            self._con.create_aggregate_function(name, None, n_arg)
-            return
+            raise OperationalError("Error creating aggregate")
         self._con.create_aggregate_function(name, _aggregate_factory(aggregate_class), n_arg)
 
     def create_window_function(self, name: str, num_params: int, aggregate_class: Any,
                                /) -> None:
         self._check()
-        if aggregate_class is None:
-            self._con.create_window_function(name, None, num_params)
-            return
         self._con.create_window_function(name, _window_factory(aggregate_class),
                                          num_params)
 
