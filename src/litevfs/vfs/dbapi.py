@@ -139,16 +139,23 @@ def litevfs_error(exc: BaseException) -> BaseException:
     ``OperationalError`` that is still an instance of its own litevfs class, so both
     ``except dbapi2.OperationalError`` and ``except litevfs.StorageError`` catch it.
     Configuration errors (``ConfigError``, a ``ValueError``) stay as they are."""
-    cls = type(exc)
     if not isinstance(exc, _lerrors.LiteVFSError) or isinstance(exc, _lerrors.ConfigError):
         return exc
-    wrapped = _litevfs_classes.get(cls)
-    if wrapped is None:
-        wrapped = type(cls.__name__, (OperationalError, cls), {"__module__": "litevfs.dbapi2"})
-        _litevfs_classes[cls] = wrapped
-    new = wrapped(*exc.args)
+    new = _wrapped_class(type(exc))(*exc.args)
     new.__cause__ = exc
     return new
+
+
+def _wrapped_class(cls: type) -> type:
+    """``cls`` as a subclass of OperationalError, its litevfs parents wrapped alike, so
+    ``dbapi2.BucketNotFoundError`` is a ``dbapi2.StorageError`` as well."""
+    wrapped = _litevfs_classes.get(cls)
+    if wrapped is None:
+        parent = next((b for b in cls.__bases__ if issubclass(b, _lerrors.LiteVFSError)), None)
+        first = OperationalError if parent is None else _wrapped_class(parent)
+        wrapped = type(cls.__name__, (first, cls), {"__module__": "litevfs.dbapi2"})
+        _litevfs_classes[cls] = wrapped
+    return wrapped
 
 
 StorageError = type(litevfs_error(_lerrors.StorageError("x")))
@@ -472,7 +479,7 @@ class Cursor:
         if not single:
             raise ProgrammingError("You can only execute one statement at a time.")
         params = _adapted(parameters) if parameters else None
-        if is_dml and con._begin_statement is not None and con._con.get_autocommit():
+        if is_dml and con._implicit_begin is not None and con._con.get_autocommit():
             con._begin()
         state = self._state
         state[0] = state[1] = self._description = self._convert = None
@@ -503,7 +510,7 @@ class Cursor:
         is_dml, single = _statement_info(sql)
         if not single:
             raise ProgrammingError("You can only execute one statement at a time.")
-        if is_dml and con._begin_statement is not None and con._con.get_autocommit():
+        if is_dml and con._implicit_begin is not None and con._con.get_autocommit():
             con._begin()
         state = self._state
         state[0] = self._description = self._convert = None
@@ -853,6 +860,8 @@ class Connection(_std.Connection):
         self._text_factory: Any = str
         self._isolation_level: str | None = ""
         self._begin_statement: str | None = "BEGIN "
+        # What a DML statement begins implicitly: the legacy mode only (3.12's rule).
+        self._implicit_begin: str | None = None
         self._autocommit: bool | int = LEGACY_TRANSACTION_CONTROL
         self._replica = False
         self._write = False
@@ -880,6 +889,7 @@ class Connection(_std.Connection):
         self._isolation_level = level
         self._begin_statement = None if level is None else f"BEGIN {level}"
         self._autocommit = autocommit
+        self._update_implicit_begin()
         if autocommit is False:
             self._run("BEGIN")
 
@@ -992,7 +1002,7 @@ class Connection(_std.Connection):
             raise self._error(exc, None) from None
 
     def _begin(self) -> None:
-        self._run(self._begin_statement or "BEGIN")
+        self._run(self._implicit_begin or "BEGIN")
 
     def commit(self) -> None:
         self._check()
@@ -1032,6 +1042,12 @@ class Connection(_std.Connection):
                 self._run("COMMIT")
         self._isolation_level = level
         self._begin_statement = None if level is None else f"BEGIN {level}"
+        self._update_implicit_begin()
+
+    def _update_implicit_begin(self) -> None:
+        legacy = self._autocommit == LEGACY_TRANSACTION_CONTROL and (
+            self._autocommit is not True and self._autocommit is not False)
+        self._implicit_begin = self._begin_statement if legacy else None
 
     @property
     def autocommit(self) -> bool | int:
@@ -1043,6 +1059,7 @@ class Connection(_std.Connection):
         self._check()
         self._check_autocommit(value)
         self._autocommit = value
+        self._update_implicit_begin()
         if value is True and not self._con.get_autocommit():
             self._run("COMMIT")
         elif value is False and self._con.get_autocommit():
