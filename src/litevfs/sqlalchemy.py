@@ -108,8 +108,8 @@ class LiteVFSDialect(SQLiteDialect_pysqlite):
                          for k, v in replica_query.items())
         if self.scheme == "file":
             text = f"file:///{path.lstrip('/')}"
-        else:
-            text = f"{self.scheme}://{host}/{path}"
+        else:  # as written: litevfs+memory://name is memory://name, not memory://name/
+            text = f"{self.scheme}://{host}" + (f"/{path}" if path else "")
         return text + (f"?{query}" if query else "")
 
 
