@@ -31,7 +31,7 @@ _no_file = os.path.join(os.path.dirname(__file__), ".no-such-aws-file")
 os.environ["AWS_CONFIG_FILE"] = _no_file
 os.environ["AWS_SHARED_CREDENTIALS_FILE"] = _no_file
 
-pytest_plugins = ["tests.rig.fixtures", "tests.rig.report"]
+pytest_plugins = ["tests.rig.fixtures", "tests.rig.report", "tests.dbapi_support"]
 
 
 @pytest.fixture(scope="session", autouse=True)

@@ -18,12 +18,18 @@ INTERNAL = {
     "litevfs.engine.hydrate.sidecar.SidecarError": "caught by the hydrator (starts over)",
 }
 
+# The PEP 249 module: its exception names are fixed by the PEP (``Warning`` included, a
+# builtin's name) and live in ``litevfs.dbapi2``, as the stdlib's live in ``sqlite3``.
+DBAPI = "litevfs.dbapi2"
+
 
 def _exception_classes() -> dict[str, type[BaseException]]:
     found: dict[str, type[BaseException]] = {}
     for mod_info in pkgutil.walk_packages(litevfs.__path__, "litevfs."):
         if mod_info.name.rsplit(".", 1)[-1].startswith("__"):
             continue  # __main__ runs the CLI
+        if mod_info.name == DBAPI:
+            continue
         module = importlib.import_module(mod_info.name)
         for name, value in vars(module).items():
             if (isinstance(value, type) and issubclass(value, BaseException)

@@ -1,7 +1,8 @@
 """The package's layers, checked from the source (ast only, nothing imported):
 
     base (errors, config, the core selector, ...) < ltx < storage < engine < write
-    < session < vfs < the package facade < cli
+    < session < vfs < the package facade (with dbapi2) < integrations (SQLAlchemy,
+    Django) < cli
 
 Each module may import only from its own layer or lower ones; no runtime import cycle
 (imports under ``if TYPE_CHECKING:`` are for annotations and do not count); apsw only in
@@ -23,15 +24,16 @@ import pytest
 SRC = Path(__file__).resolve().parents[1] / "src"
 
 LAYERS: list[tuple[str, tuple[str, ...]]] = [
-    ("base", ("errors", "config", "redact", "_version", "_worker", "_pending", "_impl", "_fsync", "_files",
-              "_pagecache_py", "_pagecache")),
+    ("base", ("errors", "config", "options", "redact", "_version", "_worker", "_pending",
+              "_impl", "_fsync", "_files", "_pagecache_py", "_pagecache")),
     ("ltx", ("ltx",)),
     ("storage", ("storage",)),
     ("engine", ("engine",)),
     ("write", ("write",)),
     ("session", ("session",)),
     ("vfs", ("vfs",)),
-    ("facade", ("__init__", "_coldopen")),  # the public API; the CLI is built on it
+    ("facade", ("__init__", "_coldopen", "dbapi2")),  # the public API; the CLI is built on it
+    ("integrations", ("sqlalchemy", "django")),  # other stacks' backends, over the facade
     ("cli", ("cli", "__main__")),
 ]
 ONLY_IN = {  # third-party or private modules -> the only places that may import them

@@ -20,7 +20,13 @@ from __future__ import annotations
 
 TYPE_CHECKING = False  # not typing's: importing typing costs ~5 ms on the open's path
 if TYPE_CHECKING:
-    from typing import Any
+    import os
+    from types import ModuleType
+    from typing import Any, Unpack
+
+    import apsw
+
+    from .options import ConnectOptions
 
 from ._version import __version__
 from .errors import (
@@ -46,7 +52,7 @@ _LAZY_ERRORS = {
 
 __all__ = [
     "IMPLEMENTATION", "__version__", "connect", "register", "restore", "calc_restore_plan",
-    "open_storage",
+    "open_storage", "ConnectOptions",
     "sync", "write_status", "export_unsynced", "discard_unsynced",
     "hydration_status", "stats",
     "AccessDeniedError", "AlreadyExistsError", "BucketNotFoundError", "BufferInUseError",
@@ -59,7 +65,9 @@ __all__ = [
 ]
 
 
-def connect(url: str | None = None, *, impl: Any = None, **options: Any) -> Any:
+def connect(url: str | None = None, *, impl: ModuleType | None = None,
+            config: str | os.PathLike[str] | None = None, db: str | None = None,
+            **options: Unpack[ConnectOptions]) -> apsw.Connection:
     """Open the replica at ``url`` and return an ``apsw.Connection`` to it.
 
     ``url``: ``s3://bucket/path?endpoint=...``, ``file:///dir`` or ``memory://name``
@@ -82,9 +90,18 @@ def connect(url: str | None = None, *, impl: Any = None, **options: Any) -> Any:
     ``EmptyReplicaError`` when a read-only open found no LTX file (at once, or after
     ``wait_for_replica``). ``impl`` picks a core twin (tests).
 
+    ``config="litestream.yml", db="/data/app.db"`` read the replica URL and credentials
+    from Litestream's configuration file instead of ``url`` (``$VAR`` expanded as
+    ``litestream replicate`` expands it; ``config`` defaults to ``$LITESTREAM_CONFIG``
+    when only ``db`` is given). Keywords given here win over the file's credentials.
+
     The open's one LIST is sent first, before apsw and the VFS machinery are
     imported, so those imports (tens of ms) overlap its round trip. The LIST is still
     issued after this call began, so the view it decides is as fresh as ever."""
+    if config is not None or db is not None:
+        from .storage.lsconfig import replica_from_config  # PyYAML: only when asked for
+
+        url, options = replica_from_config(config, db, url, options)
     from ._coldopen import start_open  # light: config, storage and the open-ahead only
 
     early = start_open(url, options)
@@ -101,6 +118,7 @@ _LAZY = {
     "export_unsynced": ".vfs.writeapi", "discard_unsynced": ".vfs.writeapi",
     "open_storage": ".storage", "calc_restore_plan": ".engine.plan",
     "restore": ".engine.restore",
+    "ConnectOptions": ".options",
     **_LAZY_ERRORS,
 }
 

@@ -47,3 +47,4 @@ def start_open(url: str | None, options: dict[str, Any]) -> Any:
     except BaseException:
         storage.close()
         raise
+

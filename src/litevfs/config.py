@@ -21,6 +21,14 @@ from .errors import ConfigError
 # SQLite's own URI parameters: never ours, never an error.
 SQLITE_URI_KEYS = frozenset({"vfs", "mode", "cache", "immutable", "nolock", "psow", "modeof"})
 
+# Per-connection S3 credentials: keyword arguments only (a URI ends up in logs and process
+# listings), never shown in a repr, a log line or an error.
+KEYWORD_ONLY = frozenset({"access_key_id", "secret_access_key", "session_token"})
+SECRET_OPTIONS = frozenset({"secret_access_key", "session_token"})
+# Where the replica lives: folded into the replica URL's query (as Litestream spells
+# them), so one URL names one replica for sharing, buffers and messages.
+URL_OPTIONS = ("endpoint", "region")
+
 _DURATION_UNITS = {
     "ns": 1e-9, "us": 1e-6, "µs": 1e-6, "μs": 1e-6, "ms": 1e-3, "s": 1.0, "m": 60.0, "h": 3600.0,
 }
@@ -296,6 +304,24 @@ FIELDS: tuple[Field, ...] = (
           "Write mode: L0 files covered by level 1 are deleted after this long."),
     Field("snapshot_retention", parse_duration, 86400.0, ("LITEVFS_SNAPSHOT_RETENTION",),
           "Write mode: snapshots older than this are deleted (the newest stays)."),
+    Field("endpoint", parse_str, None, (),
+          "S3: the endpoint URL (e.g. http://127.0.0.1:9000); the same as the replica URL's "
+          "endpoint= and wins over it. Unset: the URL's, then LITESTREAM_S3_ENDPOINT and "
+          "the AWS SDK settings."),
+    Field("region", parse_str, None, (),
+          "S3: the bucket's region; the same as the replica URL's region= and wins over it."),
+    Field("profile", parse_str, None, (),
+          "S3: the AWS profile whose credentials and settings this connection uses "
+          "(instead of AWS_PROFILE and the AWS_* credential variables)."),
+    Field("anonymous", parse_bool, False, (),
+          "S3: send unsigned requests (a public bucket); no credentials are looked up."),
+    Field("access_key_id", parse_str, None, (),
+          "S3: access key id of this connection (keyword only, with secret_access_key; "
+          "wins over AWS_ACCESS_KEY_ID and the profile)."),
+    Field("secret_access_key", parse_str, None, (),
+          "S3: the secret of access_key_id (keyword only; never logged or shown)."),
+    Field("session_token", parse_str, None, (),
+          "S3: session token of temporary credentials (keyword only; never logged or shown)."),
 )
 FIELDS_BY_NAME = {f.name: f for f in FIELDS}
 
@@ -306,6 +332,11 @@ class Config(namedtuple("Config", [f.name for f in FIELDS],
     required; the rest default to the table's defaults). Immutable."""
 
     __slots__ = ()
+
+    def __repr__(self) -> str:
+        shown = ", ".join(f"{k}={'REDACTED' if k in SECRET_OPTIONS and v else repr(v)}"
+                          for k, v in zip(self._fields, self))
+        return f"Config({shown})"
 
     @classmethod
     def resolve(
@@ -323,6 +354,11 @@ class Config(namedtuple("Config", [f.name for f in FIELDS],
                 raise ConfigError(
                     f"unknown litevfs option {unknown[0]!r} ({source}); "
                     f"valid options: {', '.join(FIELDS_BY_NAME)}")
+        in_uri = sorted(KEYWORD_ONLY & set(uri_params))
+        if in_uri:
+            raise ConfigError(
+                f"option {in_uri[0]!r} is not accepted as a URI parameter (URIs end up in "
+                "logs and process listings): pass it as a keyword argument")
         env = env if env is not None else {}
         values: dict[str, Any] = {}
         given: set[str] = set()  # options set by the caller (not defaults)
@@ -348,10 +384,32 @@ class Config(namedtuple("Config", [f.name for f in FIELDS],
             raise ConfigError(
                 "no replica URL: pass replica_url (keyword or URI parameter) "
                 "or set LITESTREAM_REPLICA_URL")
+        if any(values[name] for name in URL_OPTIONS):
+            values["replica_url"] = with_url_options(
+                values["replica_url"], {n: values[n] for n in URL_OPTIONS if values[n]})
         return cls(**values)
 
     def as_dict(self) -> dict[str, Any]:
         return dict(self._asdict())
+
+
+def with_url_options(url: str, options: Mapping[str, str]) -> str:
+    """``url`` with ``options`` set in its query (replacing any spelling of the same
+    option: ``endpoint``, ``Endpoint``...), the rest of the URL untouched. Only s3://
+    replicas take them."""
+    from urllib.parse import parse_qsl, quote
+
+    scheme = url.split("://", 1)[0].lower() if "://" in url else ""
+    if scheme != "s3":
+        name = next(iter(options))
+        where = f"{scheme}://" if scheme else "a plain path"
+        raise ConfigError(f"option {name!r} applies to s3:// replica URLs only, not {where}")
+    base, _, query = url.partition("?")
+    canon = {n.replace("-", "").replace("_", "").lower() for n in options}
+    kept = [(k, v) for k, v in parse_qsl(query, keep_blank_values=True)
+            if k.replace("-", "").replace("_", "").lower() not in canon]
+    kept += [(k, str(v)) for k, v in options.items()]
+    return base + "?" + "&".join(f"{quote(k, safe='')}={quote(v, safe=':/')}" for k, v in kept)
 
 
 def describe_options() -> list[dict[str, Any]]:

@@ -10,6 +10,7 @@ from collections.abc import Callable
 from typing import Any, NoReturn
 
 from ..config import parse_timeout, parse_wait
+from ..errors import ConfigError
 from ..engine.timetravel import TimeTravelError, parse_time
 from ..ltx.format import parse_txid
 from ..storage import open_storage, parse_replica_url
@@ -82,13 +83,38 @@ def positive_int(text: str) -> int:
     return value
 
 
+def resolve_replica(args: argparse.Namespace) -> None:
+    """``--config FILE [--db PATH]``: the replica URL and credentials from Litestream's
+    configuration file (as ``litestream replicate -config FILE`` reads it), into
+    ``args.url`` and ``args.credentials``; otherwise the URL argument is required."""
+    if not hasattr(args, "url") or getattr(args, "credentials", None) is not None:
+        return
+    args.credentials = {}
+    config, db = getattr(args, "config", None), getattr(args, "db", None)
+    if config is None and db is None:
+        if not args.url:
+            raise ConfigError("a replica URL is required (or --config litestream.yml "
+                              "--db /path/of/the.db)")
+        return
+    if args.url:
+        raise ConfigError("give either a replica URL or --config, not both")
+    from ..storage.lsconfig import replica_from_config  # PyYAML: only when asked for
+
+    args.url, args.credentials = replica_from_config(
+        config, db, None, {}, expand_env=not getattr(args, "no_expand_env", False))
+
+
 def storage_options(args: argparse.Namespace) -> dict[str, Any]:
     """The S3 timeouts given on the command line (unset ones come from the environment:
-    ``LITEVFS_CONNECT_TIMEOUT`` / ``LITEVFS_READ_TIMEOUT``); none off S3."""
+    ``LITEVFS_CONNECT_TIMEOUT`` / ``LITEVFS_READ_TIMEOUT``) and the credentials of a
+    ``--config`` file; none off S3."""
+    resolve_replica(args)
     if parse_replica_url(args.url).scheme != "s3":
         return {}
-    return {k: v for k in ("connect_timeout", "read_timeout")
-            if (v := getattr(args, k, None)) is not None}
+    options = {k: v for k in ("connect_timeout", "read_timeout")
+               if (v := getattr(args, k, None)) is not None}
+    options.update(getattr(args, "credentials", None) or {})
+    return options
 
 
 def open_from_args(args: argparse.Namespace) -> StorageClient:
@@ -103,7 +129,17 @@ def say(args: argparse.Namespace, message: str) -> None:
 def common_arguments() -> argparse.ArgumentParser:
     """Arguments every command that reads a replica takes."""
     common = argparse.ArgumentParser(add_help=False)
-    common.add_argument("url", help=URL_HELP)
+    common.add_argument("url", nargs="?", help=URL_HELP + " (or --config)")
+    ls = common.add_argument_group("Litestream's configuration file (instead of URL)")
+    ls.add_argument("--config", "-config", metavar="FILE",
+                    help="read the replica URL and credentials from litestream.yml, as "
+                         "litestream replicate does ($VAR expanded; LITESTREAM_CONFIG "
+                         "when only --db is given)")
+    ls.add_argument("--db", "-db", metavar="PATH",
+                    help="the database's path in the config file (needed when it lists "
+                         "several)")
+    ls.add_argument("--no-expand-env", "-no-expand-env", action="store_true",
+                    help="do not expand $VAR in the config file (as litestream's flag)")
     s3 = common.add_argument_group("S3 timeouts (each error names the endpoint)")
     s3.add_argument("--connect-timeout", type=parse_timeout_arg, metavar="DURATION",
                     help="connecting to the endpoint (default 3s; LITEVFS_CONNECT_TIMEOUT)")

@@ -13,7 +13,9 @@ from .._version import __version__
 from ..config import FIELDS_BY_NAME, parse_log_level
 from ..errors import LiteVFSError
 from . import info, ls, query, restore, unsynced
-from .common import ENVIRONMENT, Parser, command_builder, common_arguments
+from .common import (
+    ENVIRONMENT, Parser, command_builder, common_arguments, resolve_replica,
+)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -67,6 +69,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     args = build_parser().parse_args(argv)
     try:
+        resolve_replica(args)
         return int(args.func(args))
     except KeyboardInterrupt:
         return 130

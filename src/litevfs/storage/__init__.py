@@ -15,6 +15,10 @@ from ..errors import ConfigError
 from .base import StorageClient, StorageStats
 from .url import ReplicaURL, merge_options, parse_replica_url
 
+# Credential options a connection may carry (see ``litevfs.config.FIELDS``).
+CREDENTIAL_OPTIONS = ("access_key_id", "secret_access_key", "session_token", "profile",
+                      "anonymous")
+
 __all__ = ["StorageClient", "StorageStats", "open_storage", "parse_replica_url", "ReplicaURL",
            "start_listing", "empty_replica_message", "open_storage_for"]
 
@@ -25,6 +29,7 @@ def open_storage(url: str, **options: Any) -> StorageClient:
     * ``s3://bucket/path?endpoint=...&region=...&forcePathStyle=true`` (Litestream's query
       options, camelCase or kebab-case; keyword arguments override them, in any spelling,
       plus keyword-only ``access_key_id``, ``secret_access_key``, ``session_token``,
+      ``profile`` (an AWS profile), ``anonymous`` (unsigned requests),
       ``connect_timeout``, ``read_timeout``, ``max_pool_connections``, ``retry``,
       ``probe_conditional_writes``);
     * ``file:///abs/dir`` or a plain directory path (Litestream's file layout);
@@ -56,10 +61,17 @@ def open_storage_for(config: Any) -> StorageClient:
     """``open_storage`` for a resolved ``litevfs.config.Config``: its storage options
     (the S3 timeouts) applied where the backend has them."""
     url = config.replica_url
+    # Per-connection credentials (``Config``'s keyword-only S3 options); the endpoint and
+    # region are in the URL already (``config.with_url_options``).
+    credentials = {name: getattr(config, name, None) for name in CREDENTIAL_OPTIONS}
+    credentials = {k: v for k, v in credentials.items() if v}
     if parse_replica_url(url).scheme != "s3":
+        if credentials:
+            raise ConfigError(f"option {next(iter(credentials))!r} applies to s3:// replica "
+                              f"URLs only, not {url.split('?', 1)[0]!r}")
         return open_storage(url)
     return open_storage(url, connect_timeout=config.connect_timeout,
-                        read_timeout=config.read_timeout)
+                        read_timeout=config.read_timeout, **credentials)
 
 
 def empty_replica_message(storage: StorageClient, waited: float = 0.0, *,

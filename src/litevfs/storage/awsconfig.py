@@ -131,15 +131,15 @@ def _profiles(config_path: str, credentials_path: str
     return profiles, services
 
 
-def load_aws_settings(environ: Mapping[str, str]) -> AWSSettings:
+def load_aws_settings(environ: Mapping[str, str], profile: str | None = None) -> AWSSettings:
     """The AWS SDK settings for S3 from ``environ`` and the shared files. No network
     I/O; files are read only when they exist. A broken setting (unknown profile, missing
     services section, bad value) is a one-line ConfigError, where botocore would fail
-    every request."""
+    every request. ``profile``: the one a connection names (wins over AWS_PROFILE)."""
     env = environ
-    profile, profile_var = None, ""
+    profile_var = "option 'profile'" if profile is not None else ""
     for var in ("AWS_DEFAULT_PROFILE", "AWS_PROFILE"):
-        if var in env:
+        if profile is None and var in env:
             profile, profile_var = env[var], var
             break
     config_path = _file_path(env, "AWS_CONFIG_FILE", "~/.aws/config")

@@ -83,7 +83,8 @@ S3_URL_OPTIONS: dict[str, str] = {
 S3_KWARG_OPTIONS: dict[str, str] = {
     canonical_option(n): n
     for n in (
-        "access_key_id", "secret_access_key", "session_token", "connect_timeout",
+        "access_key_id", "secret_access_key", "session_token", "profile", "anonymous",
+        "connect_timeout",
         "read_timeout", "max_pool_connections", "retry", "probe_conditional_writes",
         "fast_reads",
     )
@@ -258,6 +259,8 @@ _S3_FIELDS = (  # (name, default); the first five are required
     ("retry", None),  # a retry.RetryPolicy (untyped: keeps this module light)
     ("probe_conditional_writes", True),
     ("fast_reads", True),  # stdlib SigV4 reads, no botocore on the cold path (see s3/fast.py)
+    ("profile", None),  # an AWS profile named by this connection (botocore resolves it)
+    ("anonymous", False),  # unsigned requests: no credentials at all
     ("redacted_url", ""),
     # Resolved from the AWS SDK settings (awsconfig.py) and given to both request paths:
     ("endpoint_source", ""),  # where ``endpoint`` came from, for messages
@@ -457,7 +460,8 @@ def resolve_s3_config(parsed: ReplicaURL, kwargs: Mapping[str, Any] | None = Non
         endpoint = "https://" + endpoint
     # The AWS SDK's own settings (AWS_ENDPOINT_URL_S3, AWS_ENDPOINT_URL, the profile):
     # botocore would honour them for writes, so reads must go to the same place.
-    aws = load_aws_settings(env)
+    profile = opts.get(c("profile")) or None
+    aws = load_aws_settings(env, profile=None if profile is None else str(profile))
     litestream_endpoint = bool(endpoint)
     if not endpoint and aws.endpoint:
         endpoint, endpoint_source = str(aws.endpoint), aws.endpoint_source
@@ -476,8 +480,24 @@ def resolve_s3_config(parsed: ReplicaURL, kwargs: Mapping[str, Any] | None = Non
     key_id = opts.get(c("access_key_id"))
     secret = opts.get(c("secret_access_key"))
     token = opts.get(c("session_token"))
+    anonymous = bool(_bool_option("anonymous", opts[c("anonymous")])
+                     if c("anonymous") in opts else False)
     source = "keyword arguments"
-    if key_id is None and secret is None:
+    given = [n for n, v in (("access_key_id", key_id), ("secret_access_key", secret),
+                            ("session_token", token)) if v is not None]
+    if anonymous and (given or profile):
+        raise ConfigError(f"option 'anonymous' cannot be combined with "
+                          f"{(given or ['profile'])[0]!r}: unsigned requests carry no "
+                          "credentials")
+    if profile and given:
+        raise ConfigError(f"option 'profile' cannot be combined with {given[0]!r}: "
+                          "credentials come from one source")
+    if anonymous:
+        source = "anonymous (unsigned requests)"
+    elif profile:
+        # As botocore with an explicit profile: the AWS_* credential variables are skipped.
+        source = f"AWS profile {profile!r}"
+    elif key_id is None and secret is None:
         if env.get("AWS_ACCESS_KEY_ID") and env.get("AWS_SECRET_ACCESS_KEY"):
             key_id, secret = env["AWS_ACCESS_KEY_ID"], env["AWS_SECRET_ACCESS_KEY"]
             # Unlike Litestream, keep the session token: temporary credentials need it.
@@ -544,6 +564,8 @@ def resolve_s3_config(parsed: ReplicaURL, kwargs: Mapping[str, Any] | None = Non
         retry=retry,
         probe_conditional_writes=bool(opt_bool("probe_conditional_writes", True)),
         fast_reads=bool(opt_bool("fast_reads", True)),
+        profile=None if profile is None else str(profile),
+        anonymous=anonymous,
         redacted_url=parsed.redacted(),
         endpoint_source=endpoint_source,
         ca_bundle=aws.ca_bundle,

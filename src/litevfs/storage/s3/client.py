@@ -142,6 +142,9 @@ _session_lock = threading.Lock()
 _session: Any = None
 
 
+_profile_sessions: dict[str, Any] = {}
+
+
 def _new_client(cfg: S3Config, clock: ServerClock | None = None) -> Any:
     global _session
     from botocore import config as botocore_config, session as botocore_session  # ~150 ms
@@ -164,6 +167,10 @@ def _new_client(cfg: S3Config, clock: ServerClock | None = None) -> Any:
         # (aws-chunked trailers); Litestream turns them off for custom endpoints too.
         extra = {"request_checksum_calculation": "when_required",
                  "response_checksum_validation": "when_required"}
+    if cfg.anonymous:  # a public bucket: botocore sends the requests unsigned
+        from botocore import UNSIGNED
+
+        extra["signature_version"] = UNSIGNED
     config = Config(
         region_name=cfg.region,
         connect_timeout=cfg.connect_timeout,
@@ -184,7 +191,15 @@ def _new_client(cfg: S3Config, clock: ServerClock | None = None) -> Any:
 
             install()
             _session = botocore_session.get_session()
-        client = _session.create_client(
+        session = _session
+        if cfg.profile is not None:
+            # A connection's own profile: its own session (botocore then skips the AWS_*
+            # credential variables, as for any explicit profile), one per profile name.
+            session = _profile_sessions.get(cfg.profile)
+            if session is None:
+                session = botocore_session.Session(profile=cfg.profile)
+                _profile_sessions[cfg.profile] = session
+        client = session.create_client(
             "s3",
             region_name=cfg.region,
             endpoint_url=cfg.endpoint,

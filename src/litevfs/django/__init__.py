@@ -1,0 +1,1 @@
+"""Django database backend: ``ENGINE: "litevfs.django"`` (see ``base.py``)."""
