@@ -351,8 +351,12 @@ class Config(namedtuple("Config", [f.name for f in FIELDS],
         for source, given in (("keyword", keywords), ("URI parameter", uri_params)):
             unknown = sorted(set(given) - set(FIELDS_BY_NAME))
             if unknown:
+                from difflib import get_close_matches  # an error path: never on an open
+
+                near = get_close_matches(unknown[0], FIELDS_BY_NAME, n=1)
+                hint = f"did you mean {near[0]!r}? " if near else ""
                 raise ConfigError(
-                    f"unknown litevfs option {unknown[0]!r} ({source}); "
+                    f"unknown litevfs option {unknown[0]!r} ({source}); {hint}"
                     f"valid options: {', '.join(FIELDS_BY_NAME)}")
         in_uri = sorted(KEYWORD_ONLY & set(uri_params))
         if in_uri:
