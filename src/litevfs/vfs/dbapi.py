@@ -413,6 +413,11 @@ class Cursor:
     ``description``, ``rowcount``, ``lastrowid``, ``arraysize``, ``row_factory``."""
 
     __module__ = "litevfs.dbapi2"
+    # Slots: drivers such as SQLAlchemy make a cursor per statement (cheaper to build
+    # and to read); subclasses (cursor factories) still get a __dict__.
+    __slots__ = ("_connection", "_cursor", "_convert", "_is_dml", "_active", "_closed",
+                 "arraysize", "rowcount", "lastrowid", "row_factory", "_description",
+                 "_state", "_tracer", "__weakref__")
 
     def __init__(self, connection: Connection, /) -> None:
         if not isinstance(connection, Connection):
