@@ -403,6 +403,8 @@ class Row:
 
 
 _NONE6 = (None, None, None, None, None, None)
+# DB-API descriptions by (apsw's (name, decltype) pairs, PARSE_COLNAMES): immutable tuples
+_descriptions: dict[tuple[Any, ...], tuple[tuple[Any, ...], ...]] = {}
 
 
 # -- cursor ----------------------------------------------------------------------------
@@ -457,8 +459,15 @@ class Cursor:
         raw = self._state[0]
         if self._description is None and raw:
             colnames = self._connection._detect_types & PARSE_COLNAMES
-            self._description = tuple(
-                ((_colname_parts(d[0])[0] if colnames else d[0]),) + _NONE6 for d in raw)
+            key = (raw, colnames)
+            desc = _descriptions.get(key)  # one statement's shape, built once
+            if desc is None:
+                desc = tuple(((_colname_parts(d[0])[0] if colnames else d[0]),) + _NONE6
+                             for d in raw)
+                if len(_descriptions) > 1024:
+                    _descriptions.clear()
+                _descriptions[key] = desc
+            self._description = desc
         return self._description
 
     # -- execution -------------------------------------------------------------------
