@@ -50,6 +50,7 @@ TOUCH_AFTER = 600  # seconds: refresh an entry's access time at most this often
 SETUP_ATTEMPTS = 8  # tries to create/open the cache file while another process holds it
 SETUP_WAIT = 5.0  # seconds a read waits for the file to be opened (else a miss)
 CODEC_RAW, CODEC_ZSTD = 0, 1
+_IN_BATCH = 256  # offsets per primary-key lookup query (SQLite's bound-parameter limit)
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS objects(id INTEGER PRIMARY KEY, ident TEXT UNIQUE NOT NULL);
 CREATE TABLE IF NOT EXISTS pages(
@@ -267,10 +268,7 @@ class DiskStore(Worker):
             oid = self._object_id(ident)
             if oid is None:
                 return {}
-            rows = self._reader().execute(
-                "SELECT off, pgno, codec, hash, atime, data FROM pages "
-                "WHERE obj=? AND off BETWEEN ? AND ?",
-                (oid, frames[0][1], frames[-1][1])).fetchall()
+            con = self._reader()
         except sqlite3.Error as exc:
             log.debug("page cache read failed: %s", exc)
             return {}
@@ -278,6 +276,28 @@ class DiskStore(Worker):
         found: dict[int, bytes] = {}
         now = int(time.time())
         stale: list[int] = []
+        # Exactly the wanted offsets (primary-key probes), a batch at a time: a sparse
+        # set (a boot set spread over a big snapshot) must not read every cached frame
+        # between its first and last offset into memory.
+        offsets = list(wanted)
+        for i in range(0, len(offsets), _IN_BATCH):
+            batch = offsets[i:i + _IN_BATCH]
+            try:
+                rows = con.execute(
+                    "SELECT off, pgno, codec, hash, atime, data FROM pages WHERE obj=? AND "
+                    f"off IN ({','.join('?' * len(batch))})", (oid, *batch)).fetchall()
+            except sqlite3.Error as exc:
+                log.debug("page cache read failed: %s", exc)
+                break
+            self._check_rows(oid, rows, wanted, found, stale, now)
+        if stale:
+            self._submit(("touch", oid, stale, now))
+        return found
+
+    def _check_rows(self, oid: int, rows: list[Any], wanted: dict[int, int],
+                    found: dict[int, bytes], stale: list[int], now: int) -> None:
+        """Hash-check ``rows`` of object ``oid`` into ``found`` (by pgno); damaged
+        entries are dropped, entries not used for a while are noted in ``stale``."""
         for off, pgno, codec, digest, atime, data in rows:
             if wanted.get(off) != pgno:
                 continue
@@ -292,9 +312,6 @@ class DiskStore(Worker):
             found[pgno] = page
             if now - atime > TOUCH_AFTER:
                 stale.append(off)
-        if stale:
-            self._submit(("touch", oid, stale, now))
-        return found
 
     def get_index(self, ident: str) -> bytes | None:
         try:
