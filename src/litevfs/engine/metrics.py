@@ -86,7 +86,5 @@ class Metrics:
         out["boot_set"] = boot.stats() if boot is not None else None
         out["freshness"] = fresh.stats() if fresh is not None else None
         out["open_reads_ahead"] = views.reads_adopted if views is not None else 0
-        out["verification"] = None if verifier is None else {
-            "files_verified": verifier.files_verified, "bytes_verified": verifier.bytes_verified,
-            "files_remembered": verifier.files_remembered, "files_failed": len(verifier.failed)}
+        out["verification"] = None if verifier is None else verifier.stats()
         return out
