@@ -220,6 +220,25 @@ def test_size_is_bounded(tmp_path: Path) -> None:
     assert len(cache.get_frames(FileInfo(0, 39, 39, 1 << 20, 1.0), frames)) == 64
 
 
+def test_eviction_takes_leaf_pages_before_interior_pages(tmp_path: Path) -> None:
+    """The upper b-tree levels stay on disk while leaves come and go: a later process
+    then needs one GET per point query, for its leaf."""
+    store = _store(tmp_path, max_bytes=2 << 20)
+    cache = ReplicaDiskCache(store, "r")
+    interior = {p: bytes([5]) + os.urandom(4095) for p in range(2, 18)}  # table interior
+    first = FileInfo(0, 1, 1, 1 << 20, 1.0)
+    cache.put_frames(first, [(p, 100 + p * 5000, 5000) for p in interior], interior)
+    store.flush()
+    for f in range(2, 40):  # ~10 MB of leaf pages (type 13) written later
+        info = FileInfo(0, f, f, 1 << 20, 1.0)
+        frames = [(p, 100 + p * 5000, 5000) for p in range(1, 65)]
+        cache.put_frames(info, frames, {p: bytes([13]) + os.urandom(4095) for p in range(1, 65)})
+        store.flush()
+    assert store.evictions > 0 and store.used_bytes() <= 2 << 20
+    frames = [(p, 100 + p * 5000, 5000) for p in interior]
+    assert cache.get_frames(first, frames) == interior  # the oldest entries, all kept
+
+
 def test_index_round_trip(tmp_path: Path) -> None:
     header = Header(0, 4096, 7, 1, 1, timestamp=123)
     pgnos, offsets, sizes = array("I", [1, 2, 7]), array("Q", [100, 200, 1 << 40]), \

@@ -69,6 +69,9 @@ class Metrics:
             "memory_cache": {"hits": cache.hits, "misses": cache.misses, "entries": len(cache),
                              "bytes": cache.nbytes, "capacity": cache.capacity,
                              "evictions": cache.evictions},
+            "interior_cache": {"hits": state.interior.hits, "entries": len(state.interior),
+                               "bytes": state.interior.nbytes,
+                               "capacity": state.interior.capacity},
             "open_s": None if self.open_s is None else round(self.open_s, 6),
             "uptime_s": round(time.time() - self.opened_at, 3),
         }
