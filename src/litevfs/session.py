@@ -55,6 +55,7 @@ class Replica:
         self.verifier = Verifier(self.state, self.disk)
         self.views = ViewBuilder(self.state, self.verifier, self.disk, ahead)
         self.reader = Reader(self.state, self.verifier, self.disk)
+        self.verifier.busy = self.reader.busy  # background checks yield to queries
         self.boot: BootSet | None = None
         self.freshness: Freshness | None = None
         self.poller: Poller | None = None

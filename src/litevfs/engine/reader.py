@@ -66,6 +66,10 @@ class Reader:
         self.hedger = Hedger(lambda: state.storage.read_range, floor=cfg.hedge_after,
                              max_concurrent=cfg.hedge_max)
 
+    def busy(self) -> bool:
+        """Are page fetches (reads or prefetches) in flight?"""
+        return bool(self._inflight)
+
     def read_page(self, view: View, pgno: int, ahead_bytes: int = 0) -> bytes:
         """Page ``pgno`` of ``view``; fetch up to ``ahead_bytes`` more of the same file's
         following frames in the same request."""

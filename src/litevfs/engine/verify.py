@@ -209,6 +209,7 @@ def _verified_mark(info: FileInfo) -> str:
 
 START_DELAY = 0.5  # seconds after open before background verification reads anything
 BUDGET_WAIT = 0.5  # seconds between looks at the byte budget while it is spent
+BUSY_WAIT = 0.05  # seconds between looks while the queries' own fetches are in flight
 MIN_PIECE = 64 * 1024  # smallest background read worth a request (the tail may be less)
 
 
@@ -249,6 +250,7 @@ class Verifier(Worker):
         self._check: StreamCheck | None = None  # the background check in progress
         self.bytes_read = 0  # bytes this verifier read (its own budget counts them)
         self.waiting_budget = False
+        self.busy: Any = lambda: False  # the session wires the reader's: foreground first
         # With hydration the whole database is downloaded anyway: a second, streamed read
         # of every large file would double the traffic (strict mode still verifies first).
         self.background = not cfg.hydration
@@ -485,6 +487,8 @@ class Verifier(Worker):
             check = self._check = StreamCheck(info, self.state.impl, self._saved_progress(info))
             self._check_id = file_id
         file_id, info = self._check_id, check.info
+        if self.busy():
+            return BUSY_WAIT  # queries are fetching: they get the connections and the CPU
         budget = self.budget()
         offset, length = check.next_range(min(self._chunk(), budget))
         if length > budget or (length < budget and budget < MIN_PIECE and not check.in_tail

@@ -160,6 +160,7 @@ class LiteFile:
     def xUnlock(self, level: int) -> None:
         if level < _SHARED and self.lock_level >= _SHARED:
             self.snapshot.end()
+            self.scans.end_transaction()  # its cursors are gone: stop fetching ahead
         self.lock_level = level
 
     def xCheckReservedLock(self) -> bool:
@@ -191,5 +192,6 @@ class LiteFile:
         if self._closed:
             return
         self._closed = True
+        self.scans.stop_walks()
         if self._on_close is not None:
             self._on_close(self)
