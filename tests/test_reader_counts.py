@@ -29,6 +29,7 @@ def opened(primary: FakeLitestream, core: ModuleType):  # type: ignore[no-untype
     con = api.connect(primary.storage.url, impl=core, poll_interval=0, boot_set="off")
     con.execute("SELECT count(*) FROM accounts").fetchall()
     (replica,) = [r for r in open_replicas() if r.storage.url == primary.storage.url]
+    assert replica.tops.wait_idle()  # plan-aware prefetch done: nothing reads behind us
     replica.cache.clear()
     yield replica
     con.close()

@@ -89,5 +89,7 @@ class Metrics:
         out["boot_set"] = boot.stats() if boot is not None else None
         out["freshness"] = fresh.stats() if fresh is not None else None
         out["open_reads_ahead"] = views.reads_adopted if views is not None else 0
+        tops = src.get("tops")
+        out["plan_prefetch"] = tops.stats() if tops is not None else None
         out["verification"] = None if verifier is None else verifier.stats()
         return out

@@ -60,6 +60,7 @@ class Reader:
         self.boot: BootSet | None = None  # records the pages a cold open needs
         self.hydrator: Hydrator | None = None  # the local copy
         self._inflight: dict[int, Future[dict[int, bytes]]] = {}
+        self.fetches = 0  # runs fetched (from the disk cache or storage): "something missed"
         self._lock = threading.Lock()
         self._failed = verifier.failed  # file ids never to be served again
         cfg = state.config  # slow GETs get a duplicate; the first answer wins (hedge.py)
@@ -119,6 +120,7 @@ class Reader:
         return self._complete(view, file_id, run, pending)[pgno]
 
     def _complete(self, view: View, file_id: int, run: list, pending: Future) -> dict[int, bytes]:
+        self.fetches += 1
         try:
             return settle(pending, lambda: self._fetch_run(view, file_id, run, run[0][1]))
         finally:

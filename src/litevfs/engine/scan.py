@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING
 
 from .._worker import Worker
 from ..errors import LiteVFSError
+from .schema import varint
 
 if TYPE_CHECKING:
     from .reader import Reader
@@ -62,16 +63,6 @@ def btree_children(page: bytes, pgno: int) -> list[int] | None:
     return children
 
 
-def _varint(page: bytes, pos: int) -> tuple[int, int]:
-    value = 0
-    for i in range(8):
-        byte = page[pos + i]
-        value = (value << 7) | (byte & 0x7F)
-        if byte < 0x80:
-            return value, pos + i + 1
-    return (value << 8) | page[pos + 8], pos + 9
-
-
 def overflow_chains(page: bytes, pgno: int, usable: int) -> list[tuple[int, int]]:
     """(first overflow page, number of overflow pages) of each cell of a leaf page that
     spills (SQLite's file format, section 1.6), in cell order; [] for other pages."""
@@ -90,9 +81,9 @@ def overflow_chains(page: bytes, pgno: int, usable: int) -> list[tuple[int, int]
     out = []
     try:
         for ptr in struct.unpack_from(f">{ncells}H", page, base + 8):
-            size, pos = _varint(page, ptr)
+            size, pos = varint(page, ptr)
             if kind == LEAF_TABLE:
-                _, pos = _varint(page, pos)  # the rowid
+                _, pos = varint(page, pos)  # the rowid
             if size <= most:
                 continue
             local = least + (size - least) % (usable - 4)
@@ -273,6 +264,7 @@ class ScanTracker:
         self._view_txid = -1
         self.reserved = 0  # bytes at the end of each page (database header byte 20)
         self.walks: list[TreeWalk] = []
+        self.full_scans: frozenset[int] = frozenset()  # roots the statement reads whole
 
     def begin_transaction(self) -> None:
         """A new read transaction: forget which children were read last. Only a scan
@@ -281,6 +273,11 @@ class ScanTracker:
         self._last_index.clear()
         self.ahead = 0
         self.last_pgno = 0
+
+    def expect_scans(self, roots: frozenset[int]) -> None:
+        """The next statement reads the trees at ``roots`` whole (its program says so,
+        ``vfs/statements.py``): their walks start at full width, no slow start."""
+        self.full_scans = roots
 
     def end_transaction(self) -> None:
         """The transaction's cursors are gone: stop fetching ahead of them."""
@@ -324,6 +321,7 @@ class ScanTracker:
         items: list[tuple[int, int]] = [(c, height) for c in self._children[ppgno][i + 1:]]
         node, h = ppgno, height + 1
         seen = {ppgno}
+        top = ppgno
         while node in self._parent_of:  # climb as far as the pages SQLite read tell
             up, j = self._parent_of[node]
             if up in seen:
@@ -331,6 +329,7 @@ class ScanTracker:
             seen.add(up)
             items += [(c, h) for c in self._children[up][j + 1:]]
             node, h = up, h + 1
+            top = up
         if not items:
             return
         if len(self.walks) >= MAX_WALKS:
@@ -342,6 +341,8 @@ class ScanTracker:
         walk = TreeWalk(self.reader, view, items, budget // view.page_size, usable, certain)
         walk.members.update(self._children[ppgno][i - 1:i + 1])  # read now / just before
         walk.members.add(ppgno)
+        if top in self.full_scans:  # the program reads this tree whole: no slow start
+            walk.window = walk.max_pages
         self.walks.append(walk)
         walk.start()
 
