@@ -57,6 +57,7 @@ class Replica:
         self.views = ViewBuilder(self.state, self.verifier, self.disk, ahead)
         self.reader = Reader(self.state, self.verifier, self.disk)
         self.verifier.busy = self.reader.busy  # background checks yield to queries
+        self.verifier.query_bytes = lambda: self.reader.bytes_fetched  # and spend a share
         self.tops = TreeTops(self.reader)  # plan-aware prefetch (vfs/statements.py)
         self.boot: BootSet | None = None
         self.freshness: Freshness | None = None

@@ -61,6 +61,7 @@ class Reader:
         self.hydrator: Hydrator | None = None  # the local copy
         self._inflight: dict[int, Future[dict[int, bytes]]] = {}
         self.fetches = 0  # runs fetched (from the disk cache or storage): "something missed"
+        self.bytes_fetched = 0  # bytes of page frames read from storage for queries
         self._lock = threading.Lock()
         self._failed = verifier.failed  # file ids never to be served again
         cfg = state.config  # slow GETs get a duplicate; the first answer wins (hedge.py)
@@ -224,6 +225,7 @@ class Reader:
                     pages = self._from_whole(view, file_id, run, whole)
                     break
                 data = self.hedger.read_range(info, start, length)
+                self.bytes_fetched += len(data)
                 if len(data) != length:
                     raise LTXFormatError(f"short read: {len(data)} of {length} bytes")
                 pages = {}

@@ -251,6 +251,7 @@ class Verifier(Worker):
         self.bytes_read = 0  # bytes this verifier read (its own budget counts them)
         self.waiting_budget = False
         self.busy: Any = lambda: False  # the session wires the reader's: foreground first
+        self.query_bytes: Any = lambda: 0  # page bytes the reader fetched (session wires it)
         # With hydration the whole database is downloaded anyway: a second, streamed read
         # of every large file would double the traffic (strict mode still verifies first).
         self.background = not cfg.hydration
@@ -450,16 +451,11 @@ class Verifier(Worker):
         self.record.add_progress(check.info, check.state)
 
     def budget(self) -> int:
-        """Bytes the background check may read now: ``share`` of what the queries read
-        so far, less what it read already (None-like large number when unbounded)."""
+        """Bytes the background check may read now: ``share`` of the page bytes the
+        queries read so far (``query_bytes``), less what it read already."""
         if not self.share:
             return 1 << 62
-        queries = self.state.storage.stats.bytes_read - self.bytes_read - self.record_bytes
-        return int(self.share * queries) - self.bytes_read
-
-    @property
-    def record_bytes(self) -> int:
-        return 0  # the shared record is a few hundred bytes: not worth subtracting
+        return int(self.share * self.query_bytes()) - self.bytes_read
 
     def start(self) -> None:
         self.first_wait = max(0.0, self._not_before - time.monotonic())
