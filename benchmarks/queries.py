@@ -276,7 +276,8 @@ def frame_sizes(bench: Bench, proxy: Any, pages: list[int]) -> tuple[int, int]:
     import litevfs
     from litevfs.vfs.registry import file_of
 
-    con = litevfs.connect(bench.url(proxy), verify_max_size=0)
+    os.environ.update(bench.server.env())  # the local server's credentials
+    con = litevfs.connect(bench.url(proxy), verify_max_size=0, boot_set="off")
     try:
         view = file_of(con).replica.current
         total = found = 0

@@ -100,7 +100,19 @@ class _Http:
         self.status = 0
 
     def feed(self, data: bytes, on_head: Any, on_done: Any) -> None:
-        self.buf += data
+        pos = 0
+        if self.state == "body" and not self.buf:  # the common case: count, never copy
+            take = min(self.remaining, len(data))
+            self.remaining -= take
+            self.body += take
+            pos = take
+            if self.remaining:
+                return
+            self.state = "head"
+            on_done(self.body)
+            if pos == len(data):
+                return
+        self.buf += data[pos:] if pos else data
         while True:
             if self.state == "head":
                 end = self.buf.find(b"\r\n\r\n")
@@ -114,14 +126,13 @@ class _Http:
                     k, _, v = line.partition(":")
                     headers[k.strip().lower()] = v.strip()
                 length, chunked = on_head(lines[0], headers)
+                self.body = 0
                 if chunked:
                     self.state = "chunk-size"
                 elif length:
                     self.state, self.remaining = "body", length
                 else:
                     on_done(0)
-                    continue
-                self.body = 0
             elif self.state == "body":
                 take = min(self.remaining, len(self.buf))
                 del self.buf[:take]
