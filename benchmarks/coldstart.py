@@ -230,7 +230,8 @@ def _table(results: list[dict[str, Any]]) -> str:
         base = by.get("litestream", {})
         lines.append(f"\nRTT {rtt} ms")
         head = f"{'metric':<20}" + "".join(f"{n:>16}" for n in by) + \
-            "".join(f"{'ratio ' + n.split('-')[-1]:>16}" for n in by if n.startswith("litevfs"))
+            "".join(f"{'ratio ' + n.split('-')[0][:4] + '-' + n.split('-')[-1]:>16}"
+                    for n in by if n.startswith(("litevfs", "baseline")))
         lines.append(head)
         for key, label in metrics:
             if not any(isinstance(r.get(key), (int, float)) for r in by.values()):
@@ -240,7 +241,7 @@ def _table(results: list[dict[str, Any]]) -> str:
                 v = r.get(key)
                 row += f"{v:>16.4g}" if isinstance(v, (int, float)) else f"{'-':>16}"
             for n, r in by.items():
-                if not n.startswith("litevfs"):
+                if not n.startswith(("litevfs", "baseline")):
                     continue
                 a, b = r.get(key), base.get(key)
                 ratio = a / b if isinstance(a, (int, float)) and isinstance(b, (int, float)) and b else None
@@ -272,6 +273,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--secret-key", default=os.environ.get("AWS_SECRET_ACCESS_KEY", ""))
     p.add_argument("--region", default="us-east-1")
     p.add_argument("--out", help="also append the JSON lines to this file")
+    p.add_argument("--baseline-python", help="also run litevfs-cython from this interpreter "
+                   "(a venv with another litevfs installed: before/after in one run)")
     args = p.parse_args(argv)
     os.environ["AWS_EC2_METADATA_DISABLED"] = "true"
     os.environ.pop("AWS_CA_BUNDLE", None)
@@ -289,12 +292,15 @@ def main(argv: list[str] | None = None) -> int:
                 proxy = _counting_proxy(server.port, rtt / 2000)
                 try:
                     url = s3_replica_url(bucket, "db", proxy.endpoint, server.region)
-                    for reader in args.readers:
+                    runs = [(reader, reader, None) for reader in args.readers]
+                    if args.baseline_python:  # before/after in one run
+                        runs.append(("baseline-cython", "litevfs-cython", args.baseline_python))
+                    for label, reader, python in runs:
                         r = _run_reader(reader, url=url, env=server.env(), proxy=proxy, ids=ids,
                                         count=args.count and reader != "local", local_db=db,
-                                        timeout=args.timeout,
+                                        timeout=args.timeout, python=python,
                                         scan=args.scan and reader != "local")
-                        r.update(rtt_ms=rtt, size_mb=round(db.stat().st_size / 1e6, 1),
+                        r.update(reader=label, rtt_ms=rtt, size_mb=round(db.stat().st_size / 1e6, 1),
                                  page_size=args.page_size, points=args.points)
                         results.append(r)
                         line = json.dumps(r, sort_keys=True)

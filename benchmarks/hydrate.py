@@ -113,7 +113,8 @@ def _percentiles(result: dict[str, Any]) -> None:
 
 
 def _run_reader(reader: str, args: argparse.Namespace, *, url: str, env: dict[str, str],
-                proxy: Any, ids: list[int]) -> dict[str, Any]:
+                proxy: Any, ids: list[int], python: str | None = None) -> dict[str, Any]:
+    """One reader process; ``python``: another interpreter (a baseline install)."""
     child_env = dict(env)
     child_env["PYTHONPATH"] = str(REPO)
     child_env["AWS_EC2_METADATA_DISABLED"] = "true"
@@ -131,7 +132,7 @@ def _run_reader(reader: str, args: argparse.Namespace, *, url: str, env: dict[st
         child_env.update(LITESTREAM_REPLICA_URL=url, LITESTREAM_LOG_FILE=os.devnull,
                          LITESTREAM_HYDRATION_ENABLED="true",
                          LITESTREAM_HYDRATION_PATH=os.path.join(tmp, "hydrated.db"))
-    cmd = [sys.executable, str(Path(__file__).resolve()), "--child", reader, "--url", url,
+    cmd = [python or sys.executable, str(Path(__file__).resolve()), "--child", reader, "--url", url,
            "--ids", ",".join(map(str, ids)), "--extension", extension,
            "--concurrency", str(args.concurrency), "--timeout", str(args.timeout),
            "--query-gap-ms", str(args.query_gap_ms)]
@@ -171,7 +172,7 @@ def _table(results: list[dict[str, Any]], db_bytes: int) -> str:
         by = {r["reader"]: r for r in results if r["rtt_ms"] == rtt}
         base = by.get("litestream", {})
         lines.append(f"\nRTT {rtt:g} ms")
-        ours = [n for n in by if n.startswith("litevfs")]
+        ours = [n for n in by if n.startswith(("litevfs", "baseline"))]
         lines.append(f"{'metric':<26}" + "".join(f"{n:>16}" for n in by)
                      + "".join(f"{'ratio ' + n.split('-')[-1]:>16}" for n in ours))
         for key, label in metrics:
@@ -204,6 +205,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--secret-key", default=os.environ.get("AWS_SECRET_ACCESS_KEY", ""))
     p.add_argument("--region", default="us-east-1")
     p.add_argument("--out", help="also append the JSON lines to this file")
+    p.add_argument("--baseline-python", help="also run litevfs-cython from this interpreter "
+                   "(a venv with another litevfs installed: before/after in one run)")
     p.add_argument("--child", choices=READERS, help=argparse.SUPPRESS)
     p.add_argument("--url", help=argparse.SUPPRESS)
     p.add_argument("--ids", help=argparse.SUPPRESS)
@@ -230,10 +233,13 @@ def main(argv: list[str] | None = None) -> int:
                 proxy = coldstart._counting_proxy(server.port, rtt / 2000)
                 try:
                     url = s3_replica_url(bucket, "db", proxy.endpoint, server.region)
-                    for reader in args.readers:
+                    runs = [(reader, reader, None) for reader in args.readers]
+                    if args.baseline_python:  # before/after in one run
+                        runs.append(("baseline-cython", "litevfs-cython", args.baseline_python))
+                    for label, reader, python in runs:
                         r = _run_reader(reader, args, url=url, env=server.env(), proxy=proxy,
-                                        ids=ids)
-                        r.update(rtt_ms=rtt, db_bytes=db_bytes, page_size=args.page_size,
+                                        ids=ids, python=python)
+                        r.update(reader=label, rtt_ms=rtt, db_bytes=db_bytes, page_size=args.page_size,
                                  concurrency=args.concurrency)
                         results.append(r)
                         line = json.dumps(r, sort_keys=True)

@@ -35,7 +35,8 @@ def render() -> str:
     rows = ["| keyword / URI parameter | environment | default | meaning |", "| --- | --- | --- | --- |"]
     for f in FIELDS:
         env = ", ".join(f"`{e}`" for e in f.env) or "—"
-        rows.append(f"| `{f.name}` | {env} | {_default(f.default)} | {f.doc} |")
+        default = f"{f.default:g}" if f.parse.__name__ == "parse_share" else _default(f.default)
+        rows.append(f"| `{f.name}` | {env} | {default} | {f.doc} |")
     return "\n".join(rows)
 
 

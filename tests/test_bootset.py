@@ -37,6 +37,16 @@ def _run(url: str, core, **kw) -> tuple[list, dict]:
         before = litevfs.stats(con)
         rows = con.execute(QUERY).fetchall()
         after = litevfs.stats(con)
+        # let plan-aware prefetch (engine/tops.py) finish, so its pages reach the disk
+        # cache as a longer-lived process's would
+        from litevfs.vfs.registry import file_of
+
+        replica = file_of(con).replica
+        assert replica.tops.wait_idle()
+        while replica.reader.busy():
+            import time
+
+            time.sleep(0.005)
         return rows, {"before": before, "after": after}
     finally:
         con.close()

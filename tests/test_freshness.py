@@ -82,7 +82,9 @@ def test_head_mode_backs_off_and_speeds_up(tmp_path: Path, core) -> None:
             clock.t += 1
             assert fresh.poll() is False
             intervals.append(fresh.interval)
-        assert intervals == [2.0, 4.0, 8.0, 8.0, 8.0]
+        # no schedule announced: every poll_interval while recently active, then the
+        # interval doubles per idle poll (idle: nothing changed for 3 s)
+        assert intervals == [1.0, 1.0, 2.0, 4.0, 8.0]
         assert replica.storage.stats.lists == lists  # idle: no LIST at all
         db = ls.db()
         db.execute("UPDATE accounts SET balance = 5 WHERE id = 3")
@@ -93,6 +95,93 @@ def test_head_mode_backs_off_and_speeds_up(tmp_path: Path, core) -> None:
         assert fresh.poll() is True
         assert fresh.interval == 1.0 and replica.current.txid == ls.txid
         assert con.execute("SELECT balance FROM accounts WHERE id = 3").fetchone()[0] == 5
+    finally:
+        con.close()
+
+
+def _announce(ls, sync_ms: int, at: float) -> None:
+    from litevfs.engine.head import Head, encode_head
+
+    ls.storage.put_object(HEAD_NAME, encode_head(Head(ls.txid, int(at * 1000), (), sync_ms)))
+
+
+def test_head_announced_schedule_polls_just_after_each_sync(tmp_path: Path, core) -> None:
+    """A writer syncing every second says so in the head: the reader polls just after
+    each sync is due (and looks again shortly when it is late), never backing off while
+    the writer is active; only a quiet writer lets the interval grow."""
+    con, replica, ls = _open(tmp_path, core)
+    try:
+        replica.state.config = replica.config._replace(poll_interval=1.0)
+        clock, wall = Clock(), Clock()
+        wall.t = 1_700_000_000.0
+        fresh = Freshness(replica.state, replica.views, clock, lambda: wall.t)
+        _announce(ls, 1000, wall.t)  # a sync recorded just now
+        clock.t += 0.05
+        wall.t += 0.05
+        fresh.poll()
+        assert fresh.mode == "head" and fresh.announced and fresh.period == 1.0
+        assert fresh.interval == pytest.approx(1.10)  # at + 1 s + 0.15 s margin
+        for step in range(3):  # the writer syncs every second; each sync is seen at once
+            db = ls.db()
+            db.execute("UPDATE accounts SET balance = ? WHERE id = 1", (100 + step,))
+            db.close()
+            ls.sync()
+            clock.t += fresh.interval
+            wall.t += fresh.interval
+            _announce(ls, 1000, wall.t - 0.1)  # its head landed 0.1 s before our poll
+            assert fresh.poll() is True
+            assert replica.current.txid == ls.txid
+            assert fresh.interval == pytest.approx(1.05)
+        # the next sync is late: look again twice, 0.15 s apart, then keep the schedule
+        late = []
+        for _ in range(3):
+            clock.t += fresh.interval
+            wall.t += fresh.interval
+            assert fresh.poll() is False
+            late.append(round(fresh.interval, 3))
+        assert late == [0.15, 0.15, 0.7]
+        # idle writer: after 3 s without a change the interval doubles up to the max
+        waits = []
+        for _ in range(6):
+            clock.t += fresh.interval
+            wall.t += fresh.interval
+            fresh.poll()
+            waits.append(fresh.interval)
+        assert waits[-1] == 8.0 and waits[-3:] == sorted(waits[-3:])
+        # a change brings the schedule back at once
+        db = ls.db()
+        db.execute("UPDATE accounts SET balance = 7 WHERE id = 2")
+        db.close()
+        ls.sync()
+        clock.t += fresh.interval
+        wall.t += fresh.interval
+        _announce(ls, 1000, wall.t - 0.02)
+        assert fresh.poll() is True
+        assert fresh.interval == pytest.approx(1.13)
+    finally:
+        con.close()
+
+
+def test_head_sync_field_is_optional_and_round_trips() -> None:
+    from litevfs.engine.head import Head, decode_head as full, encode_head
+
+    head = Head(5, 1234, (), 1000)
+    assert full(encode_head(head)) == head
+    assert b'"sync"' not in encode_head(Head(5, 1234))  # not announced: not written
+    assert full(b'{"txid": "0000000000000005"}') == Head(5, 0, (), 0)  # older heads
+    assert full(b'{"txid": "0000000000000005", "sync": "x", "new": 1}').sync_ms == 0
+
+
+def test_writer_announces_its_sync_interval(tmp_path: Path) -> None:
+    from litevfs.engine.head import HEAD_NAME as NAME, decode_head as full
+
+    url = unique_memory_url("announce")
+    con = litevfs.connect(url, write=True, sync_interval="250ms")
+    try:
+        con.execute("CREATE TABLE t(x)")
+        litevfs.sync(con)
+        (replica,) = [r for r in open_replicas() if r.storage.url.endswith(url[9:])]
+        assert full(replica.storage.get_object(NAME)).sync_ms == 250
     finally:
         con.close()
 

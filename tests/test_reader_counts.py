@@ -29,6 +29,7 @@ def opened(primary: FakeLitestream, core: ModuleType):  # type: ignore[no-untype
     con = api.connect(primary.storage.url, impl=core, poll_interval=0, boot_set="off")
     con.execute("SELECT count(*) FROM accounts").fetchall()
     (replica,) = [r for r in open_replicas() if r.storage.url == primary.storage.url]
+    assert replica.tops.wait_idle()  # plan-aware prefetch done: nothing reads behind us
     replica.cache.clear()
     yield replica
     con.close()
@@ -146,3 +147,36 @@ def test_connection_reads_add_up(opened, primary: FakeLitestream,
         del replica.reader.read_page
     hits, misses = delta(replica, before)
     assert calls > 4 and hits + misses == calls and hits >= calls // 2 and misses > 0
+
+
+def test_interior_pages_outlive_leaf_churn(tmp_path, core) -> None:
+    """A cache far smaller than the leaves a workload reads still keeps the upper b-tree
+    levels (their own tier): once they were read, a point query costs one fetch."""
+    import random
+
+    import litevfs
+    from litevfs.vfs.registry import file_of
+    from tests.vfs_support import FakeLitestream, make_accounts_db, unique_memory_url
+
+    url = unique_memory_url("interior")
+    make_accounts_db(tmp_path / "p.db", page_size=1024, accounts=100000, blob_rows=0).close()
+    FakeLitestream(tmp_path / "p.db", url).sync()
+    # 48 pages of LRU (24 in the interior tier), ~2000 leaves
+    con = litevfs.connect(url, impl=core, poll_interval=0, boot_set="off", cache_size=49152,
+                          verify_max_size=0, read_ahead=0)
+    try:
+        con.execute("PRAGMA cache_size=1")  # SQLite's own page cache would hide ours
+        replica = file_of(con).replica
+        assert con.execute("SELECT count(*), sum(balance) FROM accounts").fetchone()[0] == 100000
+        rng = random.Random(3)
+        per_query = []
+        for _ in range(200):
+            before = replica.storage.stats.gets
+            i = rng.randrange(100000)
+            assert con.execute("SELECT balance FROM accounts WHERE id = ?", (i,)).fetchone()
+            per_query.append(replica.storage.stats.gets - before)
+        assert max(per_query) <= 1, per_query  # the leaf only (without the tier: up to 3)
+        assert len(replica.state.interior) > 10  # the table's upper levels
+        assert replica.state.cache.nbytes <= 49152
+    finally:
+        con.close()

@@ -213,6 +213,28 @@ def parse_verify_mode(value: Any) -> str:
     return text
 
 
+VERIFY_RECORDS = ("shared", "local")
+
+
+def parse_verify_record(value: Any) -> str:
+    text = str(value).strip().lower()
+    if text not in VERIFY_RECORDS:
+        raise ValueError(f"invalid verify record {value!r} (expected shared or local)")
+    return text
+
+
+def parse_share(value: Any) -> float:
+    """A non-negative fraction or ratio: 0.25, 25%, 1."""
+    text = str(value).strip()
+    try:
+        share = float(text[:-1]) / 100 if text.endswith("%") else float(text)
+    except ValueError:
+        raise ValueError(f"invalid share {value!r} (expected a number like 0.25 or 25%)") from None
+    if not share >= 0 or share == float("inf"):
+        raise ValueError(f"invalid share {value!r} (expected a number >= 0)")
+    return share
+
+
 class Field(namedtuple("Field", ("name", "parse", "default", "env", "doc"))):
     """One option: ``name`` is the keyword argument and URI parameter, ``env`` the
     environment variables (the first one set wins)."""
@@ -256,8 +278,14 @@ FIELDS: tuple[Field, ...] = (
           "their pages is served."),
     Field("verify_bandwidth", parse_size, None, ("LITEVFS_VERIFY_BANDWIDTH",),
           "Bytes per second the background verification of large files may read or hash "
-          "(0: unbounded; unset: 16 MiB/s with the compiled core, 2 MiB/s with the pure "
-          "one, whose CRC-64 runs at ~15 MB/s)."),
+          "(0: unbounded, and verify_share does not apply either; unset: 16 MiB/s with the "
+          "compiled core, 2 MiB/s with the pure one, whose CRC-64 runs at ~15 MB/s)."),
+    Field("verify_share", parse_share, 0.25, ("LITEVFS_VERIFY_SHARE",),
+          "Background verification reads at most this many bytes per byte the process's "
+          "queries read (0: no such bound); it goes on where earlier processes stopped."),
+    Field("verify_record", parse_verify_record, "shared", ("LITEVFS_VERIFY_RECORD",),
+          "Where verified large objects are recorded: shared (the cache_dir and "
+          "<path>/litevfs/verified, so other machines skip them) or local (cache_dir only)."),
     Field("cache_dir", parse_str, None, ("LITEVFS_CACHE_DIR",),
           "Persistent page cache directory (opt-in; shared by processes, reused after a "
           "restart; pages are immutable and xxhash-checked on read)."),

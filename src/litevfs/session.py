@@ -31,6 +31,7 @@ from .engine.openahead import OpenAhead
 from .engine.poller import Poller
 from .engine.reader import Reader
 from .engine.state import ReplicaState, View
+from .engine.tops import TreeTops
 from .engine.verify import Verifier
 from .engine.views import ViewBuilder
 from .storage import open_storage_for, start_listing
@@ -55,6 +56,9 @@ class Replica:
         self.verifier = Verifier(self.state, self.disk)
         self.views = ViewBuilder(self.state, self.verifier, self.disk, ahead)
         self.reader = Reader(self.state, self.verifier, self.disk)
+        self.verifier.busy = self.reader.busy  # background checks yield to queries
+        self.verifier.query_bytes = lambda: self.reader.bytes_fetched  # and spend a share
+        self.tops = TreeTops(self.reader)  # plan-aware prefetch (vfs/statements.py)
         self.boot: BootSet | None = None
         self.freshness: Freshness | None = None
         self.poller: Poller | None = None
@@ -63,7 +67,7 @@ class Replica:
         self.refcount = 0
         self._attach_lock = threading.Lock()
         self.metrics.attach(self.state, views=self.views, verifier=self.verifier,
-                            disk=self.disk, hedger=self.reader.hedger)
+                            disk=self.disk, hedger=self.reader.hedger, tops=self.tops)
 
     # -- what the VFS layer reads ------------------------------------------------------
     @property
@@ -119,6 +123,8 @@ class Replica:
                                      poll=config.poll_interval, create_empty=config.write)
         if view.txid:
             self.metrics.opened()
+            if config.read_ahead:  # the schema's own extra reads, before the first query
+                self.tops.want_schema(view)
             if self.boot is not None:
                 self.boot.finish(view)  # waits for the boot loader
             if self.disk is not None:
@@ -154,6 +160,7 @@ class Replica:
 
     def _close_rest(self) -> None:
         self.verifier.close()
+        self.tops.close()
         if self.poller is not None:
             self.poller.stop()
         if self.hydrator is not None:  # before the storage client goes

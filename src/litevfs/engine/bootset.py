@@ -185,7 +185,7 @@ class BootSet:
     def _install(self, view: View, results: list[tuple[FileInfo, dict[int, bytes]]]) -> None:
         state = self.state
         lookup = view.index.lookup
-        put = state.cache.put
+        put = state.put_page
         disk = self.disk
         for info, pages in results:
             fid = state.file_id(info)

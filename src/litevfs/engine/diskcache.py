@@ -116,14 +116,13 @@ def fetch_index_cached(disk: ReplicaDiskCache | None, info: FileInfo, fetch: Any
 
 
 def fetch_run_cached(disk: ReplicaDiskCache, info: FileInfo, file_id: int,
-                     run: Sequence[tuple[int, int, int]], cache: Any,
+                     run: Sequence[tuple[int, int, int]], put: Callable[[int, bytes], None],
                      remote: Callable[[list[tuple[int, int, int]]], dict[int, bytes]],
                      ) -> dict[int, bytes]:
     """The reader's run of frames of ``info``: those in the disk cache from there (into
-    the memory cache too), the rest with ``remote(missing)`` (one ranged GET over just
-    the missing span), stored."""
+    the memory cache too, with ``put(key, page)``), the rest with ``remote(missing)``
+    (one ranged GET over just the missing span), stored."""
     pages = disk.get_frames(info, run)
-    put = cache.put
     for pgno, page in pages.items():
         put(cache_key(file_id, pgno), page)
     missing = [f for f in run if f[0] not in pages]

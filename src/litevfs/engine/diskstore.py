@@ -47,9 +47,14 @@ log = logging.getLogger("litevfs.diskcache")
 
 DB_NAME = "pages.sqlite3"
 TOUCH_AFTER = 600  # seconds: refresh an entry's access time at most this often
+# Interior b-tree pages (the upper levels every query walks) are stored as if used this
+# much later: least-recently-used eviction takes leaf pages first, so a big database's
+# upper levels stay on disk and a point query needs one GET, for its leaf.
+INTERIOR_BOOST = 30 * 86400
 SETUP_ATTEMPTS = 8  # tries to create/open the cache file while another process holds it
 SETUP_WAIT = 5.0  # seconds a read waits for the file to be opened (else a miss)
 CODEC_RAW, CODEC_ZSTD = 0, 1
+_IN_BATCH = 256  # offsets per primary-key lookup query (SQLite's bound-parameter limit)
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS objects(id INTEGER PRIMARY KEY, ident TEXT UNIQUE NOT NULL);
 CREATE TABLE IF NOT EXISTS pages(
@@ -73,6 +78,10 @@ def _h64(data: bytes) -> int:
     """xxhash64 as a signed 64-bit integer (what SQLite stores)."""
     value = xxhash.xxh64_intdigest(data)
     return value - (1 << 64) if value >= 1 << 63 else value
+
+
+def _interior(pgno: int, page: bytes) -> bool:
+    return len(page) > 100 and page[100 if pgno == 1 else 0] in (2, 5)
 
 
 def object_ident(replica_id: str, info: FileInfo) -> str:
@@ -267,17 +276,36 @@ class DiskStore(Worker):
             oid = self._object_id(ident)
             if oid is None:
                 return {}
-            rows = self._reader().execute(
-                "SELECT off, pgno, codec, hash, atime, data FROM pages "
-                "WHERE obj=? AND off BETWEEN ? AND ?",
-                (oid, frames[0][1], frames[-1][1])).fetchall()
+            con = self._reader()
         except sqlite3.Error as exc:
             log.debug("page cache read failed: %s", exc)
             return {}
         wanted = {off: pgno for pgno, off, _ in frames}
         found: dict[int, bytes] = {}
         now = int(time.time())
-        stale: list[int] = []
+        stale: list[tuple[int, int]] = []  # (new access time, offset)
+        # Exactly the wanted offsets (primary-key probes), a batch at a time: a sparse
+        # set (a boot set spread over a big snapshot) must not read every cached frame
+        # between its first and last offset into memory.
+        offsets = list(wanted)
+        for i in range(0, len(offsets), _IN_BATCH):
+            batch = offsets[i:i + _IN_BATCH]
+            try:
+                rows = con.execute(
+                    "SELECT off, pgno, codec, hash, atime, data FROM pages WHERE obj=? AND "
+                    f"off IN ({','.join('?' * len(batch))})", (oid, *batch)).fetchall()
+            except sqlite3.Error as exc:
+                log.debug("page cache read failed: %s", exc)
+                break
+            self._check_rows(oid, rows, wanted, found, stale, now)
+        if stale:
+            self._submit(("touch", oid, stale))
+        return found
+
+    def _check_rows(self, oid: int, rows: list[Any], wanted: dict[int, int],
+                    found: dict[int, bytes], stale: list[tuple[int, int]], now: int) -> None:
+        """Hash-check ``rows`` of object ``oid`` into ``found`` (by pgno); damaged
+        entries are dropped, entries not used for a while are noted in ``stale``."""
         for off, pgno, codec, digest, atime, data in rows:
             if wanted.get(off) != pgno:
                 continue
@@ -291,10 +319,7 @@ class DiskStore(Worker):
                 continue
             found[pgno] = page
             if now - atime > TOUCH_AFTER:
-                stale.append(off)
-        if stale:
-            self._submit(("touch", oid, stale, now))
-        return found
+                stale.append((now + INTERIOR_BOOST if _interior(pgno, page) else now, off))
 
     def get_index(self, ident: str) -> bytes | None:
         try:
@@ -400,7 +425,8 @@ class DiskStore(Worker):
                 rows = []
                 for off, pgno, page in item[2]:
                     codec, data = self._encode(page)
-                    rows.append((oid, off, pgno, codec, _h64(page), now, data))
+                    atime = now + INTERIOR_BOOST if _interior(pgno, page) else now
+                    rows.append((oid, off, pgno, codec, _h64(page), atime, data))
                     written += len(data)
                 con.executemany("INSERT OR REPLACE INTO pages VALUES (?,?,?,?,?,?,?)", rows)
                 self.writes += len(rows)
@@ -414,7 +440,7 @@ class DiskStore(Worker):
                             (item[1], _h64(item[2]), item[2]))
             elif kind == "touch":
                 con.executemany("UPDATE pages SET atime=? WHERE obj=? AND off=?",
-                                [(item[3], item[1], off) for off in item[2]])
+                                [(atime, item[1], off) for atime, off in item[2]])
             elif kind == "touch_index":
                 con.execute("UPDATE indexes SET atime=? WHERE obj=?", (item[2], item[1]))
             elif kind == "drop":

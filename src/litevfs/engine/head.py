@@ -3,10 +3,13 @@ and a cheap freshness signal for readers (Litestream ignores it).
 
 Content (JSON)::
 
-    {"txid": "<16 hex>", "at": <ms>,
+    {"txid": "<16 hex>", "at": <ms>, "sync": <ms>,
      "runs": [["<writer>", "<first 16 hex>", "<last 16 hex>", "<checksum 16 hex>"], ...]}
 
-``txid`` is the newest committed TXID. ``runs`` is the recent commit history, newest
+``txid`` is the newest committed TXID; ``at`` the writer's wall clock when it recorded
+it; ``sync`` (optional, absent or 0 when unknown) the writer's sync interval, so readers
+poll on its schedule (``freshness.py``). Readers need only ``txid`` and ignore fields
+they do not know; every field but ``txid`` is optional. ``runs`` is the recent commit history, newest
 last: each run is a stretch of consecutive TXIDs committed by one writer, with the file
 checksum of the run's last L0 file. A writer commits TXID t by a compare-and-swap of
 this object (``If-Match`` on the tag it last saw): a writer that was paused (SIGSTOP, a
@@ -41,6 +44,7 @@ class Head(NamedTuple):
     txid: int
     at_ms: int
     runs: tuple[Run, ...] = ()
+    sync_ms: int = 0  # the writer's sync interval (0: not announced)
 
     def committed(self, txid: int, checksum: int, writer: str | None = None) -> bool | None:
         """Is the L0 file (txid, checksum) part of the history? True, False, or None when
@@ -63,9 +67,10 @@ class Head(NamedTuple):
         return None
 
     def advanced(self, writer: str, txid: int, checksum: int,
-                 helped: tuple[tuple[int, int], ...] = ()) -> Head:
+                 helped: tuple[tuple[int, int], ...] = (), sync_ms: int = 0) -> Head:
         """The head after committing ``txid`` (whose file has ``checksum``); ``helped``:
-        (txid, checksum) of other writers' files committed on their behalf first."""
+        (txid, checksum) of other writers' files committed on their behalf first;
+        ``sync_ms``: the committing writer's sync interval (announced to readers)."""
         runs = list(self.runs)
         for t, c in helped:
             runs.append(Run("?", t, t, c))
@@ -74,13 +79,15 @@ class Head(NamedTuple):
             runs[-1] = Run(writer, last.first, txid, checksum)
         else:
             runs.append(Run(writer, txid, txid, checksum))
-        return Head(txid, int(time.time() * 1000), tuple(runs[-MAX_RUNS:]))
+        return Head(txid, int(time.time() * 1000), tuple(runs[-MAX_RUNS:]), sync_ms)
 
 
 def encode_head(head: Head) -> bytes:
-    doc = {"txid": f"{head.txid:016x}", "at": head.at_ms,
-           "runs": [[r.writer, f"{r.first:016x}", f"{r.last:016x}", f"{r.checksum:016x}"]
-                    for r in head.runs]}
+    doc: dict[str, object] = {"txid": f"{head.txid:016x}", "at": head.at_ms}
+    if head.sync_ms:
+        doc["sync"] = head.sync_ms
+    doc["runs"] = [[r.writer, f"{r.first:016x}", f"{r.last:016x}", f"{r.checksum:016x}"]
+                   for r in head.runs]
     return json.dumps(doc, separators=(",", ":")).encode()
 
 
@@ -91,7 +98,9 @@ def decode_head(data: bytes) -> Head:
         txid = int(doc["txid"], 16)
         runs = tuple(Run(str(w), int(a, 16), int(b, 16), int(c, 16))
                      for w, a, b, c in doc.get("runs", ()))
-        return Head(txid, int(doc.get("at", 0)), runs)
+        sync_ms = doc.get("sync", 0)
+        return Head(txid, int(doc.get("at", 0)), runs,
+                    int(sync_ms) if isinstance(sync_ms, (int, float)) and sync_ms > 0 else 0)
     except (ValueError, KeyError, TypeError, AttributeError) as exc:
         raise ValueError(f"not a litevfs head object: {exc}") from None
 

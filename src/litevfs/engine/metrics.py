@@ -69,6 +69,9 @@ class Metrics:
             "memory_cache": {"hits": cache.hits, "misses": cache.misses, "entries": len(cache),
                              "bytes": cache.nbytes, "capacity": cache.capacity,
                              "evictions": cache.evictions},
+            "interior_cache": {"hits": state.interior.hits, "entries": len(state.interior),
+                               "bytes": state.interior.nbytes,
+                               "capacity": state.interior.capacity},
             "open_s": None if self.open_s is None else round(self.open_s, 6),
             "uptime_s": round(time.time() - self.opened_at, 3),
         }
@@ -86,7 +89,7 @@ class Metrics:
         out["boot_set"] = boot.stats() if boot is not None else None
         out["freshness"] = fresh.stats() if fresh is not None else None
         out["open_reads_ahead"] = views.reads_adopted if views is not None else 0
-        out["verification"] = None if verifier is None else {
-            "files_verified": verifier.files_verified, "bytes_verified": verifier.bytes_verified,
-            "files_remembered": verifier.files_remembered, "files_failed": len(verifier.failed)}
+        tops = src.get("tops")
+        out["plan_prefetch"] = tops.stats() if tops is not None else None
+        out["verification"] = None if verifier is None else verifier.stats()
         return out

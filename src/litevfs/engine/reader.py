@@ -53,17 +53,24 @@ class Reader:
                  disk: ReplicaDiskCache | None = None) -> None:
         self.state = state
         self.cache = state.cache
+        self.interior = state.interior  # the upper b-tree levels' own tier (state.py)
         self.verifier = verifier
         self.disk = disk
         # Set by the session once they exist (both optional).
         self.boot: BootSet | None = None  # records the pages a cold open needs
         self.hydrator: Hydrator | None = None  # the local copy
         self._inflight: dict[int, Future[dict[int, bytes]]] = {}
+        self.fetches = 0  # runs fetched (from the disk cache or storage): "something missed"
+        self.bytes_fetched = 0  # bytes of page frames read from storage for queries
         self._lock = threading.Lock()
         self._failed = verifier.failed  # file ids never to be served again
         cfg = state.config  # slow GETs get a duplicate; the first answer wins (hedge.py)
         self.hedger = Hedger(lambda: state.storage.read_range, floor=cfg.hedge_after,
                              max_concurrent=cfg.hedge_max)
+
+    def busy(self) -> bool:
+        """Are page fetches (reads or prefetches) in flight?"""
+        return bool(self._inflight)
 
     def read_page(self, view: View, pgno: int, ahead_bytes: int = 0) -> bytes:
         """Page ``pgno`` of ``view``; fetch up to ``ahead_bytes`` more of the same file's
@@ -94,6 +101,10 @@ class Reader:
         page = None if probed else self.cache.get(key)  # a probed miss is counted once
         if page is not None:
             return page
+        page = self.interior.get(key)  # evicted from the LRU, kept in the interior tier
+        if page is not None:
+            self.cache.put(key, page)
+            return page
         with self._lock:
             pending = self._inflight.get(key)
             if pending is None:
@@ -110,6 +121,7 @@ class Reader:
         return self._complete(view, file_id, run, pending)[pgno]
 
     def _complete(self, view: View, file_id: int, run: list, pending: Future) -> dict[int, bytes]:
+        self.fetches += 1
         try:
             return settle(pending, lambda: self._fetch_run(view, file_id, run, run[0][1]))
         finally:
@@ -129,9 +141,15 @@ class Reader:
         with self._lock:
             # one core call sorts out what is mapped, cached or already in flight
             found, fids, offsets, sizes = self.cache.uncached(view.index, pgnos, inflight)
+            interior = self.interior
             for pgno, fid, offset, size in zip(found, fids, offsets, sizes):
                 if hydrator is not None and hydrator.has(pgno, fid):
                     continue
+                if len(interior):
+                    page = interior.get(cache_key(fid, pgno))
+                    if page is not None:
+                        self.cache.put(cache_key(fid, pgno), page)
+                        continue
                 by_file.setdefault(fid, []).append((pgno, offset, size))
             runs: list[tuple[int, list, Future]] = []
             for file_id, frames in by_file.items():
@@ -185,7 +203,7 @@ class Reader:
     def _fetch_run(self, view: View, file_id: int, run: list, start: int) -> dict[int, bytes]:
         if self.disk is not None:  # the persistent page cache first (diskcache.py)
             return fetch_run_cached(self.disk, self.state.file_info(file_id), file_id, run,
-                                    self.cache, lambda missing: self._fetch_remote(
+                                    self.state.put_page, lambda missing: self._fetch_remote(
                                         view, file_id, missing, missing[0][1]))
         return self._fetch_remote(view, file_id, run, start)
 
@@ -207,6 +225,7 @@ class Reader:
                     pages = self._from_whole(view, file_id, run, whole)
                     break
                 data = self.hedger.read_range(info, start, length)
+                self.bytes_fetched += len(data)
                 if len(data) != length:
                     raise LTXFormatError(f"short read: {len(data)} of {length} bytes")
                 pages = {}
@@ -229,7 +248,7 @@ class Reader:
             raise PageFetchError(
                 f"cannot read page {run[0][0]} from {info.name} (level {info.level}) "
                 f"after {attempts} attempts: {last_error}") from last_error
-        put = self.cache.put
+        put = self.state.put_page
         for pgno, page in pages.items():
             put(cache_key(file_id, pgno), page)
         return pages
@@ -238,7 +257,7 @@ class Reader:
                     ) -> dict[int, bytes]:
         """The run's pages from a verified whole file; the file's other pages the view
         still maps to it seed the cache (they were paid for already)."""
-        lookup, put = view.index.lookup, self.cache.put
+        lookup, put = view.index.lookup, self.state.put_page
         frames = []
         for pgno, page in whole.items():
             entry = lookup(pgno)

@@ -29,6 +29,7 @@ from ..storage.base import StorageClient
 log = logging.getLogger("litevfs.replica")
 
 IO_THREADS = 32  # page fetches, index reads and prefetches of one replica
+INTERIOR_TYPES = (2, 5)  # b-tree interior pages (index, table): the upper levels
 
 
 @dataclass(frozen=True, slots=True)
@@ -78,6 +79,11 @@ class ReplicaState:
         self.storage = storage
         self.impl = impl
         self.cache = impl.PageCache(config.cache_size)
+        # The upper b-tree levels are what every query walks through: they get a tier of
+        # their own (up to half of cache_size more), so a stream of leaf pages (random
+        # point queries, scans) never evicts them and a point query costs one GET. The
+        # same bytes objects sit in both caches: memory is counted once.
+        self.interior = impl.PageCache(config.cache_size // 2)
         self.executor = ThreadPoolExecutor(max_workers=IO_THREADS,
                                            thread_name_prefix="litevfs-io")
         self.files = FileTable()
@@ -86,6 +92,12 @@ class ReplicaState:
         self._current: View | None = None
         self._lock = threading.Lock()
         self.last_poll_ok: float | None = None  # monotonic time of the last successful poll
+
+    def put_page(self, key: int, page: bytes) -> None:
+        """Cache ``page`` under ``key``; interior b-tree pages also in their own tier."""
+        self.cache.put(key, page)
+        if page[100 if key & 0xFFFFFFFF == 1 else 0] in INTERIOR_TYPES:
+            self.interior.put(key, page)
 
     @property
     def current(self) -> View:

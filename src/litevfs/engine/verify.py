@@ -33,6 +33,7 @@ from ..errors import LiteVFSError, LTXFormatError, StorageError
 from ..ltx.decoder import decode_file
 from ..ltx.format import CHECKSUM_FLAG, HEADER_SIZE, PAGE_FLAG_SIZE, PAGE_HEADER_SIZE, \
     SIZE_PREFIX, Header, Trailer
+from .verified import SharedRecord
 
 if TYPE_CHECKING:
     from ..ltx.format import FileInfo
@@ -94,6 +95,107 @@ def verify_streamed(storage: Any, info: FileInfo, impl: Any, *, chunk: int = STR
                              f"computed {CHECKSUM_FLAG | crc:016x}")
 
 
+class StreamCheck:
+    """A resumable CRC-64 check of one large LTX object, read in pieces in file order
+    (no page index needed). Between pieces it holds only where the next page frame
+    starts and the running CRC (``state``), so a check can stop at any piece and another
+    process can go on from there (``verified.py`` shares the state).
+
+    ``next_range(chunk)`` says what to read next; ``feed(data)`` takes those bytes and
+    advances; ``done`` is set at the end, then ``error`` is None or why it failed."""
+
+    def __init__(self, info: FileInfo, impl: Any, state: tuple[int, int, int, int] | None = None
+                 ) -> None:
+        self.info = info
+        self.impl = impl
+        self.pos, self.crc, self.page_size, self.commit = state or (0, 0, 0, 0)
+        self.in_tail = False
+        self.done = False
+        self.error: str | None = None
+        self.hashed = 0  # bytes of decoded pages hashed so far
+
+    @property
+    def state(self) -> tuple[int, int, int, int]:
+        return (self.pos, self.crc, self.page_size, self.commit)
+
+    def next_range(self, chunk: int) -> tuple[int, int]:
+        size = self.info.size
+        if self.in_tail:
+            return self.pos, size - self.pos  # the page index and trailer, whole
+        # at least one whole frame (before the header is read, of a 4 KiB page: with
+        # bigger pages the first piece just ends after the header)
+        end = min(size, self.pos + max(chunk, HEADER_SIZE + _max_frame(self.page_size or 4096)))
+        return self.pos, end - self.pos
+
+    def feed(self, data: bytes, max_hashed: int = 1 << 62) -> None:
+        """Take the bytes of ``next_range()``; stops early (the rest is read again next
+        time) once ``max_hashed`` bytes of pages were hashed: LZ4 pages expand up to
+        ~100x, and one step of CRC work must stay short."""
+        try:
+            self._feed(data, max_hashed)
+        except LTXFormatError as exc:
+            self.done, self.error = True, str(exc)
+
+    def _feed(self, data: bytes, max_hashed: int) -> None:
+        base, p, size = self.pos, 0, self.info.size
+        if self.in_tail:
+            self._finish(data)
+            return
+        if base == 0:
+            header = Header.unpack(data[:HEADER_SIZE])
+            header.validate()
+            if (header.min_txid, header.max_txid) != (self.info.min_txid, self.info.max_txid):
+                raise LTXFormatError("header TXID range does not match the file name")
+            self.page_size, self.commit = header.page_size, header.commit
+            self.crc = self.impl.crc64(data[:HEADER_SIZE])
+            p = HEADER_SIZE
+        crc64, decode, page_size = self.impl.crc64, self.impl.decode_page_frame, self.page_size
+        whole = base + len(data) == size
+        max_frame = _max_frame(page_size)
+        crc = self.crc
+        view = memoryview(data)
+        hashed = 0
+        while len(data) - p >= PAGE_HEADER_SIZE and hashed < max_hashed:
+            if data[p:p + PAGE_HEADER_SIZE] == _ZERO_PAGE_HEADER:  # end of the frames
+                self.crc, self.pos = crc, base + p
+                self.hashed += hashed
+                if whole:
+                    self._finish(data[p:])
+                else:
+                    self.in_tail = True
+                return
+            if len(data) - p < max_frame and not whole:
+                break  # the next frame may be cut by this piece's end: read it next time
+            pgno, flags, page, frame_len = decode(data, page_size, p, -1)
+            if pgno > self.commit or pgno < 1:
+                raise LTXFormatError(f"frame at {base + p} holds page {pgno}, beyond the "
+                                     f"commit size {self.commit}")
+            head = PAGE_HEADER_SIZE + (SIZE_PREFIX if flags & PAGE_FLAG_SIZE else 0)
+            crc = crc64(page, crc64(view[p:p + head], crc))
+            hashed += page_size
+            p += frame_len
+        self.hashed += hashed
+        if whole and hashed < max_hashed:
+            raise LTXFormatError(f"missing end-of-pages marker at offset {base + p}")
+        self.crc, self.pos = crc, base + p
+
+    def _finish(self, rest: bytes) -> None:
+        """``rest``: from the end-of-pages marker to the end of the file."""
+        if len(rest) != self.info.size - self.pos:
+            raise LTXFormatError(f"short read of the page index: {len(rest)} bytes")
+        crc = self.impl.crc64(memoryview(rest)[:len(rest) - 8], self.crc)
+        trailer = Trailer.unpack(rest)
+        self.done = True
+        if CHECKSUM_FLAG | crc != trailer.file_checksum:
+            self.error = (f"file checksum mismatch: stored {trailer.file_checksum:016x}, "
+                          f"computed {CHECKSUM_FLAG | crc:016x}")
+
+
+def _max_frame(page_size: int) -> int:
+    """An upper bound of one page frame (LZ4's worst case plus headers)."""
+    return 2 * page_size + 1024
+
+
 def _object_key(info: FileInfo) -> tuple[int, int, int, int]:
     return (info.level, info.min_txid, info.max_txid, info.size)
 
@@ -106,6 +208,14 @@ def _verified_mark(info: FileInfo) -> str:
 
 
 START_DELAY = 0.5  # seconds after open before background verification reads anything
+BUDGET_WAIT = 0.5  # seconds between looks at the byte budget while it is spent
+BUSY_WAIT = 0.05  # seconds between looks while the queries' own fetches are in flight
+MIN_PIECE = 64 * 1024  # smallest background read worth a request (the tail may be less)
+
+
+def _progress_mark(info: FileInfo) -> str:
+    """Disk-cache meta name of where a background check of this object stopped."""
+    return "progress" + _verified_mark(info)[len("verified"):]
 
 
 COMPILED_BANDWIDTH = 16 * 1024**2
@@ -133,6 +243,15 @@ class Verifier(Worker):
         self.strict = cfg.verify == "strict"
         self.bandwidth: int = (cfg.verify_bandwidth if cfg.verify_bandwidth is not None
                                else default_bandwidth(state.impl))
+        # Background bytes per byte the process's queries read (0: no such bound; an
+        # explicitly unbounded bandwidth means run to the end).
+        self.share: float = cfg.verify_share if self.bandwidth else 0.0
+        self.record = SharedRecord(state.storage, write=cfg.verify_record == "shared")
+        self._check: StreamCheck | None = None  # the background check in progress
+        self.bytes_read = 0  # bytes this verifier read (its own budget counts them)
+        self.waiting_budget = False
+        self.busy: Any = lambda: False  # the session wires the reader's: foreground first
+        self.query_bytes: Any = lambda: 0  # page bytes the reader fetched (session wires it)
         # With hydration the whole database is downloaded anyway: a second, streamed read
         # of every large file would double the traffic (strict mode still verifies first).
         self.background = not cfg.hydration
@@ -284,15 +403,6 @@ class Verifier(Worker):
             self.start()
         self.wake()
 
-    def _throttle(self, nbytes: int, started: float, done: list[int]) -> None:
-        done[0] += nbytes
-        if self.bandwidth:
-            ahead = done[0] / self.bandwidth - (time.monotonic() - started)
-            if ahead > 0:
-                self._stop.wait(ahead)
-        if self._stop.is_set():
-            raise _Stopped
-
     def _chunk(self) -> int:
         """Bytes per streamed step: about an eighth of a second of the budget, so one
         step of CRC work (which holds the GIL with the pure core) never stalls queries
@@ -302,47 +412,117 @@ class Verifier(Worker):
         return max(64 * 1024, min(STREAM_CHUNK, self.bandwidth // 8))
 
     def _remember(self, info: FileInfo) -> None:
-        """Record in the persistent cache that ``info`` passed, so the next process on
-        this machine does not stream a large object again just to check it."""
+        """Record that ``info`` passed: in the persistent cache (this machine) and in the
+        replica's shared record (every machine), so no later process downloads a large
+        object again just to check it."""
+        if info.size <= self.max_size:
+            return
         disk = self.disk
-        if disk is not None and info.size > self.max_size:
+        if disk is not None:
             disk.put_meta(_verified_mark(info), b"1")
+        self.record.add_verified(info)
+        self.record.save()
 
     def _remembered(self, info: FileInfo) -> bool:
         disk = self.disk
-        return disk is not None and disk.get_meta(_verified_mark(info)) == b"1"
+        return (self.record.is_verified(info)
+                or (disk is not None and disk.get_meta(_verified_mark(info)) == b"1"))
+
+    def _saved_progress(self, info: FileInfo) -> tuple[int, int, int, int] | None:
+        """Where an earlier check of ``info`` stopped (the furthest known), or None."""
+        best = self.record.progress(info)
+        disk = self.disk
+        raw = disk.get_meta(_progress_mark(info)) if disk is not None else None
+        if raw is not None:
+            try:
+                local = tuple(int(x) for x in raw.split(b","))
+                if len(local) == 4 and (best is None or local[0] > best[0]):
+                    best = local  # type: ignore[assignment]
+            except ValueError:
+                pass
+        return best
+
+    def _save_progress(self, check: StreamCheck) -> None:
+        if check.pos <= 0:
+            return
+        disk = self.disk
+        if disk is not None:
+            disk.put_meta(_progress_mark(check.info), ",".join(map(str, check.state)).encode())
+        self.record.add_progress(check.info, check.state)
+
+    def budget(self) -> int:
+        """Bytes the background check may read now: ``share`` of the page bytes the
+        queries read so far (``query_bytes``), less what it read already."""
+        if not self.share:
+            return 1 << 62
+        return int(self.share * self.query_bytes()) - self.bytes_read
 
     def start(self) -> None:
         self.first_wait = max(0.0, self._not_before - time.monotonic())
         super().start()
 
     def step(self) -> float | None:
-        """Verify the next queued file (streamed, within the bandwidth budget)."""
-        with self._lock:
-            file_id = self._queue.popleft() if self._queue else None
-        if file_id is None:
-            return 1.0  # idle: schedule() wakes the worker
-        if file_id in self._verified or file_id in self.failed:
+        """One piece of background work: read the shared record (once), then check the
+        next piece of the next queued file, within the byte budget and the bandwidth."""
+        if not self.record.loaded:
+            self.record.load()
             return 0.0
-        info = self.state.file_info(file_id)
-        if self._remembered(info):
-            self.files_remembered += 1
-            self.mark_verified(file_id)
-            return 0.0
-        started, done = time.monotonic(), [0]
+        check = self._check
+        if check is None:
+            with self._lock:
+                file_id = self._queue.popleft() if self._queue else None
+            if file_id is None:
+                return 1.0  # idle: schedule() wakes the worker
+            if file_id in self._verified or file_id in self.failed:
+                return 0.0
+            info = self.state.file_info(file_id)
+            if self._remembered(info):
+                self.files_remembered += 1
+                self.mark_verified(file_id)
+                return 0.0
+            check = self._check = StreamCheck(info, self.state.impl, self._saved_progress(info))
+            self._check_id = file_id
+        file_id, info = self._check_id, check.info
+        if self.busy():
+            return BUSY_WAIT  # queries are fetching: they get the connections and the CPU
+        budget = self.budget()
+        offset, length = check.next_range(min(self._chunk(), budget))
+        if length > budget or (length < budget and budget < MIN_PIECE and not check.in_tail
+                               and offset + length < info.size):
+            self.waiting_budget = True
+            return BUDGET_WAIT  # the queries have not read enough yet to pay for this
+        self.waiting_budget = False
+        started = time.monotonic()
         try:
-            verify_streamed(self.state.storage, info, self.state.impl,
-                            chunk=self._chunk(),
-                            throttle=lambda n: self._throttle(n, started, done))
-        except _Stopped:
-            return None
-        except LTXFormatError as exc:
-            self.mark_failed(file_id, str(exc))
-            return 0.0
+            data = self.state.storage.read_range(info, offset, length)
         except Exception as exc:  # noqa: BLE001 - storage trouble: try again when used
             log.info("background verification of %s postponed: %s", info.name, exc)
+            self._save_progress(check)
+            self._check = None
             with self._lock:
                 self._queued.discard(file_id)
+            return 1.0
+        self.bytes_read += len(data)
+        hashed = check.hashed
+        if len(data) != length:
+            check.done, check.error = True, f"short read: {len(data)} of {length} bytes"
+        else:
+            check.feed(data, self._chunk())
+        if not check.done:
+            self._save_progress(check)
+            if not self.bandwidth:
+                return 0.0
+            # the rate bound counts the larger of the bytes read and the bytes hashed
+            work = max(len(data), check.hashed - hashed)
+            return max(0.0, work / self.bandwidth - (time.monotonic() - started))
+        self._check = None
+        if check.error is not None:
+            if check.pos:  # resumed from saved state: look at the whole object once
+                log.info("verification of %s resumed at %d failed (%s); checking it whole",
+                         info.name, check.pos, check.error)
+                self._check = StreamCheck(info, self.state.impl)
+                return 0.0
+            self.mark_failed(file_id, check.error)
             return 0.0
         self.bytes_verified += info.size
         self.mark_verified(file_id)
@@ -354,7 +534,7 @@ class Verifier(Worker):
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             with self._lock:
-                busy = bool(self._queue) or any(
+                busy = bool(self._queue) or self._check is not None or any(
                     f not in self._verified and f not in self.failed for f in self._queued)
             if not busy:
                 return True
@@ -363,7 +543,18 @@ class Verifier(Worker):
 
     def close(self) -> None:
         self.stop()
+        check = self._check
+        if check is not None:
+            self._save_progress(check)
+        if self.record.dirty:  # an unfinished check goes on in the next process
+            self.record.save()
 
-
-class _Stopped(Exception):
-    pass
+    def stats(self) -> dict[str, Any]:
+        check = self._check
+        return {"files_verified": self.files_verified, "bytes_verified": self.bytes_verified,
+                "files_remembered": self.files_remembered, "files_failed": len(self.failed),
+                "bytes_read": self.bytes_read, "share": self.share,
+                "in_progress": None if check is None else {
+                    "file": check.info.name, "offset": check.pos, "size": check.info.size,
+                    "waiting_for_budget": self.waiting_budget},
+                "shared_record": self.record.stats()}

@@ -137,7 +137,7 @@ class ViewBuilder:
             for pgno, page in decoded.pages:
                 entry = view.index.lookup(pgno)
                 if entry is not None and entry[0] == fid:
-                    state.cache.put(cache_key(fid, pgno), page)
+                    state.put_page(cache_key(fid, pgno), page)
                     frames.append((pgno, entry[1], entry[2]))
                     pages[pgno] = page
             self._persist(fi, frames, pages)
@@ -164,7 +164,7 @@ class ViewBuilder:
                 break  # the page read path reports it (and retries) if SQLite wants it
             if got != pgno or frame_len != size:
                 break
-            state.cache.put(cache_key(fid, pgno), page)
+            state.put_page(cache_key(fid, pgno), page)
             self.verifier.seen(fid, fi.info)  # served unverified: verify in the background
             frames.append((pgno, offset, size))
             pages[pgno] = page

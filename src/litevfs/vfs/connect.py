@@ -13,6 +13,7 @@ from .. import _impl
 from ..config import Config
 from ..session import open_replica, release_replica
 from .pragmas import register_functions
+from .statements import install as install_planner
 from .registry import _vfs_by_name as _registered_names
 from .registry import file_of
 from .registry import OPEN_TOKEN, LiteVFS
@@ -35,6 +36,10 @@ def _add_functions_hook(con: apsw.Connection) -> None:
         return
     if file_class == _LITEFILE_NAME or con.open_vfs in _registered_names:
         register_functions(con)
+        try:
+            install_planner(con, file_of(con))
+        except LookupError:
+            pass
 
 
 def register(name: str = "litevfs", impl: ModuleType | None = None) -> LiteVFS:

@@ -13,7 +13,7 @@ from __future__ import annotations
 import logging
 import os
 from dataclasses import replace
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import apsw
 
@@ -71,6 +71,7 @@ class LiteFile:
         self._on_close = on_close
         self._patched_page1: tuple[View, bytes] | None = None
         self.scans = ScanTracker(replica.reader, replica.config.read_ahead)
+        self.planner: Any = None  # vfs/statements.py, set once the connection exists
         self._closed = False
 
     # -- reads -----------------------------------------------------------------------
@@ -144,6 +145,11 @@ class LiteFile:
         self.snapshot.repin(new)
         return new
 
+    def schema_cookie(self) -> bytes:
+        """Bytes 40..43 of the database header (the schema cookie) as last served."""
+        cached = self._patched_page1
+        return cached[1][40:44] if cached is not None else b""
+
     def xFileSize(self) -> int:
         view = self.snapshot.view
         return view.commit * view.page_size
@@ -155,11 +161,16 @@ class LiteFile:
         if level == _SHARED and self.lock_level < _SHARED:
             self.snapshot.begin()
             self.scans.begin_transaction()
+            planner = self.planner  # pages were fetched since it went quiet: trace again
+            if planner is not None and not planner.armed and \
+                    self.reader.fetches != planner.fetches_seen:
+                planner.arm()
         self.lock_level = level
 
     def xUnlock(self, level: int) -> None:
         if level < _SHARED and self.lock_level >= _SHARED:
             self.snapshot.end()
+            self.scans.end_transaction()  # its cursors are gone: stop fetching ahead
         self.lock_level = level
 
     def xCheckReservedLock(self) -> bool:
@@ -191,5 +202,6 @@ class LiteFile:
         if self._closed:
             return
         self._closed = True
+        self.scans.stop_walks()
         if self._on_close is not None:
             self._on_close(self)

@@ -214,6 +214,7 @@ class WritableLiteFile(LiteFile):
         if level < SHARED <= self.lock_level:
             self._local = None
             self.snapshot.end()
+            self.scans.end_transaction()
         self.lock_level = level
 
     def xCheckReservedLock(self) -> bool:

@@ -32,6 +32,7 @@ def attach_writer(state: ReplicaState, views: ViewBuilder, hydrator: Hydrator | 
         raise
     config = state.config
     writer.syncer = Syncer(writer, config.sync_interval)
+    writer.head_state.sync_ms = int(config.sync_interval * 1000)  # readers follow it
     writer.compactor = Compactor(
         state.storage,
         CompactionPolicy(config.compaction_levels, config.snapshot_interval,

@@ -44,12 +44,13 @@ class HeadState:
     """What one writer knows of the head: the last version it read or wrote, and its tag
     (None: there is no head object yet, the next commit creates it)."""
 
-    __slots__ = ("head", "etag", "writer_id")
+    __slots__ = ("head", "etag", "writer_id", "sync_ms")
 
     def __init__(self, writer_id: str, head: Head | None = None, etag: str | None = None):
         self.writer_id = writer_id
         self.head = head
         self.etag = etag
+        self.sync_ms = 0  # announced in the head: readers poll on this writer's schedule
 
     def load(self, storage: StorageClient) -> Head | None:
         """Read the head object (and its tag) from storage."""
@@ -113,7 +114,7 @@ def commit_head(storage: StorageClient, state: HeadState, txid: int, checksum: i
                 return head
             raise ConflictError(_lost_message(storage, head, txid, verdict))
         new = head.advanced(state.writer_id, txid, checksum,
-                            _dangling(storage, head, txid, levels))
+                            _dangling(storage, head, txid, levels), state.sync_ms)
         try:
             etag = storage.put_object(HEAD_NAME, encode_head(new),
                                       if_absent=state.etag is None, if_match=state.etag)

@@ -305,6 +305,7 @@ class Hydrator(Worker):
             if not self._cache_purged:  # every read is local now: free the memory
                 self._cache_purged = True
                 self.shared.cache.clear()
+                self.shared.interior.clear()
         if self.persistent and view is not None and \
                 self.checkpoints.saved != (view.txid, self._total):
             self.checkpoint()

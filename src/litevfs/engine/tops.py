@@ -1,0 +1,156 @@
+"""Plan-aware prefetch, the engine's half: fetch the tops of the b-trees a statement is
+about to open, all in parallel, before SQLite descends them one round trip per level.
+
+The VFS layer learns from each statement's program (``vfs/statements.py``) which
+b-trees it opens (their root pages) and which it will scan whole, and calls
+:meth:`TreeTops.want`. This worker then, per request: fetches the roots that are not
+cached (coalesced, in parallel), and for each root that is an interior page with at
+most ``FANOUT`` children (or any number, for a tree the statement scans whole), fetches
+those children too, and the tree's right edge down to its last leaf (one page per
+level: the newest rows of append-mostly tables, what "latest N" queries read). So a
+join's descent into several tables costs about one round trip for their upper levels
+together, then one per leaf. Nothing is fetched for trees whose tops are cached: a
+request for those costs one probe of the page cache. Fetched pages are ordinary cache
+entries (interior pages go to their protected tier, ``state.py``).
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections import deque
+from typing import TYPE_CHECKING
+
+from .._worker import Worker
+from ..errors import LiteVFSError
+from .scan import btree_children
+from .schema import schema_rows
+
+if TYPE_CHECKING:
+    from .reader import Reader
+    from .state import View
+
+log = logging.getLogger("litevfs.tops")
+
+FANOUT = 64  # a root with more children: not all of them (a point query uses one)
+BUDGET = 512  # pages of the level below the roots fetched per request
+MAX_QUEUED = 64
+
+
+class TreeTops(Worker):
+    """One per replica: fetches the upper levels of the b-trees statements open."""
+
+    def __init__(self, reader: Reader) -> None:
+        super().__init__("litevfs-tops")
+        self.reader = reader
+        self._queue: deque[tuple[View, tuple[int, ...], frozenset[int]] | View] = deque()
+        self._lock = threading.Lock()
+        self._done: dict[int, tuple[int, int]] = {}  # root -> (txid, levels done) this view
+        self.requests = self.pages = self.skipped = 0
+        self._working = False
+
+    def want(self, view: View, roots: tuple[int, ...], scans: frozenset[int] = frozenset()
+             ) -> bool:
+        """Fetch the tops of the trees at ``roots`` (``scans``: read whole) in the
+        background. Returns False at once when they were fetched for this view already
+        (then nothing is queued)."""
+        done = self._done
+        txid = view.txid
+        todo = tuple(r for r in roots if done.get(r, (-1,))[0] != txid)
+        if not todo:
+            self.skipped += 1
+            return False
+        with self._lock:
+            if len(self._queue) >= MAX_QUEUED:
+                return False
+            for r in todo:
+                done[r] = (txid, 0)
+            self._queue.append((view, todo, scans))
+        self.start()
+        self.wake()
+        return True
+
+    def want_schema(self, view: View) -> None:
+        """After an open: fetch what SQLite reads when it loads the schema, beyond page 1
+        (the rest of the schema table, and the statistics tables of an ANALYZEd
+        database, which SQLite reads before planning the first query)."""
+        with self._lock:
+            self._queue.append(view)
+        self.start()
+        self.wake()
+
+    def step(self) -> float | None:
+        with self._lock:
+            item = self._queue.popleft() if self._queue else None
+            self._working = item is not None
+        if item is None:
+            return 5.0  # idle: want() wakes the worker
+        try:
+            if isinstance(item, tuple):
+                self._fetch(*item)
+            else:
+                self._fetch_schema(item)
+        except (LiteVFSError, OSError) as exc:  # the statement's own reads report it
+            log.debug("fetching b-tree tops failed: %s", exc)
+        finally:
+            self._working = False
+        return 0.0
+
+    def wait_idle(self, timeout: float = 10.0) -> bool:
+        """For tests: until every queued request was handled (its fetches sent)."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            with self._lock:
+                if not self._queue and not self._working:
+                    return True
+            time.sleep(0.005)
+        return False
+
+    def _fetch_schema(self, view: View) -> None:
+        reader = self.reader
+        page1 = reader.read_page(view, 1)
+        children = btree_children(page1, 1)
+        leaves = [(1, page1)]
+        if children:  # the schema spans several pages
+            self.requests += reader.prefetch(view, children)
+            leaves = [(c, reader.read_page(view, c)) for c in children]
+        stats = [root for pgno, page in leaves for kind, name, root in schema_rows(page, pgno)
+                 if kind == "table" and name.startswith("sqlite_stat") and root > 0]
+        if stats:
+            self.pages += len(stats)
+            self.requests += reader.prefetch(view, stats)
+
+    def _fetch(self, view: View, roots: tuple[int, ...], scans: frozenset[int]) -> None:
+        reader = self.reader
+        self.requests += reader.prefetch(view, list(roots))
+        budget, below, edge = BUDGET, [], []
+        for root in roots:
+            children = btree_children(reader.read_page(view, root), root)  # waits for it
+            if not children:
+                continue
+            if len(children) <= FANOUT or root in scans:
+                below += children[:budget]
+                budget -= min(budget, len(children))
+            else:
+                below.append(children[-1])
+            if root not in scans:
+                edge.append(children[-1])
+        # The right edge of each tree, down to its last leaf: the newest rows of
+        # append-mostly tables (feeds, logs, "latest N") live there; one page per level.
+        while below or edge:
+            self.pages += len(below)
+            self.requests += reader.prefetch(view, below)
+            below, nxt = [], []
+            for pgno in edge:
+                children = btree_children(reader.read_page(view, pgno), pgno)
+                if children:
+                    below.append(children[-1])
+                    nxt.append(children[-1])
+            edge = nxt
+
+    def stats(self) -> dict[str, int]:
+        return {"requests": self.requests, "pages": self.pages, "skipped": self.skipped}
+
+    def close(self) -> None:
+        self.stop()
