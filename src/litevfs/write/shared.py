@@ -1,0 +1,407 @@
+"""Machine-local coordination of one write buffer between the processes that share it.
+
+A write buffer ``P`` (``buffer.py``, the shared log) comes with three small files:
+
+* ``P.lock``: every process holds a shared ``flock`` on it while it uses the buffer.
+  Older litevfs versions and ``litevfs unsynced discard`` take it exclusively, so
+  neither runs next to processes using the buffer.
+* ``P.shm``: 4 KiB mapped into every process (like SQLite's ``-shm``): the committed
+  end of the log (generation tag + offset in one 64-bit word, so a reader never sees
+  one without the other), the end an append in progress claims (a crash between the
+  write and the commit leaves it behind: the next appender truncates), a flag set while
+  the log is being rewritten, and a hint that processes are waiting for the write lock.
+  It is a cache: the first process to open the buffer rebuilds it from the log.
+* ``P.shm`` also carries the POSIX byte-range locks (``fcntl``), released by the kernel
+  when a process dies, which is what makes a crash safe: WRITER (one process appends
+  at a time: SQLite's RESERVED..EXCLUSIVE across processes), WAITING (held shared by
+  processes waiting for WRITER), SYNC (one upload at a time), DUTY (the process that
+  syncs every interval and compacts), INIT (opening/closing the buffer) and MEMBER
+  (held shared by every process: "am I alone?").
+* ``P.bell``: a FIFO; releasing WRITER rings it when someone waits, so a waiter wakes in
+  microseconds instead of sleeping SQLite's busy-handler milliseconds.
+
+POSIX locks belong to the process, and closing *any* descriptor of ``P.shm`` drops all
+of them: each process opens the files once per buffer (``SharedFiles.open`` refuses a
+second open in the same process), threads share the locks with reference counts.
+Locks are not inherited by ``fork()``: ``forget_after_fork`` drops the child's copies.
+"""
+
+from __future__ import annotations
+
+import errno
+import fcntl
+import mmap
+import os
+import select
+import stat
+import struct
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+from ..errors import BufferInUseError, WriteBufferError
+
+LOCK_BASE = 8192  # byte-range locks live past the mapped page
+WRITER, WAITING, SYNC, DUTY, INIT, MEMBER = range(6)
+_SHARED_BYTES = frozenset((WAITING, MEMBER))
+
+SHM_SIZE = 4096
+SHM_MAGIC = 0x3130_4D48_5357_564C  # "LVWSHM01" little endian
+_U64 = struct.Struct("<Q")
+_OFF_MAGIC, _OFF_STATE, _OFF_WRITING, _OFF_REWRITING, _OFF_WAITERS = 0, 8, 16, 24, 32
+END_BITS = 48
+END_MASK = (1 << END_BITS) - 1
+GEN_MASK = 0xFFFF
+
+INIT_TIMEOUT = 30.0
+STREAK_MAX = 8  # commits a process may make in a row while others wait for the lock
+
+_registry: dict[str, SharedFiles] = {}
+_registry_lock = threading.Lock()
+
+
+def pack_state(gen: int, end: int) -> int:
+    return ((gen & GEN_MASK) << END_BITS) | (end & END_MASK)
+
+
+def unpack_state(value: int) -> tuple[int, int]:
+    return value >> END_BITS, value & END_MASK
+
+
+def _busy(exc: OSError) -> bool:
+    return exc.errno in (errno.EAGAIN, errno.EACCES, errno.EWOULDBLOCK)
+
+
+class SharedFiles:
+    """This process's handle on the coordination files of one write buffer."""
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+        self.pid = os.getpid()
+        self._mutex = threading.Lock()
+        self._counts = [0] * 6
+        self._shm_fd = -1
+        self._lock_fd = -1
+        self._bell_fd = -1
+        self.mm: mmap.mmap | None = None
+        self.alone = False  # no other process had the buffer open when we joined
+        self.inherited = False
+
+    # -- open / close --------------------------------------------------------------------
+    @classmethod
+    def open(cls, path: str) -> SharedFiles:
+        """Join the buffer at ``path``: returns with INIT held (call ``release_init``)."""
+        key = os.path.abspath(path)
+        with _registry_lock:
+            if key in _registry:
+                raise BufferInUseError(
+                    f"write buffer {path} is in use in this process already (one write "
+                    "state per replica and process: use one core implementation)")
+            files = cls(key)
+            _registry[key] = files
+        try:
+            files._open()
+        except BaseException:
+            files.close()
+            raise
+        return files
+
+    def _open(self) -> None:
+        path = self.path
+        deadline = time.monotonic() + INIT_TIMEOUT
+        while True:  # the last process to close deletes these files: retry on a stale one
+            fd = os.open(path + ".shm", os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o600)
+            self._shm_fd = fd
+            if not self._wait_lock(INIT, deadline):
+                raise BufferInUseError(f"write buffer {path}: another process kept it locked "
+                                       f"for {INIT_TIMEOUT:g}s while opening or closing it")
+            try:
+                same = os.fstat(fd).st_ino == os.stat(path + ".shm").st_ino
+            except FileNotFoundError:
+                same = False
+            if same:
+                break
+            self._counts[INIT] = 0
+            os.close(fd)  # drops the lock too
+            self._shm_fd = -1
+        st = os.fstat(fd)
+        if st.st_uid != os.getuid() or not stat.S_ISREG(st.st_mode):
+            raise WriteBufferError(f"{path}.shm is not a regular file of this user")
+        if st.st_size < SHM_SIZE:
+            os.ftruncate(fd, SHM_SIZE)
+        self.mm = mmap.mmap(fd, SHM_SIZE)
+        # Older versions (and `litevfs unsynced discard`) hold P.lock exclusively.
+        self._lock_fd = os.open(path + ".lock", os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o600)
+        try:
+            fcntl.flock(self._lock_fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+        except OSError as exc:
+            if _busy(exc):
+                raise BufferInUseError(
+                    f"write buffer {path} is in use by an older litevfs or by `litevfs "
+                    "unsynced discard` (stop it first)") from None
+            raise
+        self.alone = self.probe_free(MEMBER)
+        self.lock(MEMBER)
+        if self.alone:  # nobody else: the map is rebuilt from the log (buffer.py)
+            self.mm[:] = bytes(SHM_SIZE)
+            self._put(_OFF_MAGIC, SHM_MAGIC)
+        elif self._u64(_OFF_MAGIC) != SHM_MAGIC:
+            raise WriteBufferError(f"{path}.shm is damaged while other processes use the "
+                                   "buffer; stop them and open it again")
+        bell = path + ".bell"
+        try:
+            os.mkfifo(bell, 0o600)
+        except FileExistsError:
+            pass
+        self._bell_fd = os.open(bell, os.O_RDWR | os.O_NONBLOCK | os.O_NOFOLLOW)
+        if not stat.S_ISFIFO(os.fstat(self._bell_fd).st_mode):
+            raise WriteBufferError(f"{bell} is not a FIFO")
+
+    def release_init(self) -> None:
+        self.unlock(INIT)
+
+    def last_one(self) -> bool:
+        """Is this the only process using the buffer? (Call with INIT held.)"""
+        return self.probe_free(MEMBER)
+
+    def close(self, *, remove: bool = False) -> None:
+        """Leave the buffer; ``remove``: delete the coordination files too (the caller
+        holds INIT and is the last one)."""
+        with _registry_lock:
+            if _registry.get(self.path) is self:
+                del _registry[self.path]
+        if remove:
+            for suffix in (".bell", ".lock", ".shm"):
+                try:
+                    os.unlink(self.path + suffix)
+                except FileNotFoundError:
+                    pass
+        if self.mm is not None:
+            try:
+                self.mm.close()
+            except (BufferError, ValueError):
+                pass
+            self.mm = None
+        for name in ("_bell_fd", "_lock_fd", "_shm_fd"):  # the shm last: it holds the locks
+            fd = getattr(self, name)
+            if fd >= 0:
+                os.close(fd)
+                setattr(self, name, -1)
+        self._counts = [0] * 6
+
+    def forget_after_fork(self) -> None:
+        """In a forked child: the locks were not inherited; drop the descriptors (the
+        parent's flock on P.lock must not outlive the parent through our copy)."""
+        self.inherited = True
+        self.mm = None  # the mapping is the parent's view: never touched again here
+        for name in ("_bell_fd", "_lock_fd", "_shm_fd"):
+            fd = getattr(self, name)
+            if fd >= 0:
+                try:
+                    os.close(fd)
+                except OSError:
+                    pass
+                setattr(self, name, -1)
+        self._counts = [0] * 6
+
+    # -- byte-range locks ----------------------------------------------------------------
+    def _fcntl(self, byte: int, op: int) -> bool:
+        try:
+            fcntl.lockf(self._shm_fd, op, 1, LOCK_BASE + byte)
+            return True
+        except OSError as exc:
+            if _busy(exc):
+                return False
+            if exc.errno == errno.EDEADLK:
+                raise WriteBufferError(f"write buffer {self.path}: lock deadlock "
+                                       "between processes") from None
+            raise
+
+    def lock(self, byte: int) -> bool:
+        """Take ``byte`` without waiting (re-entrant within the process)."""
+        with self._mutex:
+            if self._counts[byte]:
+                self._counts[byte] += 1
+                return True
+            mode = fcntl.LOCK_SH if byte in _SHARED_BYTES else fcntl.LOCK_EX
+            if not self._fcntl(byte, mode | fcntl.LOCK_NB):
+                return False
+            self._counts[byte] = 1
+            return True
+
+    def unlock(self, byte: int) -> None:
+        with self._mutex:
+            if self._counts[byte] <= 0:
+                return
+            self._counts[byte] -= 1
+            if self._counts[byte] == 0 and self._shm_fd >= 0:
+                self._fcntl(byte, fcntl.LOCK_UN)
+
+    def held(self, byte: int) -> bool:
+        return self._counts[byte] > 0
+
+    def _wait_lock(self, byte: int, deadline: float) -> bool:
+        delay = 0.0005
+        while not self.lock(byte):
+            if time.monotonic() >= deadline:
+                return False
+            time.sleep(delay)
+            delay = min(delay * 2, 0.01)
+        return True
+
+    def wait_lock(self, byte: int, timeout: float | None) -> bool:
+        """Take ``byte``, polling until ``timeout`` seconds passed (None: forever)."""
+        deadline = float("inf") if timeout is None else time.monotonic() + timeout
+        return self._wait_lock(byte, deadline)
+
+    def probe_free(self, byte: int) -> bool:
+        """Does no *other* process hold ``byte``? (Ours are ignored: POSIX locks of one
+        process never conflict; a failed request leaves our own lock as it was.)"""
+        with self._mutex:
+            if not self._fcntl(byte, fcntl.LOCK_EX | fcntl.LOCK_NB):
+                return False
+            if self._counts[byte]:  # we held it shared: back to shared
+                self._fcntl(byte, fcntl.LOCK_SH)
+            else:
+                self._fcntl(byte, fcntl.LOCK_UN)
+            return True
+
+    @contextmanager
+    def holding(self, byte: int, timeout: float | None, what: str) -> Iterator[None]:
+        if not self.wait_lock(byte, timeout):
+            raise BufferInUseError(f"write buffer {self.path}: {what} took longer than "
+                                   f"{timeout:g}s")
+        try:
+            yield
+        finally:
+            self.unlock(byte)
+
+    # -- the mapped state ----------------------------------------------------------------
+    def _u64(self, off: int) -> int:
+        mm = self.mm
+        if mm is None:
+            raise WriteBufferError(f"write buffer {self.path} is closed")
+        return _U64.unpack_from(mm, off)[0]
+
+    def _put(self, off: int, value: int) -> None:
+        mm = self.mm
+        if mm is None:
+            raise WriteBufferError(f"write buffer {self.path} is closed")
+        _U64.pack_into(mm, off, value)
+
+    def state(self) -> tuple[int, int]:
+        """(generation tag, committed end offset) of the log, read as one word."""
+        return unpack_state(self._u64(_OFF_STATE))
+
+    def state_word(self) -> int:
+        return self._u64(_OFF_STATE)
+
+    def publish(self, gen: int, end: int) -> None:
+        """Make the log up to ``end`` (of generation ``gen``) visible (WRITER held)."""
+        self._put(_OFF_WRITING, end)
+        self._put(_OFF_STATE, pack_state(gen, end))
+
+    def claim(self, end: int) -> None:
+        """An append up to ``end`` starts (WRITER held)."""
+        self._put(_OFF_WRITING, end)
+
+    def claimed(self) -> int:
+        return self._u64(_OFF_WRITING)
+
+    def set_rewriting(self, on: bool) -> None:
+        self._put(_OFF_REWRITING, 1 if on else 0)
+
+    def rewriting(self) -> bool:
+        return self._u64(_OFF_REWRITING) != 0
+
+    # -- the bell: waiting for WRITER ------------------------------------------------------
+    def ring_if_waited(self) -> bool:
+        """After releasing WRITER: wake waiting processes, if any. True when some wait."""
+        if not self._u64(_OFF_WAITERS):
+            return False
+        if self.probe_free(WAITING):
+            self._put(_OFF_WAITERS, 0)  # nobody waits any more (a hint: waiters re-set it)
+            return False
+        try:
+            os.write(self._bell_fd, b"\0")
+        except OSError:
+            pass  # full (stale rings) or closed: waiters also poll
+        return True
+
+    def wait_bell(self, timeout: float) -> None:
+        try:
+            ready, _, _ = select.select([self._bell_fd], [], [], timeout)
+            if ready:
+                os.read(self._bell_fd, 64)
+        except (OSError, ValueError):
+            time.sleep(min(timeout, 0.001))
+
+    def start_waiting(self) -> None:
+        self.lock(WAITING)
+        self._put(_OFF_WAITERS, 1)
+
+    def stop_waiting(self) -> None:
+        self.unlock(WAITING)
+
+
+class WriterGate:
+    """The cross-process write lock of one buffer (WRITER), shared by this process's
+    connections and its syncer; fair enough that no process starves: a process that
+    keeps committing while others wait yields after ``STREAK_MAX`` commits."""
+
+    def __init__(self, files: SharedFiles) -> None:
+        self.files = files
+        self.streak = 0
+
+    def try_acquire(self, *, polite: bool = True) -> bool:
+        """Take WRITER now if free. ``polite``: refuse after a long streak while other
+        processes wait (the caller then waits its turn with ``wait``)."""
+        if polite and self.streak >= STREAK_MAX and not self.files.held(WRITER):
+            return False
+        return self.files.lock(WRITER)
+
+    def wait(self, timeout: float, *, yield_first: bool = False) -> bool:
+        """Wait up to ``timeout`` s for WRITER and take it. ``yield_first``: let a waiting
+        process go first (this one just had a long streak)."""
+        files = self.files
+        deadline = time.monotonic() + timeout
+        files.start_waiting()
+        try:
+            if yield_first:
+                files.wait_bell(min(timeout, 0.002))
+            while True:
+                if files.lock(WRITER):
+                    self.streak = 0
+                    return True
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    return False
+                files.wait_bell(min(remaining, 0.002))
+        finally:
+            files.stop_waiting()
+
+    def free_elsewhere(self) -> bool:
+        """Does no other process hold WRITER?"""
+        return self.files.probe_free(WRITER)
+
+    def release(self) -> None:
+        files = self.files
+        files.unlock(WRITER)
+        if not files.held(WRITER):
+            if files.ring_if_waited():
+                self.streak += 1
+            else:
+                self.streak = 0
+
+
+def forget_after_fork() -> None:
+    """Called in a forked child (one thread): every inherited handle becomes unusable.
+    The registry lock may have been held by a thread that does not exist here."""
+    global _registry_lock
+    _registry_lock = threading.Lock()
+    handles = list(_registry.values())
+    _registry.clear()
+    for files in handles:
+        files._mutex = threading.Lock()
+        files.forget_after_fork()
