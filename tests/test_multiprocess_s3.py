@@ -155,9 +155,8 @@ def test_kill9_of_the_syncing_process_mid_upload(seaweed, s3_bucket, tmp_path, c
                                                  latency_proxy):
     """The process that syncs is killed while its uploads are on the wire (every request
     takes ~50 ms through the proxy, a sync several, and it syncs every 100 ms), again and
-    again: another
-    takes over, every commit that returned anywhere, the killed ones' included (they
-    were in the shared log), reaches the bucket once."""
+    again: another takes over, every commit that returned anywhere, the killed ones'
+    included (they were in the shared log), reaches the bucket once."""
     proxy = latency_proxy(seaweed.port, 0.025)
     url = s3_replica_url(s3_bucket, "db", proxy.endpoint, seaweed.region)
     env = child_env(seaweed, core)
