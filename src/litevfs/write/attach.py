@@ -2,7 +2,8 @@
 
 ``attach_writer`` opens (or recovers, or joins) the machine's shared buffer, settles
 where it stands against the replica (``syncer.recover``), then starts the syncer
-thread, which competes for the duty of syncing and, once elected, starts compaction.
+thread, which competes for the duty of syncing and, once elected, starts compaction,
+and the keeper that hands the machine's write lock over when another process waits.
 The session calls it once per replica; the writer only knows its collaborators.
 """
 
@@ -13,6 +14,7 @@ from typing import TYPE_CHECKING
 from ..engine.state import ReplicaState
 from ..engine.views import ViewBuilder
 from .compactor import CompactionPolicy, Compactor
+from .shared import LockKeeper
 from .syncer import Syncer, recover
 from .writer import Writer
 
@@ -38,5 +40,7 @@ def attach_writer(state: ReplicaState, views: ViewBuilder, hydrator: Hydrator | 
         state.impl, config.replica_url)
     # The process elected to sync (DUTY) also compacts; the others take over if it goes.
     writer.syncer = Syncer(writer, config.sync_interval, on_duty=writer.compactor.start)
+    writer.keeper = LockKeeper(writer.gate, config.replica_url)
     writer.syncer.start()
+    writer.keeper.start()
     return writer

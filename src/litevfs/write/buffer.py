@@ -669,11 +669,12 @@ class WriteBuffer:
         files = self.files
         if files is None or self._fd < 0:
             raise WriteBufferError(f"write buffer {self.path} is closed")
-        if files.state_word() != self._seen:
+        word, claimed, _rewriting = files.head3()
+        if word != self._seen:
             raise WriteBufferError(f"write buffer {self.path}: append without the write "
                                    "lock or on a stale index (internal error)")
         start = self.pos
-        if files.claimed() > start:  # a crashed append left bytes past the end
+        if claimed > start:  # a crashed append left bytes past the end
             os.ftruncate(self._fd, start)
         end = start + len(record)
         files.claim(end)
@@ -691,8 +692,7 @@ class WriteBuffer:
             files.claim(start)
             raise
         self.pos = end
-        files.publish(self.gen, end)
-        self._seen = pack_state(self.gen, end)
+        self._seen = files.publish(self.gen, end)
         return start, end
 
     def append(self, pages: Mapping[int, bytes], commit: int) -> int:

@@ -40,6 +40,7 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 
+from .._worker import Worker
 from ..errors import BufferInUseError, WriteBufferError
 
 LOCK_BASE = 8192  # byte-range locks live past the mapped page
@@ -49,6 +50,8 @@ _SHARED_BYTES = frozenset((WAITING, MEMBER))
 SHM_SIZE = 4096
 SHM_MAGIC = 0x3130_4D48_5357_564C  # "LVWSHM01" little endian
 _U64 = struct.Struct("<Q")
+_HEAD3 = struct.Struct("<QQQ")  # state, claimed end, rewriting: one read on the hot path
+_PAIR = struct.Struct("<QQ")
 _OFF_MAGIC, _OFF_STATE, _OFF_WRITING, _OFF_REWRITING, _OFF_WAITERS = 0, 8, 16, 24, 32
 END_BITS = 48
 END_MASK = (1 << END_BITS) - 1
@@ -57,6 +60,7 @@ GEN_MASK = 0xFFFF
 INIT_TIMEOUT = 30.0
 STREAK_MAX = 16  # commits a process may make in a row while others wait for the lock
 POLL_S = 0.001  # a waiter looks at the lock this often between rings
+KEEP_TICK_S = 0.005  # a kept write lock is handed over this soon after someone waits
 
 _registry: dict[str, SharedFiles] = {}
 _registry_lock = threading.Lock()
@@ -88,6 +92,7 @@ class SharedFiles:
         self.mm: mmap.mmap | None = None
         self.alone = False  # no other process had the buffer open when we joined
         self.inherited = False
+        self._kept = False  # WRITER still held after its last user released it
 
     # -- open / close --------------------------------------------------------------------
     @classmethod
@@ -190,6 +195,7 @@ class SharedFiles:
                 os.close(fd)
                 setattr(self, name, -1)
         self._counts = [0] * 6
+        self._kept = False
 
     def forget_after_fork(self) -> None:
         """In a forked child: the locks were not inherited; drop the descriptors (the
@@ -225,19 +231,42 @@ class SharedFiles:
             if self._counts[byte]:
                 self._counts[byte] += 1
                 return True
+            if byte == WRITER and self._kept:  # still held from the last release
+                self._kept = False
+                self._counts[byte] = 1
+                return True
             mode = fcntl.LOCK_SH if byte in _SHARED_BYTES else fcntl.LOCK_EX
             if not self._fcntl(byte, mode | fcntl.LOCK_NB):
                 return False
             self._counts[byte] = 1
             return True
 
-    def unlock(self, byte: int) -> None:
+    def unlock(self, byte: int, *, keep: bool = False) -> None:
+        """Release ``byte``; ``keep`` (WRITER): the last release keeps the lock with the
+        kernel (no system call now or at the next ``lock``) until ``drop_kept``."""
         with self._mutex:
             if self._counts[byte] <= 0:
                 return
             self._counts[byte] -= 1
             if self._counts[byte] == 0 and self._shm_fd >= 0:
-                self._fcntl(byte, fcntl.LOCK_UN)
+                if keep and byte == WRITER:
+                    self._kept = True
+                else:
+                    self._fcntl(byte, fcntl.LOCK_UN)
+
+    @property
+    def kept(self) -> bool:
+        return self._kept
+
+    def drop_kept(self) -> bool:
+        """Really release a kept WRITER (someone waits, or we close). True if it was."""
+        with self._mutex:
+            if not self._kept:
+                return False
+            self._kept = False
+            if self._counts[WRITER] == 0 and self._shm_fd >= 0:
+                self._fcntl(WRITER, fcntl.LOCK_UN)
+            return True
 
     def held(self, byte: int) -> bool:
         return self._counts[byte] > 0
@@ -298,10 +327,22 @@ class SharedFiles:
     def state_word(self) -> int:
         return self._u64(_OFF_STATE)
 
-    def publish(self, gen: int, end: int) -> None:
-        """Make the log up to ``end`` (of generation ``gen``) visible (WRITER held)."""
-        self._put(_OFF_WRITING, end)
-        self._put(_OFF_STATE, pack_state(gen, end))
+    def head3(self) -> tuple[int, int, int]:
+        """(state word, claimed end, rewriting flag) in one read (WRITER held)."""
+        mm = self.mm
+        if mm is None:
+            raise WriteBufferError(f"write buffer {self.path} is closed")
+        return _HEAD3.unpack_from(mm, _OFF_STATE)
+
+    def publish(self, gen: int, end: int) -> int:
+        """Make the log up to ``end`` (of generation ``gen``) visible (WRITER held);
+        returns the new state word."""
+        word = pack_state(gen, end)
+        mm = self.mm
+        if mm is None:
+            raise WriteBufferError(f"write buffer {self.path} is closed")
+        _PAIR.pack_into(mm, _OFF_STATE, word, end)
+        return word
 
     def claim(self, end: int) -> None:
         """An append up to ``end`` starts (WRITER held)."""
@@ -390,21 +431,49 @@ class WriterGate:
         return self.files.probe_free(WRITER)
 
     def release(self) -> None:
-        """Release WRITER. While others wait, this process may go on for a streak of
-        commits (each handoff costs the machine context switches and the next writer's
-        catch-up; a batch amortises them); at the end of the streak it rings the bell
-        and yields. Waiters also look every ``POLL_S``, so a writer that stops early
-        keeps nobody waiting long."""
+        """Release WRITER. Nobody waiting: the lock stays with this process (two system
+        calls less per commit; ``LockKeeper`` hands it over within ``KEEP_TICK_S`` once
+        someone waits). Others waiting: this process may go on for a streak of commits
+        (each handoff costs the machine context switches and the next writer's
+        catch-up; a batch amortises them), then it rings the bell and yields. Waiters
+        also look every ``POLL_S``, so a writer that stops early keeps nobody waiting."""
         files = self.files
-        files.unlock(WRITER)
-        if files.held(WRITER):
-            return
-        if not files.waiters_hinted():
-            self.streak = 0
+        hinted = files.waiters_hinted()
+        files.unlock(WRITER, keep=not hinted)
+        if files.held(WRITER) or not hinted:
+            if not hinted:
+                self.streak = 0
             return
         self.streak += 1
         if self.streak >= STREAK_MAX and not files.ring_if_waited():
             self.streak = 0  # the hint was stale: nobody waits
+
+    def hand_over(self) -> bool:
+        """A kept lock is released when someone waits for it (``LockKeeper``)."""
+        files = self.files
+        if files.kept and files.waiters_hinted() and files.drop_kept():
+            files.ring_if_waited()
+            return True
+        return False
+
+    def close(self) -> None:
+        self.files.drop_kept()
+
+
+class LockKeeper(Worker):
+    """Hands a kept WRITER lock over once another process waits for it."""
+
+    def __init__(self, gate: WriterGate, name: str = "") -> None:
+        super().__init__(f"litevfs-lock {name}")
+        self.gate = gate
+
+    def step(self) -> float:
+        self.gate.hand_over()
+        return KEEP_TICK_S if self.gate.files.kept else 10 * KEEP_TICK_S
+
+    def stop(self) -> None:
+        super().stop()
+        self.gate.close()
 
 
 def forget_after_fork() -> None:

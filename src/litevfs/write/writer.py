@@ -46,6 +46,7 @@ if TYPE_CHECKING:
     from ..engine.state import ReplicaState, View
     from ..engine.views import ViewBuilder
     from .compactor import Compactor
+    from .shared import LockKeeper
     from .syncer import Syncer
 
 log = logging.getLogger("litevfs.writer")
@@ -192,6 +193,7 @@ class Writer:
         self.head_state = HeadState(self.buffer.writer_id)
         self.syncer: Syncer | None = None  # set by attach_writer (attach.py)
         self.compactor: Compactor | None = None
+        self.keeper: LockKeeper | None = None
         self.inherited = False  # a fork() child's copy: never used
         if self.buffer.conflict is not None:
             self.conflict = ConflictError(self.buffer.conflict)
@@ -249,10 +251,14 @@ class Writer:
                            yield_first=gate.streak >= STREAK_MAX)
         try:
             with self.lock:
-                self.buffer.repair()
-                changes = self.buffer.catch_up(cow=True)
-                if changes:
-                    self._absorb(changes)
+                buf = self.buffer
+                word, _claimed, rewriting = self.files.head3()
+                if rewriting:
+                    buf.repair()
+                if rewriting or word != buf._seen:
+                    changes = buf.catch_up(cow=True)
+                    if changes:
+                        self._absorb(changes)
                 if self.local.gen != pinned.gen:
                     raise LockBusy("another process committed since this transaction "
                                    "began: retry it", machine=True)
@@ -509,7 +515,7 @@ class Writer:
     def close(self) -> None:
         """Final sync, then stop; raises (buffer kept) if unsynced writes remain."""
         error: BaseException | None = None
-        for worker in (self.syncer, self.compactor):
+        for worker in (self.syncer, self.compactor, self.keeper):
             if worker is not None:
                 worker.stop()
         try:
