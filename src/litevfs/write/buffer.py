@@ -60,6 +60,7 @@ _HEAD1 = struct.Struct(">8sIQH")  # magic, page size, base TXID, url length (the
 _HEAD = struct.Struct(">8sIQQQ16sH")  # + seq0, generation, writer id
 _REC = struct.Struct(">4sIIQ")  # kind, count/length, commit/flags, seq/txid
 _U64 = struct.Struct(">Q")
+_STATE = struct.Struct("<Q")  # the mapped state word (shared.py)
 _MARK = struct.Struct(">QQ")  # SYNC body: covered seq (v1: offset), LTX file checksum
 _DONE = struct.Struct(">QQQdHIII")  # covered, checksum, size, created_at, 4 lengths
 KIND_TX, KIND_SYNC, KIND_DONE, KIND_CONFLICT = b"TX01", b"SY01", b"DN01", b"CF01"
@@ -441,8 +442,11 @@ class WriteBuffer:
     # -- catching up -------------------------------------------------------------------
     def fresh(self) -> bool:
         """Is the index at the log's committed end? (One read of the mapped word.)"""
-        assert self.files is not None
-        return self.files.state_word() == self._seen
+        files = self.files
+        mm = files.mm if files is not None else None
+        if mm is None:
+            raise WriteBufferError(f"write buffer {self.path} is closed")
+        return _STATE.unpack_from(mm, 8)[0] == self._seen
 
     def catch_up(self, *, cow: bool = False) -> Changes:
         """Apply what other processes appended since the last call. ``cow``: readers

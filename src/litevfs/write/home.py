@@ -167,7 +167,7 @@ def adopt_legacy_buffer(replica_url: str, path: str) -> bool:
                     "replica)") from None
             raise
         _move_file(old, path)
-        for suffix in (".lock", ".shm", ".bell"):  # the coordination files (shared.py)
+        for suffix in (".lock", ".shm", ".bell", ".want"):  # coordination files (shared.py)
             try:
                 os.unlink(old + suffix)
             except FileNotFoundError:

@@ -18,7 +18,9 @@ A write buffer ``P`` (``buffer.py``, the shared log) comes with three small file
   syncs every interval and compacts), INIT (opening/closing the buffer) and MEMBER
   (held shared by every process: "am I alone?").
 * ``P.bell``: a FIFO; releasing WRITER rings it when someone waits, so a waiter wakes in
-  microseconds instead of sleeping SQLite's busy-handler milliseconds.
+  microseconds instead of sleeping SQLite's busy-handler milliseconds. ``P.want``: a
+  FIFO a waiter writes to, waking the process that kept WRITER after its last commit
+  (``LockKeeper``), so it hands the lock over at once.
 
 POSIX locks belong to the process, and closing *any* descriptor of ``P.shm`` drops all
 of them: each process opens the files once per buffer (``SharedFiles.open`` refuses a
@@ -60,7 +62,7 @@ GEN_MASK = 0xFFFF
 INIT_TIMEOUT = 30.0
 STREAK_MAX = 16  # commits a process may make in a row while others wait for the lock
 POLL_S = 0.001  # a waiter looks at the lock this often between rings
-KEEP_TICK_S = 0.005  # a kept write lock is handed over this soon after someone waits
+KEEP_TICK_S = 0.1  # a kept write lock is handed over at once when asked; this is the net
 
 _registry: dict[str, SharedFiles] = {}
 _registry_lock = threading.Lock()
@@ -89,6 +91,7 @@ class SharedFiles:
         self._shm_fd = -1
         self._lock_fd = -1
         self._bell_fd = -1
+        self._want_fd = -1
         self.mm: mmap.mmap | None = None
         self.alone = False  # no other process had the buffer open when we joined
         self.inherited = False
@@ -155,14 +158,20 @@ class SharedFiles:
         elif self._u64(_OFF_MAGIC) != SHM_MAGIC:
             raise WriteBufferError(f"{path}.shm is damaged while other processes use the "
                                    "buffer; stop them and open it again")
-        bell = path + ".bell"
+        self._bell_fd = self._fifo(path + ".bell")
+        self._want_fd = self._fifo(path + ".want")
+
+    @staticmethod
+    def _fifo(name: str) -> int:
         try:
-            os.mkfifo(bell, 0o600)
+            os.mkfifo(name, 0o600)
         except FileExistsError:
             pass
-        self._bell_fd = os.open(bell, os.O_RDWR | os.O_NONBLOCK | os.O_NOFOLLOW)
-        if not stat.S_ISFIFO(os.fstat(self._bell_fd).st_mode):
-            raise WriteBufferError(f"{bell} is not a FIFO")
+        fd = os.open(name, os.O_RDWR | os.O_NONBLOCK | os.O_NOFOLLOW)
+        if not stat.S_ISFIFO(os.fstat(fd).st_mode):
+            os.close(fd)
+            raise WriteBufferError(f"{name} is not a FIFO")
+        return fd
 
     def release_init(self) -> None:
         self.unlock(INIT)
@@ -178,7 +187,7 @@ class SharedFiles:
             if _registry.get(self.path) is self:
                 del _registry[self.path]
         if remove:
-            for suffix in (".bell", ".lock", ".shm"):
+            for suffix in (".bell", ".want", ".lock", ".shm"):
                 try:
                     os.unlink(self.path + suffix)
                 except FileNotFoundError:
@@ -189,7 +198,7 @@ class SharedFiles:
             except (BufferError, ValueError):
                 pass
             self.mm = None
-        for name in ("_bell_fd", "_lock_fd", "_shm_fd"):  # the shm last: it holds the locks
+        for name in ("_bell_fd", "_want_fd", "_lock_fd", "_shm_fd"):  # shm last: the locks
             fd = getattr(self, name)
             if fd >= 0:
                 os.close(fd)
@@ -202,7 +211,7 @@ class SharedFiles:
         parent's flock on P.lock must not outlive the parent through our copy)."""
         self.inherited = True
         self.mm = None  # the mapping is the parent's view: never touched again here
-        for name in ("_bell_fd", "_lock_fd", "_shm_fd"):
+        for name in ("_bell_fd", "_want_fd", "_lock_fd", "_shm_fd"):
             fd = getattr(self, name)
             if fd >= 0:
                 try:
@@ -385,6 +394,25 @@ class SharedFiles:
     def start_waiting(self) -> None:
         self.lock(WAITING)
         self._put(_OFF_WAITERS, 1)
+        try:  # wake the process that keeps the lock (its LockKeeper waits on P.want)
+            os.write(self._want_fd, b"\0")
+        except OSError:
+            pass
+
+    def poke_want(self) -> None:
+        try:
+            os.write(self._want_fd, b"\0")
+        except OSError:
+            pass
+
+    def wait_want(self, timeout: float) -> None:
+        """Block until a process starts waiting for WRITER (or ``timeout``)."""
+        try:
+            ready, _, _ = select.select([self._want_fd], [], [], timeout)
+            if ready:
+                os.read(self._want_fd, 64)
+        except (OSError, ValueError):
+            time.sleep(timeout)
 
     def stop_waiting(self) -> None:
         self.unlock(WAITING)
@@ -438,12 +466,21 @@ class WriterGate:
         catch-up; a batch amortises them), then it rings the bell and yields. Waiters
         also look every ``POLL_S``, so a writer that stops early keeps nobody waiting."""
         files = self.files
-        hinted = files.waiters_hinted()
-        files.unlock(WRITER, keep=not hinted)
-        if files.held(WRITER) or not hinted:
+        mm = files.mm
+        hinted = mm is not None and _U64.unpack_from(mm, _OFF_WAITERS)[0] != 0
+        with files._mutex:  # files.unlock(WRITER, keep=...), inlined: every commit
+            count = files._counts[WRITER] - 1
+            if count < 0:
+                return
+            files._counts[WRITER] = count
+            if count:
+                return
             if not hinted:
+                files._kept = True
                 self.streak = 0
-            return
+                return
+            if files._shm_fd >= 0:
+                files._fcntl(WRITER, fcntl.LOCK_UN)
         self.streak += 1
         if self.streak >= STREAK_MAX and not files.ring_if_waited():
             self.streak = 0  # the hint was stale: nobody waits
@@ -461,17 +498,28 @@ class WriterGate:
 
 
 class LockKeeper(Worker):
-    """Hands a kept WRITER lock over once another process waits for it."""
+    """Hands a kept WRITER lock over once another process waits for it: it sleeps on
+    ``P.want``, which every waiter writes to (a thread woken only then, and every
+    ``KEEP_TICK_S`` as a safety net, so it never competes for the GIL with commits)."""
+
+    stop_timeout = 2 * KEEP_TICK_S + 1.0
 
     def __init__(self, gate: WriterGate, name: str = "") -> None:
         super().__init__(f"litevfs-lock {name}")
         self.gate = gate
 
     def step(self) -> float:
-        self.gate.hand_over()
-        return KEEP_TICK_S if self.gate.files.kept else 10 * KEEP_TICK_S
+        files = self.gate.files
+        if files.mm is None:
+            return KEEP_TICK_S
+        files.wait_want(KEEP_TICK_S)
+        if not self.stopped:
+            self.gate.hand_over()
+        return 0.0
 
     def stop(self) -> None:
+        self._stop.set()
+        self.gate.files.poke_want()  # out of its select at once
         super().stop()
         self.gate.close()
 
