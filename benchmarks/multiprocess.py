@@ -60,6 +60,7 @@ def _child_writer(args: argparse.Namespace) -> None:
     while time.monotonic() < start_at:
         time.sleep(0.0005)
     before = _requests(litevfs.stats(con))
+    cpu0 = time.process_time()
     payload = "p" * 100
     lat = []
     end = start_at + args.seconds
@@ -68,10 +69,12 @@ def _child_writer(args: argparse.Namespace) -> None:
         t = perf()
         con.execute("INSERT INTO small(v) VALUES (?)", (payload,))
         lat.append(perf() - t)
+    cpu = time.process_time() - cpu0
     requests = _requests(litevfs.stats(con)) - before
     litevfs.sync(con, timeout=120)
     con.close()
-    print(json.dumps({"commits": len(lat), "lat": lat, "requests": requests}), flush=True)
+    print(json.dumps({"commits": len(lat), "lat": lat, "requests": requests, "cpu_s": cpu}),
+          flush=True)
 
 
 def _child_visibility(args: argparse.Namespace) -> None:
@@ -149,6 +152,7 @@ def _writers(server: Any, n: int, shared: bool, args: argparse.Namespace,
             "commits": commits, "commits_per_s": commits / args.seconds,
             "commit_p50_ms": _pct(lat, 0.5) * 1e3, "commit_p99_ms": _pct(lat, 0.99) * 1e3,
             "per_process": [r["commits"] for r in results],
+            "cpu_us_per_commit": sum(r["cpu_s"] for r in results) / max(commits, 1) * 1e6,
             "requests_per_min": sum(r["requests"] for r in results) * 60 / args.seconds}
 
 

@@ -212,11 +212,23 @@ def encode_conflict(message: str) -> bytes:
     return _meta(KIND_CONFLICT, 0, 0, message.encode())
 
 
-def parse_record(view: memoryview, pos: int, page_size: int
+_PGNOS: dict[int, struct.Struct] = {}
+
+
+def _pgnos(count: int) -> struct.Struct:
+    st = _PGNOS.get(count)
+    if st is None:
+        st = _PGNOS[count] = struct.Struct(f">{count}I")
+    return st
+
+
+def parse_record(view: memoryview, pos: int, page_size: int, verify: bool = True
                  ) -> tuple[bytes, int, object] | None:
     """(kind, end offset, payload) of the record at ``pos``, or None when it is torn or
     corrupt. Payload: ``(pages, commit, seq)`` for a transaction, a SyncMark, a Done,
-    or the conflict message."""
+    or the conflict message. ``verify=False``: skip the checksum (a record inside the
+    committed end of a live log, complete by construction; recovery always checks): the
+    pages are then memoryviews into ``view``'s buffer instead of copies."""
     if pos + _REC.size > len(view):
         return None
     kind, count, commit, seq = _REC.unpack_from(view, pos)
@@ -233,7 +245,7 @@ def parse_record(view: memoryview, pos: int, page_size: int
     else:
         return None
     end = pos + _REC.size + body
-    if end + 8 > len(view) or _U64.unpack_from(view, end)[0] != _xxh(view[pos:end]):
+    if end + 8 > len(view) or (verify and _U64.unpack_from(view, end)[0] != _xxh(view[pos:end])):
         return None
     start = pos + _REC.size
     if kind == KIND_SYNC:
@@ -244,10 +256,15 @@ def parse_record(view: memoryview, pos: int, page_size: int
     if kind == KIND_DONE:
         done = _parse_done(view, start, end, commit, seq, bytes(view[pos:end + 8]))
         return (kind, end + 8, done) if done is not None else None
-    pgnos = struct.unpack_from(f">{count}I", view, start)
+    pgnos = _pgnos(count).unpack_from(view, start) if count < 4096 else struct.unpack_from(
+        f">{count}I", view, start)
     off = start + 4 * count
-    pages = {p: bytes(view[off + i * page_size:off + (i + 1) * page_size])
-             for i, p in enumerate(pgnos)}
+    if verify:
+        pages = {p: view[off + i * page_size:off + (i + 1) * page_size].tobytes()
+                 for i, p in enumerate(pgnos)}
+    else:  # the live catch-up: views into its read buffer (no copy; bytes-like)
+        pages = {p: view[off + i * page_size:off + (i + 1) * page_size]
+                 for i, p in enumerate(pgnos)}
     return kind, end + 8, (pages, commit, seq)
 
 
@@ -475,8 +492,39 @@ class WriteBuffer:
         data = os.pread(fd, stop - start, start)
         view = memoryview(data)
         pos, n = 0, len(data)
+        # The common record by far is another process's transaction, read by every other
+        # process: it is applied inline (no checksum inside the committed end, pages as
+        # views into ``data``), everything else through parse_record / _apply_record.
+        fast = strict and not self._switching and self._new_header is None
+        ps, rec_size, unpack = self.page_size, _REC.size, _REC.unpack_from
+        events = changes.events
         while pos < n:
-            parsed = parse_record(view, pos, self.page_size)
+            if fast and pos + rec_size <= n:
+                kind, count, commit, seq = unpack(view, pos)
+                body = pos + rec_size
+                end = body + count * (4 + ps)
+                if kind == KIND_TX and count < 4096 and end + 8 <= n and seq > self.last_seq:
+                    target = self._own_pages()
+                    page_seq = self.page_seq
+                    if self.commit is not None and commit < self.commit:
+                        for p in [p for p in target if p > commit]:
+                            del target[p]
+                            page_seq.pop(p, None)
+                    off = body + 4 * count
+                    for p in _pgnos(count).unpack_from(view, body):
+                        if p <= commit:
+                            target[p] = view[off:off + ps]
+                            page_seq[p] = seq
+                        off += ps
+                    floor = self.floor
+                    self.floor = commit if floor is None or commit < floor else floor
+                    self.commit = commit
+                    self.last_seq = seq
+                    self.txs.append(TxRef(seq, commit, start + pos, start + end + 8))
+                    events.append(("tx", commit))
+                    pos = end + 8
+                    continue
+            parsed = parse_record(view, pos, ps, verify=not strict)
             if parsed is None:
                 if strict:
                     raise WriteBufferError(

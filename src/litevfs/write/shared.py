@@ -61,7 +61,7 @@ GEN_MASK = 0xFFFF
 
 INIT_TIMEOUT = 30.0
 STREAK_MAX = 16  # commits a process may make in a row while others wait for the lock
-POLL_S = 0.001  # a waiter looks at the lock this often between rings
+POLL_S = 0.002  # a waiter looks at the lock this often between rings
 KEEP_TICK_S = 0.1  # a kept write lock is handed over at once when asked; this is the net
 
 _registry: dict[str, SharedFiles] = {}
@@ -394,10 +394,6 @@ class SharedFiles:
     def start_waiting(self) -> None:
         self.lock(WAITING)
         self._put(_OFF_WAITERS, 1)
-        try:  # wake the process that keeps the lock (its LockKeeper waits on P.want)
-            os.write(self._want_fd, b"\0")
-        except OSError:
-            pass
 
     def poke_want(self) -> None:
         try:
@@ -443,6 +439,7 @@ class WriterGate:
         try:
             if yield_first:
                 files.wait_bell(min(timeout, POLL_S))
+            poked = False
             while True:
                 if files.lock(WRITER):
                     self.streak = 0
@@ -451,6 +448,9 @@ class WriterGate:
                 if remaining <= 0:
                     return False
                 files.wait_bell(min(remaining, POLL_S))
+                if not poked:  # a writer that is active sees the hint when it releases;
+                    poked = True  # one that went idle keeping the lock needs waking
+                    files.poke_want()
         finally:
             files.stop_waiting()
 

@@ -366,7 +366,7 @@ class Writer:
         the uploader's exact pages (zeros where it zero-filled), else the ones that just
         left the index (pages rewritten since are not known as of that TXID)."""
         if exact is None:  # zero-filled pages stay unknown here (rare: after a shrink)
-            return [(p, dropped[p]) for p in fi.pgnos if p in dropped]
+            return [(p, bytes(dropped[p])) for p in fi.pgnos if p in dropped]
         zero = bytes(self.page_size)
         return [(p, exact.get(p) or zero) for p in fi.pgnos]
 
