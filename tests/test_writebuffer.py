@@ -222,3 +222,43 @@ def test_garbage_file_refused(tmp_path):
     path.write_bytes(b"not a buffer at all, definitely not" * 3)
     with pytest.raises(WriteBufferError, match="bad header"):
         open_buf(path)
+
+
+def test_a_second_process_index_follows_appends_rewrites_and_discards(tmp_path):
+    """Two handles on one log, as two processes have (the per-process registry is
+    bypassed): B's index catches up incrementally, across a rewrite (a new generation
+    that keeps the unsynced transaction and the DONE record), and a discard."""
+    from litevfs.write import shared
+
+    path = tmp_path / "b.wbuf"
+    a, _ = open_buf(path)
+    shared._registry.clear()  # "another process"
+    b, _ = open_buf(path)
+    try:
+        assert b.catch_up().events == []
+        s1 = a.append({1: page(1)}, 1)
+        a.append({2: page(2)}, 2)
+        changes = b.catch_up()
+        assert [e[0] for e in changes.events] == ["tx", "tx"] and b.last_seq == s1 + 1
+        assert {p: bytes(d) for p, d in b.pages.items()} == {1: page(1), 2: page(2)}
+        assert b.fresh() and not b.catch_up()
+        a.catch_up()
+        a.append_done(Done(8, s1, 0xABC, None))
+        changes = b.catch_up(cow=True)
+        (_, done, dropped, commit, _floor), = [e for e in changes.events if e[0] == "done"]
+        assert done.txid == 8 and set(dropped) == {1} and commit == 1
+        assert b.base_txid == 8 and set(b.pages) == {2} and b.transactions == 1
+        a.rewrite()
+        a.catch_up()
+        a.append({3: page(3)}, 3)
+        changes = b.catch_up()
+        assert changes.generation and b.gen == a.gen == 2
+        assert set(b.pages) == {2, 3} and b.base_txid == 8 and b.transactions == 2
+        assert [t.seq for t in b.txs] == [t.seq for t in a.txs]  # offsets in the new file
+        assert b.unsynced(b.last_seq) == a.unsynced(a.last_seq)
+        a.clear(11)  # a discard: every process drops what it had
+        changes = b.catch_up()
+        assert changes.jumped == 11 and b.empty and b.pages == {} and b.base_txid == 11
+    finally:
+        b.close()
+        a.close()

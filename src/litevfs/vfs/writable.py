@@ -234,7 +234,7 @@ class WritableLiteFile(LiteFile):
                     self._flush()
                 except apsw.Error as exc:  # xSync reported it already when it was called
                     log.error("%s: commit at unlock failed: %s",
-                              self.writer.config.replica_url, exc)
+                              self.writer.name, exc)
         if level < RESERVED:
             self._drop_gate()
         self.writer.locks.unlock(self.owner, level)

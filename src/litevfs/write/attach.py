@@ -40,7 +40,7 @@ def attach_writer(state: ReplicaState, views: ViewBuilder, hydrator: Hydrator | 
         state.impl, config.replica_url)
     # The process elected to sync (DUTY) also compacts; the others take over if it goes.
     writer.syncer = Syncer(writer, config.sync_interval, on_duty=writer.compactor.start)
-    writer.keeper = LockKeeper(writer.gate, config.replica_url)
+    writer.keeper = LockKeeper(writer.gate, writer.name)
     writer.syncer.start()
     writer.keeper.start()
     return writer

@@ -265,7 +265,7 @@ def _settle_pending(writer: Writer) -> None:
         if landed is None:
             return  # never landed: this sync uploads the TXID again (the marks stay)
         log.info("%s: the upload of TXID %016x by a process that stopped landed; "
-                 "recording it", writer.config.replica_url, txid)
+                 "recording it", writer.name, txid)
         writer.record_done(_done_for(writer, txid, landed.covered, landed.checksum))
 
 
@@ -363,7 +363,7 @@ class Syncer(Worker):
 
     def __init__(self, writer: Writer, interval: float,
                  on_duty: Callable[[], None] | None = None) -> None:
-        super().__init__(f"litevfs-sync {writer.config.replica_url}")
+        super().__init__(f"litevfs-sync {writer.name}")
         self.writer = writer
         self.interval = interval
         self.check = min(interval / 2, 0.5) if interval > 0 else 0.5
@@ -381,7 +381,7 @@ class Syncer(Worker):
         if not self.duty and self.writer.files.lock(DUTY):
             self.duty = True
             log.info("%s: this process (pid %d) now syncs the machine's commits",
-                     self.writer.config.replica_url, self.writer.files.pid)
+                     self.writer.name, self.writer.files.pid)
             if self.on_duty is not None:
                 self.on_duty()
         return self.duty
@@ -407,5 +407,5 @@ class Syncer(Worker):
         self.failures += 1  # storage down: keep the buffer, retry later
         self.writer.last_error = exc
         log.warning("sync of %s failed (%d in a row): %s",
-                    self.writer.config.replica_url, self.failures, exc)
+                    self.writer.name, self.failures, exc)
         return (self.interval or self.check) * min(2 ** self.failures, 30)

@@ -202,10 +202,15 @@ class Writer:
             self._ensure_view(self.buffer.base_txid)
         if self.recovered.transactions and self.files.alone:
             log.warning("%s: recovered %d unsynced transactions from %s (base TXID %016x)",
-                        config.replica_url, self.recovered.transactions, self.buffer_path,
+                        state.storage.url, self.recovered.transactions, self.buffer_path,
                         self.base_txid)
 
     # -- the index of the shared log -----------------------------------------------------
+    @property
+    def name(self) -> str:
+        """The replica as logs and messages name it (no secrets: the storage's URL)."""
+        return self.state.storage.url
+
     @property
     def base_txid(self) -> int:
         """The TXID every synced commit is in (the position the next upload builds on)."""
@@ -315,7 +320,7 @@ class Writer:
         except TxNotAvailableError:
             return txid == 0
         except LiteVFSError as exc:
-            log.warning("%s: cannot reach TXID %016x now: %s", self.config.replica_url,
+            log.warning("%s: cannot reach TXID %016x now: %s", self.name,
                         txid, exc)
             return False
         return view.txid >= txid
@@ -333,7 +338,7 @@ class Writer:
                 fi = FileIndex(done.info, LTXHeader.unpack(done.header), pgnos, offsets, sizes)
             except LiteVFSError as exc:
                 log.warning("%s: unusable file index in the log for TXID %016x: %s",
-                            self.config.replica_url, done.txid, exc)
+                            self.name, done.txid, exc)
         if done.head:
             self.head_state.adopt(done.head, done.etag or None)
         if fi is not None and current.txid < done.txid:
@@ -418,13 +423,13 @@ class Writer:
         SYNC lock (one upload at a time; released by the kernel if we die)."""
         deadline = None if timeout is None else time.monotonic() + timeout
         if not self.sync_lock.acquire(timeout=-1 if timeout is None else timeout):
-            raise SyncTimeout(f"a sync of {self.config.replica_url} is still running after "
+            raise SyncTimeout(f"a sync of {self.name} is still running after "
                               f"{timeout:g}s (nothing is lost: it goes on in the background)")
         try:
             left = None if deadline is None else max(0.0, deadline - time.monotonic())
             if not self.files.wait_lock(SYNC, left):
                 raise SyncTimeout(
-                    f"another process has been syncing {self.config.replica_url} for over "
+                    f"another process has been syncing {self.name} for over "
                     f"{timeout:g}s (nothing is lost: it goes on there)")
             try:
                 yield
@@ -457,9 +462,9 @@ class Writer:
                         full = self.buffer.conflict or full
                 except (LiteVFSError, OSError) as exc:
                     log.warning("%s: the conflict could not be recorded in the log: %s",
-                                self.config.replica_url, exc)
+                                self.name, exc)
                 self.conflict = ConflictError(full)
-                log.error("%s: %s", self.config.replica_url, self.conflict)
+                log.error("%s: %s", self.name, self.conflict)
                 # Reads follow the remote from now on: our layers no longer apply to it.
                 self.frozen = None
                 self.local = Local(gen=self.local.gen + 1)
