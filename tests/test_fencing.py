@@ -204,8 +204,8 @@ def test_recovery_recognises_its_commit_after_retention_deleted_the_l0_object(
     w.commit({1: b"\1" * PS}, 1)
     sync_once(w)
     w.commit({1: b"\2" * PS}, 1)
-    # Crash after TXID 2 landed and was recorded, before the buffer was reset.
-    monkeypatch.setattr(type(w.buffer), "reset", lambda *a, **k: (_ for _ in ()).throw(
+    # Crash after TXID 2 landed and was recorded, before its DONE record.
+    monkeypatch.setattr(type(w.buffer), "append_done", lambda *a, **k: (_ for _ in ()).throw(
         RuntimeError("crash")))
     with pytest.raises(RuntimeError):
         sync_once(w)

@@ -91,7 +91,7 @@ def test_recovery_recognises_its_landed_commit_after_retention_deleted_it(
     for i in range(100, 104):
         a.execute("INSERT INTO t(id, v) VALUES (?, 'a')", (i,))
     replica = next(r for r in open_replicas() if r.writer is not None)
-    monkeypatch.setattr(WriteBuffer, "reset", lambda *a, **k: (_ for _ in ()).throw(
+    monkeypatch.setattr(WriteBuffer, "append_done", lambda *a, **k: (_ for _ in ()).throw(
         RuntimeError("killed")))
     with pytest.raises(Exception, match="killed"):
         litevfs.sync(a, timeout=60)  # landed and recorded; the "process" dies here

@@ -100,7 +100,7 @@ def test_upload_failures_are_retried_and_buffer_kept(tmp_path, core, monkeypatch
         storage.fail_next(5, ops=["write"])
         with pytest.raises(TransientStorageError):
             sync_once(w)
-        assert w.buffer.transactions == 1 and w.local.frozen == {2: b"\3" * PS}
+        assert w.buffer.transactions == 1 and w.local.get(2) == b"\3" * PS
         w.commit({3: b"\4" * PS}, 3)  # commits continue while uploads fail
         storage.store.clear_failures()
         assert sync_once(w) == 2
@@ -189,8 +189,8 @@ def test_recovery_after_crash_before_and_after_upload(tmp_path, core, monkeypatc
     w.commit({1: b"\1" * PS}, 1)
     sync_once(w)
     w.commit({1: b"\2" * PS, 2: b"\2" * PS}, 2)
-    # Crash right after the upload landed, before the buffer was reset.
-    monkeypatch.setattr(type(w.buffer), "reset", lambda *a, **k: (_ for _ in ()).throw(
+    # Crash right after the upload landed and was recorded, before its DONE record.
+    monkeypatch.setattr(type(w.buffer), "append_done", lambda *a, **k: (_ for _ in ()).throw(
         RuntimeError("crash")))
     with pytest.raises(RuntimeError):
         sync_once(w)

@@ -131,25 +131,24 @@ def test_reader_keeps_snapshot_while_sync_installs(url, tmp_path, core):
 
 def test_filesize_not_regressed_by_own_upload(url, tmp_path, core):
     from litevfs.write import syncer as syncer
+    from litevfs.write.fence import file_checksum
 
     con = wconnect(url, tmp_path, core)
     con.execute("CREATE TABLE t(id INTEGER PRIMARY KEY, v BLOB)")
     writer = file_of(con).writer
-    cut = syncer._cut(writer)  # a sync starts...
+    buf = writer.buffer
+    upto = buf.last_seq  # a sync starts: it cuts here...
+    pages, commit, floor = syncer.merge_transactions(buf.unsynced(upto))
     con.executemany("INSERT INTO t(v) VALUES (randomblob(3000))", [()] * 50)  # ...db grows
     grown = file_of(con).xFileSize()
-    local, covered, base = cut
-    data = syncer.encode_frozen(writer, local, 1)
+    data = syncer.encode_upload(writer, pages, commit, floor, 1)
     info = writer.state.storage.write_ltx(0, 1, 1, data, if_absent=True)
-    syncer._install(writer, info, data, local)  # view now has commit 2 pages, local more
+    done = syncer._done_for(writer, 1, upto, file_checksum(data), info, data)
+    writer.record_done(done, exact=pages)  # the view has commit 2 pages, local more
+    assert writer.state.current.txid == 1 and writer.base_txid == 1
     assert writer.state.current.commit < grown // PS
     assert file_of(con).xFileSize() == grown
     assert con.execute("PRAGMA integrity_check").fetchone() == ("ok",)
-    with writer.lock:  # finish the sync as sync_once does
-        writer.base_txid = 1
-        writer.buffer.reset(covered, 1)
-        writer.local = writer._local_from_buffer(writer.local.gen)
-    assert file_of(con).xFileSize() == grown
     assert con.execute("SELECT count(*) FROM t").fetchone() == (50,)
     con.close()
     assert restored_rows(url, tmp_path, "SELECT count(*) FROM t") == [(50,)]

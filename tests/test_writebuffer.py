@@ -1,4 +1,5 @@
-"""WriteBuffer: append/recover, torn and corrupt tails, sync marks, reset, locking."""
+"""WriteBuffer: append/recover, torn and corrupt tails, sync marks and DONE records,
+rewrites, the old format, locking."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ import os
 import pytest
 
 from litevfs.errors import BufferInUseError, WriteBufferError
-from litevfs.write.buffer import WriteBuffer, read_buffer
+from litevfs.write.buffer import Done, WriteBuffer, read_buffer
 
 URL = "memory://wb"
 PS = 512
@@ -84,28 +85,64 @@ def test_shrink_drops_pages_and_tracks_floor(tmp_path):
     buf.close()
 
 
-def test_marks_and_reset(tmp_path):
+def test_marks_done_rewrite_and_clear(tmp_path):
     path = tmp_path / "b.wbuf"
     buf, _ = open_buf(path)
-    buf.append({1: page(1)}, 1)
-    covered = buf.size
-    buf.mark_sync(8, covered, 0xABC)
-    buf.append({2: page(2)}, 2)  # committed while the upload was in flight
+    s1 = buf.append({1: page(1)}, 1)
+    buf.mark_sync(8, s1, 0xABC)
+    s2 = buf.append({2: page(2)}, 2)  # committed while the upload was in flight
+    assert s2 == s1 + 1
     buf.close()
     buf, rec = open_buf(path)
-    assert [(m.txid, m.covered, m.checksum) for m in rec.marks] == [(8, covered, 0xABC)]
-    buf.reset(covered, 8)
+    assert [(m.txid, m.covered, m.checksum) for m in rec.marks] == [(8, s1, 0xABC)]
+    _done, dropped, commit, floor = buf.append_done(Done(8, s1, 0xABC, None))
+    assert dropped == {1: page(1)} and (commit, floor) == (1, 1)
     assert buf.base_txid == 8 and buf.pages == {2: page(2)} and buf.transactions == 1
     assert buf.marks == []
     buf.close()
     buf, rec = open_buf(path)
     assert buf.base_txid == 8 and rec.transactions == 1 and rec.marks == []
     assert buf.pages == {2: page(2)} and buf.commit == 2
+    assert read_buffer(str(path)) == ({"page_size": PS, "base_txid": 8, "url": URL},
+                                      [({2: page(2)}, 2)])
+    before = os.path.getsize(path)
+    buf.rewrite()  # a new generation: the synced prefix goes, the DONE record stays
+    buf.catch_up()
+    assert os.path.getsize(path) < before and buf.gen == 2
+    assert buf.pages == {2: page(2)} and buf.base_txid == 8 and len(buf.dones) == 1
+    assert buf.append({3: page(3)}, 3) == s2 + 1  # sequence numbers go on
     buf.clear(9)
-    assert buf.empty and buf.base_txid == 9
+    assert buf.empty and buf.base_txid == 9 and buf.pages == {}
     buf.close()
     info, txns = read_buffer(str(path))
     assert info["base_txid"] == 9 and txns == []
+
+
+def test_old_format_is_converted(tmp_path):
+    """A buffer left by the single-process version (marks cover byte offsets)."""
+    import struct
+
+    import xxhash
+
+    path = tmp_path / "old.wbuf"
+    url = URL.encode()
+    head = struct.pack(">8sIQH", b"LVWBUF01", PS, 7, len(url)) + url
+    data = head + struct.pack(">Q", xxhash.xxh64_intdigest(head))
+    for i, (pages, commit) in enumerate([({1: page(1)}, 1), ({2: page(2)}, 2)]):
+        body = struct.pack(">4sIIQ", b"TX01", len(pages), commit, i + 1)
+        body += struct.pack(f">{len(pages)}I", *pages) + b"".join(pages.values())
+        data += body + struct.pack(">Q", xxhash.xxh64_intdigest(body))
+        if i == 0:
+            covered = len(data)
+            mark = struct.pack(">4sIIQ", b"SY01", 0, 0, 8) + struct.pack(">QQ", covered, 5)
+            data += mark + struct.pack(">Q", xxhash.xxh64_intdigest(mark))
+    path.write_bytes(data)
+    assert read_buffer(str(path))[1] == [({1: page(1)}, 1), ({2: page(2)}, 2)]
+    buf, rec = open_buf(path)
+    assert rec.transactions == 2 and [(m.txid, m.covered) for m in rec.marks] == [(8, 1)]
+    assert buf.pages == {1: page(1), 2: page(2)} and buf.base_txid == 7
+    buf.close()
+    assert path.read_bytes()[:8] == b"LVWBUF02"
 
 
 def test_second_opener_refused_and_other_replica_refused(tmp_path):
@@ -185,3 +222,43 @@ def test_garbage_file_refused(tmp_path):
     path.write_bytes(b"not a buffer at all, definitely not" * 3)
     with pytest.raises(WriteBufferError, match="bad header"):
         open_buf(path)
+
+
+def test_a_second_process_index_follows_appends_rewrites_and_discards(tmp_path):
+    """Two handles on one log, as two processes have (the per-process registry is
+    bypassed): B's index catches up incrementally, across a rewrite (a new generation
+    that keeps the unsynced transaction and the DONE record), and a discard."""
+    from litevfs.write import shared
+
+    path = tmp_path / "b.wbuf"
+    a, _ = open_buf(path)
+    shared._registry.clear()  # "another process"
+    b, _ = open_buf(path)
+    try:
+        assert b.catch_up().events == []
+        s1 = a.append({1: page(1)}, 1)
+        a.append({2: page(2)}, 2)
+        changes = b.catch_up()
+        assert [e[0] for e in changes.events] == ["tx", "tx"] and b.last_seq == s1 + 1
+        assert {p: bytes(d) for p, d in b.pages.items()} == {1: page(1), 2: page(2)}
+        assert b.fresh() and not b.catch_up()
+        a.catch_up()
+        a.append_done(Done(8, s1, 0xABC, None))
+        changes = b.catch_up(cow=True)
+        (_, done, dropped, commit, _floor), = [e for e in changes.events if e[0] == "done"]
+        assert done.txid == 8 and set(dropped) == {1} and commit == 1
+        assert b.base_txid == 8 and set(b.pages) == {2} and b.transactions == 1
+        a.rewrite()
+        a.catch_up()
+        a.append({3: page(3)}, 3)
+        changes = b.catch_up()
+        assert changes.generation and b.gen == a.gen == 2
+        assert set(b.pages) == {2, 3} and b.base_txid == 8 and b.transactions == 2
+        assert [t.seq for t in b.txs] == [t.seq for t in a.txs]  # offsets in the new file
+        assert b.unsynced(b.last_seq) == a.unsynced(a.last_seq)
+        a.clear(11)  # a discard: every process drops what it had
+        changes = b.catch_up()
+        assert changes.jumped == 11 and b.empty and b.pages == {} and b.base_txid == 11
+    finally:
+        b.close()
+        a.close()

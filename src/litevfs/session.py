@@ -15,7 +15,11 @@ writer's final sync comes first and its error is raised after everything is clos
 
 from __future__ import annotations
 
+import atexit
+import os
+import sys
 import threading
+import time
 from types import ModuleType
 from typing import TYPE_CHECKING
 
@@ -66,6 +70,8 @@ class Replica:
         self.writer: Writer | None = None
         self.refcount = 0
         self._attach_lock = threading.Lock()
+        self.pid = os.getpid()
+        self.inherited = False  # a fork() child's copy of the parent's replica
         self.metrics.attach(self.state, views=self.views, verifier=self.verifier,
                             disk=self.disk, hedger=self.reader.hedger, tops=self.tops)
 
@@ -143,7 +149,8 @@ class Replica:
         """Polling, then hydration when configured."""
         state, config = self.state, self.config
         self.freshness = Freshness(state, self.views)
-        self.poller = Poller(self.freshness, config.poll_interval, state.storage.url)
+        self.poller = Poller(_MachinePolls(self.freshness, self), config.poll_interval,
+                             state.storage.url)
         self.metrics.attach(freshness=self.freshness)
         self.poller.start()
         if config.hydration:
@@ -151,7 +158,21 @@ class Replica:
 
             self.hydrator = start_hydrator(state, self.views, self.verifier)
 
+    def forget_after_fork(self) -> None:
+        """In a fork() child: this replica (its threads, sockets, locks) is the parent's.
+        Mark it so its connections refuse use, and drop what would act on exit."""
+        self.inherited = True
+        if self.writer is not None:
+            self.writer.forget_after_fork()
+        for hook in (getattr(self.boot, "save", None),
+                     getattr(getattr(self.disk, "store", None), "flush", None),
+                     getattr(getattr(self._hydrator, "copy", None), "remove_temp", None)):
+            if hook is not None:
+                atexit.unregister(hook)
+
     def close(self) -> None:
+        if self.inherited:
+            return
         try:  # the final upload needs storage; a failure still closes the rest, then raises
             if self.writer is not None:
                 self.writer.close()
@@ -172,6 +193,31 @@ class Replica:
         self.state.close()
         self.reader.hedger.close()
         self.storage.close()
+
+
+class _MachinePolls:
+    """The poller's tick for a replica in write mode: one process of the machine (the
+    one elected to sync) polls the bucket; the others learn new TXIDs from the shared
+    log (their views are extended from its DONE records). After a conflict, or when
+    nobody has the duty, each polls for itself."""
+
+    def __init__(self, freshness: Freshness, replica: Replica) -> None:
+        self.freshness = freshness
+        self.replica = replica
+
+    @property
+    def interval(self) -> float:
+        return self.freshness.interval
+
+    def poll(self) -> bool:
+        writer = self.replica.writer
+        if writer is not None and writer.follows_log():
+            self.replica.state.last_poll_ok = time.monotonic()
+            return False
+        return self.freshness.poll()
+
+    def stats(self) -> dict:
+        return self.freshness.stats()
 
 
 # -- process registry ----------------------------------------------------------------
@@ -250,3 +296,23 @@ def open_replicas() -> list[Replica]:
     """Replicas currently open in this process (for tests and diagnostics)."""
     with _registry_lock:
         return list(_registry.values())
+
+
+def _after_fork_in_child() -> None:
+    """fork() copies the registry but not the threads, sockets' ownership or POSIX
+    locks: the child starts with no open replica (new connections open their own, and
+    join the machine's shared write state as a new process); inherited connections
+    refuse use with a clear error (``vfs/file.py``)."""
+    global _registry_lock
+    _registry_lock = threading.Lock()  # may have been held by a thread that is gone
+    replicas = list(_registry.values())
+    _registry.clear()
+    _open_locks.clear()
+    for replica in replicas:
+        replica.forget_after_fork()
+    shared = sys.modules.get("litevfs.write.shared")  # loaded only by write mode
+    if shared is not None:
+        shared.forget_after_fork()
+
+
+os.register_at_fork(after_in_child=_after_fork_in_child)

@@ -95,7 +95,12 @@ def fetch_file_index(
         if whole:
             raw_header = tail[:HEADER_SIZE]
         elif header_future is not None:
-            raw_header = head = header_future.result()
+            if isinstance(header_future, Future) and header_future.cancel():
+                # Still queued: every pool thread may be a file's fetch waiting like this
+                # one (a plan of 32+ large files deadlocked the pool): read it here.
+                raw_header = head = storage.read_range(info, 0, head_len)
+            else:
+                raw_header = head = header_future.result()
             header_future = None
         else:
             raw_header = storage.read_range(info, 0, HEADER_SIZE)

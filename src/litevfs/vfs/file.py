@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import logging
 import os
+import threading
 from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
@@ -35,6 +36,23 @@ READONLY_MESSAGE = ("attempt to write a readonly database: litevfs opened this L
                     "replica read-only (the primary writes through litestream)")
 
 
+# A connection refused the machine's write lock (another process writes) leaves a wait
+# request here; SQLite's busy handler then calls xSleep on the same thread, which waits
+# for that lock (and takes it for the retry) instead of sleeping blindly.
+_waits = threading.local()
+
+
+def request_gate_wait(gate: Any, file: Any, yield_first: bool) -> None:
+    _waits.request = (gate, file, yield_first)
+
+
+def take_gate_wait() -> tuple[Any, Any, bool] | None:
+    request = getattr(_waits, "request", None)
+    if request is not None:
+        _waits.request = None
+    return request
+
+
 def change_counter(view: View, version_valid_for: bytes) -> bytes:
     value = ((view.txid * 2654435761) ^ _SALT) & 0xFFFFFFFF
     raw = value.to_bytes(4, "big")
@@ -48,6 +66,13 @@ def patch_page1(page: bytes, view: View) -> bytes:
     patched[18] = patched[19] = 1
     patched[24:28] = change_counter(view, bytes(patched[92:96]))
     return bytes(patched)
+
+
+def inherited_error(replica: Replica) -> apsw.Error:
+    """A connection used in a fork() child of the process that opened it."""
+    return io_error(f"litevfs: this connection was opened in process {replica.pid} before "
+                    "fork(); connections do not cross fork(): open a new one in this process "
+                    "(e.g. in gunicorn's post_fork, or lazily per worker)")
 
 
 def io_error(message: str, code: int = apsw.SQLITE_IOERR_READ,
@@ -76,6 +101,8 @@ class LiteFile:
 
     # -- reads -----------------------------------------------------------------------
     def xRead(self, amount: int, offset: int) -> bytes:
+        if self.replica.inherited:
+            raise inherited_error(self.replica)
         view = self.snapshot.view
         if offset < 100:  # the header (SQLite re-reads bytes 24..39 every transaction)
             cached = self._patched_page1
@@ -156,6 +183,8 @@ class LiteFile:
 
     # -- locks -----------------------------------------------------------------------
     def xLock(self, level: int) -> None:
+        if self.replica.inherited:
+            raise inherited_error(self.replica)
         if level >= _RESERVED:
             raise apsw.ReadOnlyError(READONLY_MESSAGE)
         if level == _SHARED and self.lock_level < _SHARED:
@@ -202,6 +231,8 @@ class LiteFile:
         if self._closed:
             return
         self._closed = True
+        if self.replica.inherited:  # the parent's replica: a fork() child leaves it alone
+            return
         self.scans.stop_walks()
         if self._on_close is not None:
             self._on_close(self)

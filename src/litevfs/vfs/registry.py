@@ -21,7 +21,7 @@ import apsw
 from .. import _impl
 from ..config import Config
 from ..session import Replica, open_replica, release_replica
-from .file import LiteFile
+from .file import LiteFile, take_gate_wait
 
 OPEN_TOKEN = "litevfs_open"  # URI parameter naming a replica prepared by connect()
 
@@ -94,6 +94,13 @@ class LiteVFS(apsw.VFS):
     def xSleep(self, microseconds: int) -> int:
         # SQLite's busy handler sleeps here: release the GIL so the connection holding the
         # lock (another thread of this process, in write mode) can finish meanwhile.
+        request = take_gate_wait()
+        if request is not None:
+            gate, file, yield_first = request
+            if not file._closed and not file.w_held and gate.wait(
+                    microseconds / 1e6, yield_first=yield_first):
+                file.w_held = True  # the retry's RESERVED uses it (released at unlock)
+            return microseconds
         time.sleep(microseconds / 1e6)
         return microseconds
 

@@ -2,11 +2,17 @@
 
 A connection's own transaction lives in ``tx_pages`` until SQLite commits (xSync, or
 the unlock below RESERVED as a fallback); then the whole transaction becomes one
-buffer record (writer.commit). Reads look in: this transaction's pages -> the
-replica's local layers pinned at SHARED (dirty, then the frozen upload in flight)
--> the pinned view. Locks follow SQLite's rollback-journal rules between the
-connections of the process (writer.LockTable); across processes the conditional
-create of each TXID decides (syncer.py).
+record of the machine's shared log (writer.commit). Reads look in: this transaction's
+pages -> the replica's local layers pinned at SHARED (the unsynced pages of every
+process of the machine, then synced pages whose view is not published yet) -> the
+pinned view. Locks follow SQLite's rollback-journal rules between the connections of
+the process (writer.LockTable); between the processes of the machine one writes at a
+time (the WRITER lock) on top of the newest commit, readers never wait (WAL-like);
+across machines the conditional create of each TXID and the head decide (syncer.py).
+
+A write lock that another process holds is SQLITE_BUSY with a wait request: SQLite's
+busy handler then sleeps in the VFS's xSleep, which waits for the lock itself
+(``registry.py``) instead of sleeping blindly.
 
 Page 1 written locally is served exactly as SQLite wrote it (its change counter
 then tells other connections to drop their caches, and the writer keeps its own);
@@ -21,7 +27,7 @@ from typing import TYPE_CHECKING
 import apsw
 
 from ..errors import ConflictError, LiteVFSError
-from .file import LiteFile
+from .file import LiteFile, inherited_error, request_gate_wait
 from ..write.writer import EXCLUSIVE, RESERVED, SHARED, LockBusy, WriteDisabledError
 
 if TYPE_CHECKING:
@@ -68,6 +74,7 @@ class WritableLiteFile(LiteFile):
         self.tx_pages: dict[int, bytes] = {}
         self.tx_commit: int | None = None
         self.tx_failed = False
+        self.w_held = False  # this connection holds the machine's WRITER lock
 
     # -- state ---------------------------------------------------------------------------
     def _current(self) -> tuple[View, Local]:
@@ -82,6 +89,8 @@ class WritableLiteFile(LiteFile):
 
     # -- reads -----------------------------------------------------------------------------
     def xRead(self, amount: int, offset: int) -> bytes:
+        if self.replica.inherited:
+            raise inherited_error(self.replica)
         view, local = self._current()
         ps = self.writer.page_size
         size = self._size_pages(view, local)
@@ -184,21 +193,37 @@ class WritableLiteFile(LiteFile):
     # -- locks -----------------------------------------------------------------------------
     def xLock(self, level: int) -> None:
         writer = self.writer
+        if self.replica.inherited:
+            raise inherited_error(self.replica)
         try:
             if level == SHARED and self.lock_level < SHARED:
-                writer.locks.lock(self.owner, SHARED)
-                self._local = writer.local  # before the view: see writer.py
+                try:
+                    self._local = writer.begin_read(self.owner)  # before the view: writer.py
+                except LockBusy:
+                    self._drop_gate()
+                    raise
                 self.snapshot.begin()
                 self.scans.begin_transaction()
             elif level >= RESERVED:
                 if self.lock_level < RESERVED:
                     writer.check_writable()
+                    have, self.w_held = self.w_held, False
+                    assert self._local is not None
+                    writer.begin_write(self.owner, self._local, have)
+                    self.w_held = True
                 writer.locks.lock(self.owner, min(level, EXCLUSIVE))
         except LockBusy as exc:
+            if exc.machine:
+                request_gate_wait(writer.gate, self, exc.yield_first)
             raise apsw.BusyError(f"database is locked ({exc})") from None
         except (ConflictError, WriteDisabledError) as exc:
             raise _translate(exc) from exc
         self.lock_level = level
+
+    def _drop_gate(self) -> None:
+        if self.w_held:
+            self.w_held = False
+            self.writer.end_write()
 
     def xUnlock(self, level: int) -> None:
         if level < RESERVED <= self.lock_level:
@@ -209,7 +234,9 @@ class WritableLiteFile(LiteFile):
                     self._flush()
                 except apsw.Error as exc:  # xSync reported it already when it was called
                     log.error("%s: commit at unlock failed: %s",
-                              self.writer.config.replica_url, exc)
+                              self.writer.name, exc)
+        if level < RESERVED:
+            self._drop_gate()
         self.writer.locks.unlock(self.owner, level)
         if level < SHARED <= self.lock_level:
             self._local = None
@@ -218,7 +245,8 @@ class WritableLiteFile(LiteFile):
         self.lock_level = level
 
     def xCheckReservedLock(self) -> bool:
-        return self.writer.locks.reserved_by_anyone()
+        writer = self.writer
+        return writer.locks.reserved_by_anyone() or not writer.gate.free_elsewhere()
 
     # -- PRAGMAs ---------------------------------------------------------------------------
     def xFileControl(self, op: int, ptr: int) -> bool:
@@ -260,8 +288,12 @@ class WritableLiteFile(LiteFile):
     def xClose(self) -> None:
         if self._closed:
             return
+        if self.replica.inherited:  # the parent's: never touched from a fork() child
+            self._closed = True
+            return
         if self.lock_level > 0:
             self.xUnlock(0)
+        self._drop_gate()
         try:
             super().xClose()
         except LiteVFSError as exc:

@@ -30,8 +30,9 @@ def _writer(con: apsw.Connection):
 
 
 def sync(con: apsw.Connection, timeout: float | None = None) -> int:
-    """Upload every transaction committed so far (by any connection of this process to
-    the replica) and return the TXID that holds them. Raises ConflictError if another
+    """Upload every transaction committed so far (by any connection of any process of
+    this machine to the replica: they share one buffer) and return the TXID that holds
+    them; if another process is uploading, wait for it first. Raises ConflictError if another
     writer advanced the replica, a StorageError if storage keeps failing (nothing is
     lost: the buffer keeps the transactions), SyncTimeout after ``timeout`` seconds.
 
@@ -43,13 +44,17 @@ def sync(con: apsw.Connection, timeout: float | None = None) -> int:
 
 def write_status(con: apsw.Connection) -> dict[str, Any]:
     """Write-mode state of ``con``'s replica, as a dict: ``enabled``, ``txid`` (the
-    position synced), ``pending_transactions`` (committed, not yet uploaded),
-    ``buffer_path``, ``conflict`` (the message once another writer advanced the
-    replica, else None) and ``last_error`` (the last failed upload, else None)."""
+    position synced), ``pending_transactions`` (committed on this machine, by any
+    process, not yet uploaded), ``buffer_path``, ``syncing`` (this process is the one
+    elected to sync the machine's commits), ``conflict`` (the message once another
+    writer advanced the replica, else None) and ``last_error`` (the last failed
+    upload, else None)."""
     w = _writer(con)
+    w.refresh()
     return {"enabled": w.enabled, "txid": w.base_txid,
             "pending_transactions": w.buffer.transactions,
             "buffer_path": w.buffer_path,
+            "syncing": bool(w.syncer is not None and w.syncer.duty),
             "conflict": None if w.conflict is None else str(w.conflict),
             "last_error": None if w.last_error is None else str(w.last_error)}
 

@@ -1,8 +1,10 @@
 """Write mode for a replica: the writer state, its recovery, and its two workers.
 
-``attach_writer`` opens (or recovers) the buffer, settles where it stands against the
-replica (``syncer.recover``), then starts the syncer and the compactor threads. The
-session calls it once per replica; the writer only knows its collaborators.
+``attach_writer`` opens (or recovers, or joins) the machine's shared buffer, settles
+where it stands against the replica (``syncer.recover``), then starts the syncer
+thread, which competes for the duty of syncing and, once elected, starts compaction,
+and the keeper that hands the machine's write lock over when another process waits.
+The session calls it once per replica; the writer only knows its collaborators.
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ from typing import TYPE_CHECKING
 from ..engine.state import ReplicaState
 from ..engine.views import ViewBuilder
 from .compactor import CompactionPolicy, Compactor
+from .shared import LockKeeper
 from .syncer import Syncer, recover
 from .writer import Writer
 
@@ -25,19 +28,20 @@ def attach_writer(state: ReplicaState, views: ViewBuilder, hydrator: Hydrator | 
     writer = Writer(state, views, buffer_path=buffer_path)
     writer.hydrator = hydrator
     try:
-        writer.head_state.load(state.storage)
         recover(writer)
     except BaseException:
         writer.buffer.close()
         raise
     config = state.config
-    writer.syncer = Syncer(writer, config.sync_interval)
     writer.head_state.sync_ms = int(config.sync_interval * 1000)  # readers follow it
     writer.compactor = Compactor(
         state.storage,
         CompactionPolicy(config.compaction_levels, config.snapshot_interval,
                          config.l0_retention, config.snapshot_retention),
         state.impl, config.replica_url)
+    # The process elected to sync (DUTY) also compacts; the others take over if it goes.
+    writer.syncer = Syncer(writer, config.sync_interval, on_duty=writer.compactor.start)
+    writer.keeper = LockKeeper(writer.gate, writer.name)
     writer.syncer.start()
-    writer.compactor.start()
+    writer.keeper.start()
     return writer

@@ -10,7 +10,7 @@ import os
 import tempfile
 
 from ..engine.restore import restore
-from ..errors import LiteVFSError, TxNotAvailableError, WriteBufferError
+from ..errors import BufferInUseError, LiteVFSError, TxNotAvailableError, WriteBufferError
 from ..storage import open_storage
 from .buffer import WriteBuffer, read_buffer
 
@@ -63,10 +63,14 @@ def export_buffer(path: str, out_path: str) -> tuple[dict, int]:
 
 
 def discard_buffer(path: str) -> tuple[dict, int]:
-    """Delete the buffer file ``path``; refused (WriteBufferError) while a writer holds
-    it. Returns (buffer header info, transactions dropped)."""
+    """Delete the buffer file ``path``; refused (WriteBufferError) while any process
+    uses it. Returns (buffer header info, transactions dropped)."""
     info, txns = read_buffer(path)
     buf, _ = WriteBuffer.open(path, url=info["url"], page_size=info["page_size"],
                               base_txid=info["base_txid"])
-    buf.close(remove=True)
+    if buf.files is None or not buf.files.alone:
+        buf.close()
+        raise BufferInUseError(f"write buffer {path} is in use by another process "
+                               "(close its writers first)")
+    buf.close(remove=True, force=True)
     return info, len(txns)

@@ -57,6 +57,15 @@ class HeadState:
         self.head, self.etag = read_head_tagged(storage)
         return self.head
 
+    def adopt(self, data: bytes, etag: str | None) -> None:
+        """The head as another process of this machine recorded it (its DONE record)."""
+        try:
+            head = decode_head(data)
+        except ValueError:
+            return
+        if self.head is None or head.txid >= self.head.txid:
+            self.head, self.etag = head, etag
+
 
 def read_head_tagged(storage: StorageClient) -> tuple[Head | None, str | None]:
     """(head, tag); (None, None) when there is no head object. A head object that does not

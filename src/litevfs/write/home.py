@@ -157,10 +157,11 @@ def adopt_legacy_buffer(replica_url: str, path: str) -> bool:
                     "replica)") from None
             raise
         _move_file(old, path)
-        try:
-            os.unlink(old + ".lock")
-        except FileNotFoundError:
-            pass
+        for suffix in (".lock", ".shm", ".bell", ".want"):  # coordination files (shared.py)
+            try:
+                os.unlink(old + suffix)
+            except FileNotFoundError:
+                pass
     finally:
         os.close(lock_fd)
     log.warning("%s: moved the write buffer from the old default location %s to %s",

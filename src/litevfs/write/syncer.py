@@ -1,35 +1,46 @@
-"""Upload buffered transactions: ``sync_once()`` turns every page dirtied since the
-last sync into one L0 LTX file; :class:`Syncer` is the thin thread around it.
+"""Upload buffered transactions: ``sync_once()`` turns every transaction committed since
+the last sync (by any process of the machine: they share the log) into one L0 LTX file;
+:class:`Syncer` is the thin thread around it, and elects the process that syncs.
 
-One sync:
+One sync, holding the machine's SYNC lock (one upload at a time; released by the
+kernel if the process dies):
 
-1. Cut: under the writer lock, the dirty layer becomes the frozen layer (merged with
-   a previous frozen layer whose upload failed) and the buffer offset is noted.
-   Commits continue meanwhile into a new dirty layer.
-2. Position check: LIST every level; if the remote went past our base TXID another
-   writer won: conflict, nothing is uploaded.
-3. Encode (legacy LZ4 frames: every Litestream 0.5.x reads them) TXID = base + 1,
+1. Catch up with the log; finish what a predecessor left: a SYNC mark without DONE
+   whose upload landed (the head's history or the L0 file's checksum says so) gets
+   its DONE (and its commit point, if the crash came before it).
+2. Cut: the unsynced transactions up to the newest, read back from the log. Commits
+   continue meanwhile, in every process.
+3. Position check: LIST every level; if the remote went past our base TXID another
+   writer won: conflict, recorded in the log, nothing is uploaded.
+4. Encode (legacy LZ4 frames: every Litestream 0.5.x reads them) TXID = base + 1,
    commit = size at the cut, pages > commit and the lock page never included.
-4. A SYNC mark (TXID, offset, file checksum) is appended to the buffer, then the
-   conditional create (``If-None-Match: *``). If the key exists, its checksum tells
-   our own earlier attempt (response lost, or crash after upload) from another
-   writer's file (conflict). Transient failures are retried with backoff; the buffer
-   and the frozen layer stay until an upload succeeds.
-5. The commit point: the head object records the file by compare-and-swap
+5. A SYNC mark (TXID, last sequence number, file checksum) is appended to the log,
+   then the conditional create (``If-None-Match: *``). If the key exists, its checksum
+   tells an earlier attempt of this machine (response lost, or a crashed syncer) from
+   another writer's file (conflict). Transient failures are retried with backoff.
+6. The commit point: the head object records the file by compare-and-swap
    (``fence.py``). A writer that was paused while another took over is refused here
-   (ConflictError, buffer kept), however long the pause, and its stray file is removed.
-6. The view containing the new file is published (index entries from our encoder,
-   pages into the shared cache), then the frozen layer is dropped and the buffer is
-   rewritten without the synced records.
+   (ConflictError, log kept), however long the pause, and its stray file is removed.
+7. A DONE record (TXID, covered sequence number, the file's header and page index, the
+   head) is appended: every process publishes the view with the new file from it (no
+   request) before dropping the synced pages, and ``sync()`` callers anywhere see their
+   commits durable. When the synced prefix is large the log is rewritten.
+
+The syncing process is elected by the DUTY lock (``Syncer``): it syncs every
+``sync_interval``, compacts and polls the bucket; the others try to take the lock
+every half interval, so one takes over within an interval when it exits or dies. An
+explicit ``litevfs.sync()`` in any process uploads itself, in its SYNC turn.
 """
 
 from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from .._worker import Worker
+from ..engine.head import encode_head
 from ..errors import (
     AlreadyExistsError, ConflictError, LiteVFSError, LTXFormatError, NotFoundError,
     StorageError,
@@ -42,9 +53,9 @@ from ..ltx.format import (
 )
 from ..engine.plan import is_torn
 from ..storage.fetch import FileIndex
-from .._impl import cache_key
-from .buffer import SyncMark
-from .writer import Local
+from .buffer import Done, SyncMark
+from .shared import DUTY
+from .writer import SyncTimeout  # noqa: F401 - exported from here (litevfs.SyncTimeout)
 
 if TYPE_CHECKING:
     from ..storage.base import StorageClient
@@ -53,28 +64,25 @@ if TYPE_CHECKING:
 log = logging.getLogger("litevfs.syncer")
 
 UPLOAD_ATTEMPTS = 4
+REWRITE_BYTES = 1 << 20  # rewrite the log once this much of it is synced
+TURN_TIMEOUT = 30.0  # the periodic sync waits this long for another process's sync
 _U64_MASK = (1 << 64) - 1
 
 
-class SyncTimeout(LiteVFSError, TimeoutError):
-    """The sync did not finish within the caller's timeout (nothing is lost)."""
-
-
-def _cut(writer: Writer) -> tuple[Local, int, int] | None:
-    """Freeze the dirty layer. Returns (local, buffer offset covered, base TXID)."""
-    with writer.lock:
-        local = writer.local
-        if local.empty:
-            return None
-        if local.dirty_commit is not None:
-            frozen = dict(local.frozen) if local.frozen is not None else {}
-            if local.frozen_commit is not None and local.dirty_commit < local.frozen_commit:
-                frozen = {p: d for p, d in frozen.items() if p <= local.dirty_commit}
-            frozen.update(local.dirty)
-            floor = local.floor
-            local = Local({}, frozen, None, None, local.dirty_commit, floor, local.gen)
-            writer.local = local
-        return local, writer.buffer.size, writer.base_txid
+def merge_transactions(txns: list[tuple[dict[int, bytes], int]]
+                       ) -> tuple[dict[int, bytes], int, int]:
+    """The pages of several transactions in order (newest wins, pages past a shrink
+    dropped), the commit after the last one and the smallest commit among them."""
+    pages: dict[int, bytes] = {}
+    commit = floor = 0
+    for i, (tx_pages, c) in enumerate(txns):
+        if i and c < commit:
+            for p in [p for p in pages if p > c]:
+                del pages[p]
+        pages.update((p, d) for p, d in tx_pages.items() if p <= c)
+        floor = c if i == 0 else min(floor, c)
+        commit = c
+    return pages, commit, floor
 
 
 def remote_levels(writer: Writer) -> dict[int, list[FileInfo]]:
@@ -88,20 +96,18 @@ def max_txid(levels: dict[int, list[FileInfo]]) -> int:
                default=0)
 
 
-def encode_frozen(writer: Writer, local: Local, txid: int) -> bytes:
-    commit = local.frozen_commit
-    assert commit is not None and local.frozen is not None
-    frozen = local.frozen
+def encode_upload(writer: Writer, pages: dict[int, bytes], commit: int, floor: int,
+                  txid: int) -> bytes:
     lock = writer.lock_pgno
     # Pages past the smallest size since the base view were cut off by a truncate; any
     # not rewritten since are zeros, as they would be in a real file.
-    floor = 0 if txid == 1 else (local.frozen_floor or commit)
+    floor = 0 if txid == 1 else floor
     zero = bytes(writer.page_size)
-    pages = [(p, d) for p, d in sorted(frozen.items()) if p <= commit and p != lock]
-    missing = [p for p in range(floor + 1, commit + 1) if p not in frozen and p != lock]
+    out = [(p, d) for p, d in sorted(pages.items()) if p <= commit and p != lock]
+    missing = [p for p in range(floor + 1, commit + 1) if p not in pages and p != lock]
     if missing:
-        pages = sorted(pages + [(p, zero) for p in missing])
-    return encode_file(pages, page_size=writer.page_size, commit=commit, min_txid=txid,
+        out = sorted(out + [(p, zero) for p in missing])
+    return encode_file(out, page_size=writer.page_size, commit=commit, min_txid=txid,
                        max_txid=txid, timestamp_ms=int(time.time() * 1000),
                        encoding=ENCODING_FRAME, impl=writer.state.impl)
 
@@ -183,48 +189,84 @@ def _upload(writer: Writer, txid: int, data: bytes, checksum: int
     raise AssertionError("unreachable")
 
 
-def sync_once(writer: Writer) -> int:
-    """Upload what is buffered; returns the TXID that now holds every local commit
-    made before the call (the current position when nothing was dirty)."""
-    with writer.sync_lock:
-        if writer.conflict is not None:
-            raise writer.conflict
-        cut = _cut(writer)
-        if cut is None:
-            return writer.base_txid
-        local, covered, base = cut
-        levels = remote_levels(writer)
-        remote = max_txid(levels)
-        if remote > base:
-            raise writer.set_conflict(
-                f"the replica advanced to TXID {remote:016x} but this writer's buffer builds "
-                f"on {base:016x}: another writer committed")
-        txid = base + 1
-        data = encode_frozen(writer, local, txid)
-        checksum = file_checksum(data)
-        with writer.lock:
-            writer.buffer.mark_sync(txid, covered, checksum)
-        info, earlier = _upload(writer, txid, data, checksum)
-        landed = checksum if earlier is None else earlier.checksum
-        try:
-            commit_head(writer.state.storage, writer.head_state, txid, landed, levels)
-        except ConflictError as exc:
-            _remove_stray(writer, info, landed)
-            raise writer.set_conflict(str(exc)) from None
-        if earlier is None:
-            _install(writer, info, data, local)
-        else:  # an earlier attempt landed (it covered less): re-read it like a poll
-            covered = earlier.covered
-            writer.views.replan()
-        with writer.lock:
-            writer.base_txid = txid
-            writer.buffer.reset(covered, txid)
-            # Everything committed after the covered offset is dirty again (normally
-            # exactly the dirty layer; more when an earlier, smaller attempt landed).
-            writer.local = writer._local_from_buffer(writer.local.gen + (earlier is not None))
-        writer.last_error = None
-        log.debug("synced TXID %016x (%d bytes)", txid, len(data))
-        return txid
+def sync_once(writer: Writer, timeout: float | None = None) -> int:
+    """Upload what is buffered (by any process of the machine); returns the TXID that
+    now holds every commit made before the call (the current position when nothing
+    was unsynced). ``timeout``: how long to wait for another process's sync."""
+    with writer.sync_turn(timeout):
+        return _sync_turn(writer)
+
+
+def _sync_turn(writer: Writer) -> int:
+    writer.refresh()
+    if writer.conflict is not None:
+        raise writer.conflict
+    _settle_pending(writer)
+    buf = writer.buffer
+    with writer.lock:
+        if buf.empty:
+            return buf.base_txid
+        upto, base = buf.last_seq, buf.base_txid
+        txns = buf.unsynced(upto)
+    pages, commit, floor = merge_transactions(txns)
+    levels = remote_levels(writer)
+    remote = max_txid(levels)
+    if remote > base:
+        raise writer.set_conflict(
+            f"the replica advanced to TXID {remote:016x} but this writer's buffer builds "
+            f"on {base:016x}: another writer committed")
+    txid = base + 1
+    data = encode_upload(writer, pages, commit, floor, txid)
+    checksum = file_checksum(data)
+    with writer.appending():
+        buf.mark_sync(txid, upto, checksum)
+    info, earlier = _upload(writer, txid, data, checksum)
+    landed = checksum if earlier is None else earlier.checksum
+    storage = writer.state.storage
+    try:
+        commit_head(storage, writer.head_state, txid, landed, levels)
+    except ConflictError as exc:
+        _remove_stray(writer, info, landed)
+        raise writer.set_conflict(str(exc)) from None
+    if earlier is None:
+        writer.record_done(_done_for(writer, txid, upto, checksum, info, data), exact=pages)
+    else:  # an earlier attempt landed (it covered less): the rest goes up next time
+        writer.record_done(_done_for(writer, txid, earlier.covered, earlier.checksum))
+    writer.last_error = None
+    if buf.synced_bytes >= REWRITE_BYTES:
+        writer.rewrite_log()
+    log.debug("synced TXID %016x (%d bytes)", txid, len(data))
+    return txid
+
+
+def _done_for(writer: Writer, txid: int, covered: int, checksum: int,
+              info: FileInfo | None = None, data: bytes | None = None) -> Done:
+    """The DONE record of an upload: with the file's header and index when we have its
+    bytes (other processes extend their views from it), else without (they re-plan)."""
+    head = writer.head_state
+    head_bytes = encode_head(head.head) if head.head is not None else b""
+    if info is None or data is None:
+        return Done(txid, covered, checksum, None, head=head_bytes, etag=head.etag or "")
+    loc = locate_index(data[-64:] if len(data) > 64 else data, len(data))
+    return Done(txid, covered, checksum, info, data[:HEADER_SIZE], data[loc.start:loc.end],
+                head_bytes, head.etag or "")
+
+
+def _settle_pending(writer: Writer) -> None:
+    """A sync that started (SYNC mark) but has no DONE: the process doing it died. If
+    its upload landed, record it (completing its commit point if needed)."""
+    buf = writer.buffer
+    while True:
+        txid = buf.base_txid + 1
+        marks = [m for m in buf.marks if m.txid == txid]
+        if not marks:
+            return
+        landed = _landed_mark(writer, txid, marks)
+        if landed is None:
+            return  # never landed: this sync uploads the TXID again (the marks stay)
+        log.info("%s: the upload of TXID %016x by a process that stopped landed; "
+                 "recording it", writer.name, txid)
+        writer.record_done(_done_for(writer, txid, landed.covered, landed.checksum))
 
 
 def _remove_stray(writer: Writer, info: FileInfo, checksum: int) -> None:
@@ -246,95 +288,63 @@ def _remove_stray(writer: Writer, info: FileInfo, checksum: int) -> None:
         log.warning("could not remove stray upload %s: %s", info.name, exc)
 
 
-def _install(writer: Writer, info: FileInfo, data: bytes, local: Local) -> None:
-    """Publish the view with our new file and seed the cache with its pages."""
-    state = writer.state
-    current = state.current
-    fi = local_file_index(info, data, state.impl)
-    hydrator = writer.hydrator
-    if hydrator is not None and local.frozen is not None:
-        # Before publishing: the hydrator then finds our pages local, never downloads them.
-        frozen = local.frozen
-        hydrator.offer_pages(state.file_id(info), info.max_txid,
-                             [(p, frozen[p]) for p in sorted(fi.pgnos) if p in frozen])
-    if current.txid == info.max_txid - 1:
-        view = writer.views.extend_view(current, [fi])
-        state.publish(view)
-    elif current.txid < info.max_txid:
-        writer.views.replan()
-    fid = state.file_id(info)
-    put = state.cache.put
-    assert local.frozen is not None
-    for pgno in fi.pgnos:
-        page = local.frozen.get(pgno)
-        if page is not None:
-            put(cache_key(fid, pgno), page)
-
-
 def sync_now(writer: Writer, timeout: float | None = None) -> int:
-    """``sync_once`` that waits at most ``timeout`` seconds for a sync in progress."""
-    if timeout is not None:
-        if not writer.sync_lock.acquire(timeout=timeout):
-            raise SyncTimeout(f"a sync to {writer.replica.storage.url} is still running "
-                              f"after {timeout:g}s (nothing is lost: it goes on in the "
-                              "background)")
-        writer.sync_lock.release()
-    return sync_once(writer)
+    """``sync_once`` until every commit of this process is in the bucket (an earlier,
+    smaller attempt that landed leaves the rest for one more round)."""
+    deadline = None if timeout is None else time.monotonic() + timeout
+    txid = sync_once(writer, timeout)
+    for _ in range(8):
+        buf = writer.buffer
+        if writer.my_seq <= buf.synced_seq or buf.empty:
+            break
+        left = None if deadline is None else max(0.0, deadline - time.monotonic())
+        txid = sync_once(writer, left)
+    return txid
 
 
 def recover(writer: Writer) -> None:
-    """After opening a buffer that holds transactions: decide whether the remote is
-    where the buffer expects it, or our last upload landed before a crash, or another
-    writer got there first (conflict: writes refused, buffer kept). A landed upload is
-    recognised by the head object's history (which outlives retention of the L0 key),
-    else by the L0 file's checksum; one whose commit point never happened is completed."""
-    buf = writer.buffer
-    remote = writer.state.current.txid
-    if buf.empty:
-        if buf.base_txid != remote:
-            buf.clear(remote)
-        writer.base_txid = remote
-        if remote:
-            writer.page_size = writer.state.current.page_size
-        return
-    base = buf.base_txid
-    if remote > base:
-        landed = _landed_mark(writer, base + 1)
-        if landed is not None:
-            log.info("our upload of TXID %016x landed before the crash", base + 1)
-            buf.reset(landed.covered, base + 1)
-            writer.base_txid = base = base + 1
-            writer.local = writer._local_from_buffer(writer.local.gen + 1)
-            if buf.empty:
-                return recover(writer)
-    if remote != base:
-        writer.set_conflict(
-            f"the replica is at TXID {remote:016x} but the recovered buffer builds on "
-            f"{base:016x}")
+    """At open, in the machine's SYNC turn: finish a sync a stopped process left, then
+    decide whether the remote is where the log expects it (an empty log just moves to
+    the remote's position) or another writer got there first (conflict: writes
+    refused, log kept)."""
+    with writer.sync_turn(60.0):
+        writer.refresh()
+        if writer.conflict is not None:
+            return
+        writer.head_state.load(writer.state.storage)
+        _settle_pending(writer)
+        buf = writer.buffer
+        view = writer.state.current
+        remote = view.txid
+        if buf.empty:
+            if buf.base_txid != remote or (remote and view.page_size != buf.page_size):
+                writer.rebase(remote, view.page_size if remote else None)
+            return
+        if remote != buf.base_txid:
+            writer.set_conflict(
+                f"the replica is at TXID {remote:016x} but the recovered buffer builds on "
+                f"{buf.base_txid:016x}")
 
 
-def _landed_mark(writer: Writer, txid: int) -> SyncMark | None:
+def _landed_mark(writer: Writer, txid: int, marks: list[SyncMark]) -> SyncMark | None:
     """The sync mark of ours whose upload of ``txid`` is part of the replica's history."""
-    marks = [m for m in writer.buffer.marks if m.txid == txid]
-    if not marks:
-        return None
     state = writer.head_state
-    head = state.head
+    storage = writer.state.storage
+    head = state.load(storage)
     if head is not None and head.txid >= txid:
         for m in marks:
             if head.committed(txid, m.checksum):
                 return m
-    storage = writer.state.storage
     info = next((f for f in storage.list_level(0)
                  if (f.min_txid, f.max_txid) == (txid, txid)), None)
-    if info is None:
+    if info is None or is_torn(info):
         return None
     theirs = file_checksum(storage.read_tail(info, 16))
     mine = [m for m in marks if m.checksum == theirs]
     if not mine:
         return None
     if head is None or head.txid < txid:
-        # Crashed between the upload and its commit point: complete it now.
+        # Stopped between the upload and its commit point: complete it now.
         try:
             commit_head(storage, state, txid, theirs)
         except ConflictError:
@@ -345,35 +355,57 @@ def _landed_mark(writer: Writer, txid: int) -> SyncMark | None:
 
 
 class Syncer(Worker):
-    """Calls :func:`sync_once` every ``sync_interval``; backs off after failures."""
+    """The DUTY election and, while this process has the duty, :func:`sync_once` every
+    ``sync_interval`` (backing off after failures). ``on_duty``: called once elected
+    (the session starts compaction)."""
 
     stop_timeout = 60.0  # an upload in progress may take a while
 
-    def __init__(self, writer: Writer, interval: float) -> None:
-        super().__init__(f"litevfs-sync {writer.config.replica_url}")
+    def __init__(self, writer: Writer, interval: float,
+                 on_duty: Callable[[], None] | None = None) -> None:
+        super().__init__(f"litevfs-sync {writer.name}")
         self.writer = writer
         self.interval = interval
-        self.first_wait = interval
+        self.check = min(interval / 2, 0.5) if interval > 0 else 0.5
+        self.first_wait = 0.0
         self.failures = 0
-
-    def start(self) -> None:
-        if self.interval > 0:
-            super().start()
+        self.duty = False
+        self.on_duty = on_duty
 
     def sync(self, timeout: float | None = None) -> int:
         """:func:`sync_now` for this writer (``Writer.sync``, ``PRAGMA litevfs_sync``)."""
         return sync_now(self.writer, timeout)
 
+    def elect(self) -> bool:
+        """Take the duty if nobody has it (the holder died or left)."""
+        if not self.duty and self.writer.files.lock(DUTY):
+            self.duty = True
+            log.info("%s: this process (pid %d) now syncs the machine's commits",
+                     self.writer.name, self.writer.files.pid)
+            if self.on_duty is not None:
+                self.on_duty()
+        return self.duty
+
     def step(self) -> float:
-        sync_once(self.writer)
+        if not self.elect():
+            return self.check
+        if self.interval <= 0:
+            return self.check
+        sync_once(self.writer, TURN_TIMEOUT)
         self.failures = 0
         return self.interval
 
+    def stop(self) -> None:
+        super().stop()
+        if self.duty:
+            self.duty = False
+            self.writer.files.unlock(DUTY)
+
     def on_error(self, exc: Exception) -> float:
         if isinstance(exc, ConflictError):
-            return self.interval  # nothing is uploaded until discard_unsynced (cheap: no request)
+            return self.interval or self.check  # nothing is uploaded until discard_unsynced
         self.failures += 1  # storage down: keep the buffer, retry later
         self.writer.last_error = exc
         log.warning("sync of %s failed (%d in a row): %s",
-                    self.writer.config.replica_url, self.failures, exc)
-        return self.interval * min(2 ** self.failures, 30)
+                    self.writer.name, self.failures, exc)
+        return (self.interval or self.check) * min(2 ** self.failures, 30)

@@ -1,50 +1,76 @@
-"""Write mode state, one per replica per process (shared by every connection).
+"""Write mode state, one per replica per process (shared by every connection); the
+processes of a machine share the buffer log (``buffer.py``) through ``shared.py``.
 
 * :class:`Local` is the committed-but-unsynced state as an immutable-by-convention
-  snapshot: ``dirty`` (committed since the last cut) over ``frozen`` (the pages an
-  upload in flight carries) over the published view. A reader pins one ``Local``
-  with its view at the start of a read transaction. ``dirty`` is only mutated in
-  place by a commit, which needs the in-process EXCLUSIVE lock, i.e. no reader holds
-  SHARED then; every other change publishes a new ``Local``.
-* The synced overlay: ``frozen`` stays visible until the view that contains the
-  upload is published, and readers pin ``Local`` before the view, so a read never
-  falls back to an older page (litestream 9.2 ``e491163``).
+  snapshot: ``dirty`` (this process's index of the shared log: the newest unsynced
+  version of each page) over ``frozen`` (pages already synced whose view is not
+  published yet) over the published view. A reader pins one ``Local`` with its view at
+  the start of a read transaction. ``dirty`` is only mutated in place by a commit,
+  which needs the in-process EXCLUSIVE lock, i.e. no reader holds SHARED then; every
+  other change (catching up with other processes, a sync) copies it first.
+* The synced overlay: synced pages leave ``dirty`` only when the view that contains
+  them is published first, and readers pin ``Local`` before the view, so a read never
+  falls back to an older page (litestream 9.2 ``e491163``). When the view cannot be
+  extended at once the pages wait in ``frozen``.
 * FileSize comes from the newest local commit while anything is unsynced, so the
   writer's own upload (whose commit may be lower than later local growth) is never
   read as a shrink (``84d1d02``, ``8f328f2``).
 * :class:`LockTable` gives SQLite's rollback-journal locking between connections of
-  the process (readers block a committing writer, one RESERVED holder).
+  the process (readers block a committing writer, one RESERVED holder). Between
+  processes the WRITER lock (``shared.WriterGate``) admits one writer at a time and
+  a write transaction must start from the newest commit (``begin_write``): readers
+  never block writers there, as in SQLite's WAL mode.
 """
 
 from __future__ import annotations
 
 import logging
-import secrets
 import threading
-from dataclasses import dataclass, field, replace
-from typing import TYPE_CHECKING
+import time
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Iterator
 
-from ..errors import ConflictError, LiteVFSError, TxNotAvailableError
-from .fence import HeadState
+from .._impl import cache_key
+from ..errors import BufferInUseError, ConflictError, LiteVFSError, TxNotAvailableError
+from ..ltx.format import Header as LTXHeader
 from ..ltx.format import lock_pgno
-from .buffer import WriteBuffer
+from ..storage.fetch import FileIndex
+from .buffer import Changes, Done, WriteBuffer
+from .fence import HeadState
 from .home import default_buffer_path, resolve_buffer_path  # noqa: F401 - default_buffer_path: old home
+from .shared import DUTY, STREAK_MAX, SYNC, WriterGate
 
 if TYPE_CHECKING:
     from ..engine.hydrate.hydrator import Hydrator
-    from ..engine.state import ReplicaState
+    from ..engine.state import ReplicaState, View
     from ..engine.views import ViewBuilder
     from .compactor import Compactor
+    from .shared import LockKeeper
     from .syncer import Syncer
 
 log = logging.getLogger("litevfs.writer")
 
 DEFAULT_PAGE_SIZE = 4096
 NONE, SHARED, RESERVED, PENDING, EXCLUSIVE = 0, 1, 2, 3, 4
+APPEND_TIMEOUT = 30.0  # a sync waits this long for another process's write transaction
 
 
 class LockBusy(LiteVFSError):
-    """Another connection of this process holds a conflicting lock (SQLITE_BUSY)."""
+    """Another connection holds a conflicting lock (SQLITE_BUSY). ``machine``: the
+    machine's write lock is the reason (another process writes or just committed): the
+    busy wait then waits for that lock; ``yield_first``: this process had a long streak
+    while others waited, so it lets them go first."""
+
+    def __init__(self, message: str, *, machine: bool = False,
+                 yield_first: bool = False) -> None:
+        super().__init__(message)
+        self.machine = machine
+        self.yield_first = yield_first
+
+
+class SyncTimeout(LiteVFSError, TimeoutError):
+    """The sync did not finish within the caller's timeout (nothing is lost)."""
 
 
 class WriteDisabledError(LiteVFSError):
@@ -59,7 +85,7 @@ class Local:
     dirty_floor: int | None = None  # smallest db size among dirty transactions
     frozen_commit: int | None = None
     frozen_floor: int | None = None
-    gen: int = 0  # bumped by every local commit
+    gen: int = 0  # bumped whenever the content may change (commits, here or elsewhere)
 
     @property
     def commit(self) -> int | None:
@@ -122,9 +148,14 @@ class LockTable:
     def reserved_by_anyone(self) -> bool:
         return self.reserved is not None or self.pending is not None
 
+    def readers_besides(self, owner: int | None) -> bool:
+        shared = self.shared
+        return bool(shared) and (owner is None or shared != {owner})
+
 
 class Writer:
-    """Write state of one replica: buffer, local layers, position, conflict, locks."""
+    """Write state of one replica in this process: the shared log, the local layers,
+    the conflict, the locks."""
 
     def __init__(self, state: ReplicaState, views: ViewBuilder, *,
                  buffer_path: str | None = None) -> None:
@@ -133,8 +164,9 @@ class Writer:
         self.views = views
         self.config = config
         self.hydrator: Hydrator | None = None  # set by the session when hydration is on
-        self.lock = threading.RLock()  # commits vs sync cut/reset
-        self.sync_lock = threading.Lock()  # one upload at a time
+        self.lock = threading.RLock()  # this process's index, local layers, appends
+        self.sync_lock = threading.Lock()  # one sync at a time in this process
+        self.synced = threading.Condition(self.lock)  # a DONE was applied
         self.locks = LockTable()
         self.enabled = True
         self.conflict: ConflictError | None = None
@@ -146,24 +178,202 @@ class Writer:
         self.buffer, self.recovered = WriteBuffer.open(
             self.buffer_path, url=config.replica_url, page_size=page_size,
             base_txid=view.txid, fsync=config.buffer_fsync)
+        assert self.buffer.files is not None
+        self.files = self.buffer.files
+        self.gate = WriterGate(self.files)
         self.page_size = self.buffer.page_size
         self.lock_pgno = lock_pgno(self.page_size)
-        self.base_txid = self.buffer.base_txid
-        self.local = self._local_from_buffer(0)
-        # The commit point (fence.py): what this writer last saw of the head object.
-        self.head_state = HeadState(secrets.token_hex(8))
+        self.my_seq = 0  # the last transaction this process committed
+        self.frozen: dict[int, bytes] | None = None
+        self.frozen_txid = 0
+        self.frozen_commit: int | None = None
+        self.frozen_floor: int | None = None
+        self.local = self._make_local(0)
+        # The commit point (fence.py): what this machine's writer last saw of the head.
+        self.head_state = HeadState(self.buffer.writer_id)
         self.syncer: Syncer | None = None  # set by attach_writer (attach.py)
         self.compactor: Compactor | None = None
-        if self.recovered.transactions:
+        self.keeper: LockKeeper | None = None
+        self.inherited = False  # a fork() child's copy: never used
+        if self.buffer.conflict is not None:
+            self.conflict = ConflictError(self.buffer.conflict)
+            self.local = Local(gen=1)
+        elif self.buffer.base_txid > view.txid:  # the log knows newer syncs than the LIST
+            self._ensure_view(self.buffer.base_txid)
+        if self.recovered.transactions and self.files.alone:
             log.warning("%s: recovered %d unsynced transactions from %s (base TXID %016x)",
-                        config.replica_url, self.recovered.transactions, self.buffer_path,
+                        state.storage.url, self.recovered.transactions, self.buffer_path,
                         self.base_txid)
 
-    def _local_from_buffer(self, gen: int) -> Local:
-        buf = self.buffer
-        if buf.empty:
+    # -- the index of the shared log -----------------------------------------------------
+    @property
+    def name(self) -> str:
+        """The replica as logs and messages name it (no secrets: the storage's URL)."""
+        return self.state.storage.url
+
+    @property
+    def base_txid(self) -> int:
+        """The TXID every synced commit is in (the position the next upload builds on)."""
+        return self.buffer.base_txid
+
+    def _make_local(self, gen: int) -> Local:
+        if self.conflict is not None:
             return Local(gen=gen)
-        return Local(dict(buf.pages), None, buf.commit, buf.floor, None, None, gen)
+        buf = self.buffer
+        return Local(buf.pages, self.frozen, buf.commit, buf.floor, self.frozen_commit,
+                     self.frozen_floor, gen)
+
+    def refresh(self, owner: int | None = None) -> None:
+        """Catch up with what other processes committed or synced (the start of a read
+        transaction). ``owner``: the connection asking (its own pin does not count)."""
+        if self.buffer.fresh():
+            return
+        with self.lock:
+            changes = self.buffer.catch_up(cow=self.locks.readers_besides(owner))
+            if changes:
+                self._absorb(changes)
+
+    def begin_read(self, owner: int) -> Local:
+        """SHARED for ``owner``: catch up, then the Local it pins."""
+        with self.lock:
+            self.locks.lock(owner, SHARED)
+            if not self.buffer.fresh():
+                changes = self.buffer.catch_up(cow=self.locks.readers_besides(owner))
+                if changes:
+                    self._absorb(changes)
+            return self.local
+
+    def begin_write(self, owner: int, pinned: Local, have_gate: bool) -> None:
+        """RESERVED for ``owner`` whose transaction read ``pinned``: one writer per
+        process (LockTable), one per machine (the WRITER lock; ``have_gate``: taken
+        already, while waiting), and only on top of the newest commit. Raises LockBusy
+        (``machine`` when another process writes); the caller releases nothing."""
+        self.locks.lock(owner, RESERVED)
+        gate = self.gate
+        if not have_gate and not gate.try_acquire():
+            self.locks.unlock(owner, SHARED)
+            raise LockBusy("another process is writing", machine=True,
+                           yield_first=gate.streak >= STREAK_MAX)
+        try:
+            with self.lock:
+                buf = self.buffer
+                word, _claimed, rewriting = self.files.head3()
+                if rewriting:
+                    buf.repair()
+                if rewriting or word != buf._seen:
+                    changes = buf.catch_up(cow=True)
+                    if changes:
+                        self._absorb(changes)
+                if self.local.gen != pinned.gen:
+                    raise LockBusy("another process committed since this transaction "
+                                   "began: retry it", machine=True)
+                self.check_writable()
+        except BaseException:
+            gate.release()
+            self.locks.unlock(owner, SHARED)
+            raise
+
+    def end_write(self) -> None:
+        self.gate.release()
+
+    def _absorb(self, changes: Changes) -> None:
+        """Turn what a catch-up applied into views and a new Local (lock held)."""
+        gen = self.local.gen
+        for event in changes.events:
+            kind = event[0]
+            if kind == "tx":
+                gen += 1
+                self._trim_frozen(event[1])
+            elif kind == "done":
+                self._synced(*event[1:])
+        if changes.generation:
+            buf = self.buffer
+            if buf.page_size != self.page_size:
+                self.page_size = buf.page_size
+                self.lock_pgno = lock_pgno(self.page_size)
+            if changes.jumped is not None:
+                gen += 1
+                self.frozen = None
+                self._ensure_view(changes.jumped)
+            if buf.conflict is None and self.conflict is not None:
+                self.conflict = None  # discarded (in another process)
+                gen += 1
+        if changes.conflict is not None and self.conflict is None:
+            self.conflict = ConflictError(changes.conflict)
+            self.frozen = None
+            gen += 1
+        self.local = self._make_local(gen)
+        self.synced.notify_all()
+
+    def _trim_frozen(self, commit: int) -> None:
+        frozen = self.frozen
+        if frozen is not None and any(p > commit for p in frozen):
+            self.frozen = {p: d for p, d in frozen.items() if p <= commit}
+
+    def _ensure_view(self, txid: int) -> bool:
+        """Make the published view reach ``txid`` (a re-plan from the bucket). False when
+        it cannot now (the pages stay in the overlay)."""
+        if self.state.current.txid >= txid and txid:
+            return True
+        try:
+            view = self.views.replan()
+        except TxNotAvailableError:
+            return txid == 0
+        except LiteVFSError as exc:
+            log.warning("%s: cannot reach TXID %016x now: %s", self.name,
+                        txid, exc)
+            return False
+        return view.txid >= txid
+
+    def _synced(self, done: Done, dropped: dict[int, bytes], commit: int, floor: int,
+                exact: dict[int, bytes] | None = None) -> None:
+        """A sync's pages leave the unsynced index: publish the view that holds them
+        first (from the file index the log carries: no request), seed the caches."""
+        state = self.state
+        current = state.current
+        fi = None
+        if done.info is not None and done.header and done.index:
+            try:
+                pgnos, offsets, sizes, _ = state.impl.decode_page_index(done.index, 0)
+                fi = FileIndex(done.info, LTXHeader.unpack(done.header), pgnos, offsets, sizes)
+            except LiteVFSError as exc:
+                log.warning("%s: unusable file index in the log for TXID %016x: %s",
+                            self.name, done.txid, exc)
+        if done.head:
+            self.head_state.adopt(done.head, done.etag or None)
+        if fi is not None and current.txid < done.txid:
+            fid = state.file_id(done.info)
+            seed = self._seed_pages(fi, dropped, exact)
+            hydrator = self.hydrator
+            if hydrator is not None and seed:  # before publishing: never downloaded
+                hydrator.offer_pages(fid, done.txid, seed)
+            if current.txid == done.txid - 1:
+                state.publish(self.views.extend_view(current, [fi]))
+            put = state.cache.put
+            for pgno, page in seed:
+                put(cache_key(fid, pgno), page)
+        advanced = self._ensure_view(done.txid)
+        if advanced and (self.frozen is None or self.frozen_txid <= state.current.txid):
+            self.frozen = None
+            self.frozen_commit = self.frozen_floor = None
+        else:  # the pages wait over the older view until one with them is published
+            frozen = dict(self.frozen or {})
+            frozen.update(dropped)
+            self.frozen = frozen
+            self.frozen_txid = max(self.frozen_txid, done.txid)
+            self.frozen_commit = commit
+            self.frozen_floor = floor if self.frozen_floor is None else min(
+                self.frozen_floor, floor)
+
+    def _seed_pages(self, fi: FileIndex, dropped: dict[int, bytes],
+                    exact: dict[int, bytes] | None) -> list[tuple[int, bytes]]:
+        """The pages of the synced file as of its TXID, where this process knows them:
+        the uploader's exact pages (zeros where it zero-filled), else the ones that just
+        left the index (pages rewritten since are not known as of that TXID)."""
+        if exact is None:  # zero-filled pages stay unknown here (rare: after a shrink)
+            return [(p, bytes(dropped[p])) for p in fi.pgnos if p in dropped]
+        zero = bytes(self.page_size)
+        return [(p, exact.get(p) or zero) for p in fi.pgnos]
 
     # -- sizes and reads -----------------------------------------------------------------
     def size_pages(self, local: Local, view_commit: int) -> int:
@@ -178,54 +388,128 @@ class Writer:
             raise WriteDisabledError("write mode is disabled on this replica")
 
     def commit(self, pages: dict[int, bytes], commit: int) -> None:
-        """Append one transaction to the buffer and make it visible (caller holds the
-        in-process EXCLUSIVE lock)."""
+        """Append one transaction to the shared log and make it visible (the caller holds
+        the in-process EXCLUSIVE lock and the machine's WRITER lock)."""
         with self.lock:
             self.check_writable()
             pages.pop(self.lock_pgno, None)  # never stored (SQLite never writes it anyway)
-            self.buffer.append(pages, commit)
-            local = self.local
-            dirty, frozen = local.dirty, local.frozen
-            size = self.size_pages(local, self.state.current.commit)
-            if commit < size:  # a shrink: pages past the end are gone
-                for p in [p for p in dirty if p > commit]:
-                    del dirty[p]
-                if frozen is not None and any(p > commit for p in frozen):
-                    frozen = {p: d for p, d in frozen.items() if p <= commit}
-            dirty.update(pages)
-            floor = commit if local.dirty_floor is None else min(local.dirty_floor, commit)
-            self.local = replace(local, frozen=frozen, dirty_commit=commit, dirty_floor=floor,
-                                 gen=local.gen + 1)
+            self.my_seq = self.buffer.append(pages, commit)
+            self._trim_frozen(commit)
+            self.local = self._make_local(self.local.gen + 1)
+
+    @contextmanager
+    def appending(self, timeout: float = APPEND_TIMEOUT) -> Iterator[None]:
+        """The right to append to the log from a sync: WRITER (shared with a write
+        transaction of this process) and the index caught up."""
+        gate = self.gate
+        if not gate.try_acquire(polite=False) and not gate.wait(timeout):
+            raise BufferInUseError(
+                f"write buffer {self.buffer_path}: a write transaction in another process "
+                f"kept the write lock for {timeout:g}s; the sync is retried later")
+        try:
+            with self.lock:
+                if self.buffer.repair():
+                    pass
+                changes = self.buffer.catch_up(cow=self.locks.readers_besides(None))
+                if changes:
+                    self._absorb(changes)
+                yield
+        finally:
+            gate.release()
+
+    @contextmanager
+    def sync_turn(self, timeout: float | None) -> Iterator[None]:
+        """This process's turn to sync: the in-process sync lock, then the machine's
+        SYNC lock (one upload at a time; released by the kernel if we die)."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        if not self.sync_lock.acquire(timeout=-1 if timeout is None else timeout):
+            raise SyncTimeout(f"a sync of {self.name} is still running after "
+                              f"{timeout:g}s (nothing is lost: it goes on in the background)")
+        try:
+            left = None if deadline is None else max(0.0, deadline - time.monotonic())
+            if not self.files.wait_lock(SYNC, left):
+                raise SyncTimeout(
+                    f"another process has been syncing {self.name} for over "
+                    f"{timeout:g}s (nothing is lost: it goes on there)")
+            try:
+                yield
+            finally:
+                self.files.unlock(SYNC)
+        finally:
+            self.sync_lock.release()
+
+    def record_done(self, done: Done, exact: dict[int, bytes] | None = None) -> None:
+        """Append a sync's commit point to the log and apply it here."""
+        with self.appending():
+            applied = self.buffer.append_done(done)
+            self._synced(*applied, exact=exact)
+            self.local = self._make_local(self.local.gen)
+            self.synced.notify_all()
 
     # -- conflict ------------------------------------------------------------------------
     def set_conflict(self, message: str) -> ConflictError:
+        """Another writer advanced the replica: every process of the machine learns it
+        from the log (the same message everywhere)."""
         with self.lock:
             if self.conflict is None:
-                self.conflict = ConflictError(
-                    f"{message}; {self.buffer.transactions} unsynced transactions are kept in "
-                    f"{self.buffer_path} (export them with litevfs.export_unsynced(), drop "
-                    "them with litevfs.discard_unsynced())")
-                log.error("%s: %s", self.config.replica_url, self.conflict)
+                full = (f"{message}; {self.buffer.transactions} unsynced transactions are kept "
+                        f"in {self.buffer_path} (export them with litevfs.export_unsynced(), "
+                        "drop them with litevfs.discard_unsynced())")
+                try:
+                    with self.appending(5.0):
+                        if self.buffer.conflict is None:
+                            self.buffer.append_conflict(full)
+                        full = self.buffer.conflict or full
+                except (LiteVFSError, OSError) as exc:
+                    log.warning("%s: the conflict could not be recorded in the log: %s",
+                                self.name, exc)
+                self.conflict = ConflictError(full)
+                log.error("%s: %s", self.name, self.conflict)
                 # Reads follow the remote from now on: our layers no longer apply to it.
+                self.frozen = None
                 self.local = Local(gen=self.local.gen + 1)
             return self.conflict
 
     def discard_unsynced(self) -> int:
-        """Drop every unsynced transaction and clear a conflict; returns how many."""
-        with self.sync_lock, self.lock:
+        """Drop every unsynced transaction (of every process of the machine) and clear a
+        conflict; returns how many."""
+        with self.sync_turn(60.0), self.appending():
             n = self.buffer.transactions
             try:
-                txid = self.views.replan().txid
+                view = self.views.replan()
+                txid = view.txid
             except TxNotAvailableError:  # still an empty replica
-                txid = 0
-            self.buffer.clear(txid)
-            self.base_txid = txid
+                view, txid = None, 0
             self.head_state.load(self.state.storage)  # rebase the commit point too
-            if txid and self.state.current.page_size != self.page_size:
-                self.page_size = self.state.current.page_size
-            self.local = Local(gen=self.local.gen + 1)
+            page_size = view.page_size if view is not None and txid else None
             self.conflict = None
+            self._absorb(self.buffer.clear(txid, page_size))
+            self.conflict = None
+            self.frozen = None
+            self.local = self._make_local(self.local.gen + 1)
             return n
+
+    def rebase(self, txid: int, page_size: int | None) -> None:
+        """Move an empty log to the remote's position (another writer, or
+        ``litestream replicate``, advanced it while nothing was buffered here)."""
+        with self.appending():
+            if self.buffer.empty:
+                self._absorb(self.buffer.clear(txid, page_size))
+
+    def rewrite_log(self) -> None:
+        """Drop the synced prefix of the log (a new generation)."""
+        with self.appending():
+            self.buffer.rewrite()
+            self._absorb(self.buffer.catch_up(cow=self.locks.readers_besides(None)))
+
+    # -- roles -----------------------------------------------------------------------------
+    def follows_log(self) -> bool:
+        """True while another process of the machine polls the bucket for everyone (this
+        one learns new TXIDs from the log): no conflict, and the DUTY lock is taken."""
+        if self.conflict is not None or self.inherited:
+            return False
+        files = self.files
+        return not files.held(DUTY) and not files.probe_free(DUTY)
 
     # -- sync entry points -----------------------------------------------------------------
     def sync(self, timeout: float | None = None) -> int:
@@ -236,10 +520,11 @@ class Writer:
     def close(self) -> None:
         """Final sync, then stop; raises (buffer kept) if unsynced writes remain."""
         error: BaseException | None = None
-        for worker in (self.syncer, self.compactor):
+        for worker in (self.syncer, self.compactor, self.keeper):
             if worker is not None:
                 worker.stop()
         try:
+            self.refresh()
             if self.conflict is not None and not self.buffer.empty:
                 raise self.conflict
             if not self.buffer.empty or not self.local.empty:
@@ -251,3 +536,10 @@ class Writer:
             self.buffer.close(remove=clean)
         if error is not None:
             raise error
+
+    def forget_after_fork(self) -> None:
+        """In a forked child: this state belongs to the parent; never touch it."""
+        self.inherited = True
+        self.buffer.forget_after_fork()
+        self.lock = threading.RLock()
+        self.sync_lock = threading.Lock()
