@@ -27,6 +27,8 @@ class ConnectOptions(TypedDict, total=False):
     verify: str
     verify_max_size: int | str
     verify_bandwidth: int | str
+    verify_share: float | str
+    verify_record: str
     cache_dir: str
     cache_dir_size: int | str
     cache_compress: bool | str
