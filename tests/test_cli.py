@@ -37,8 +37,12 @@ def replica(tmp_path_factory: pytest.TempPathFactory) -> str:
     base = tmp_path_factory.mktemp("cli")
     url = f"file://{base / 'replica'}"
     con = litevfs.connect(url, write=True, buffer_path=str(base / "w.wbuf"))
+    # One transaction: TXID 1 is the whole database whenever the syncer runs (a sync
+    # between two transactions made `-txid 1` restore an empty table under load).
+    con.execute("BEGIN")
     con.execute("CREATE TABLE t(id INTEGER PRIMARY KEY, name TEXT, b BLOB)")
     con.execute("INSERT INTO t(name, b) VALUES ('a', x'00ff'), ('b,c', NULL)")
+    con.execute("COMMIT")
     con.close()
     return url
 

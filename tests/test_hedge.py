@@ -67,6 +67,17 @@ def test_normal_latency_is_not_hedged() -> None:
     h.close()
 
 
+def test_base_latency_is_the_fastest_small_get() -> None:
+    read = Scripted({0: 0.05}, fast=0.004)
+    h = Hedger(lambda: read, floor=1.0)
+    assert h.base_latency() is None  # nothing timed yet
+    h.read_range(INFO, 0, 1 << 20)  # large: transfer time, not the round trip
+    assert h.base_latency() is None
+    _warm(h, 3)
+    assert 0.004 <= h.base_latency() < 0.03
+    h.close()
+
+
 def test_hedges_are_capped_and_one_per_request() -> None:
     read = Scripted({8: 1.0, 9: 1.0, 10: 1.0, 11: 1.0})  # both copies of a request stall
     h = Hedger(lambda: read, floor=0.02, max_concurrent=1)

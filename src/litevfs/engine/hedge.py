@@ -66,6 +66,14 @@ class Hedger:
                 p50 = (every[len(every) // 2] if every else self.floor) + length / ASSUMED_BANDWIDTH
         return max(self.floor, self.multiplier * p50)
 
+    def base_latency(self) -> float | None:
+        """The fastest recent GET of at most 128 KiB: the network's round trip plus the
+        server's least work, as callers that weigh a round trip against extra requests
+        need it. None before any such GET (or with hedging off: nothing is timed)."""
+        with self._lock:
+            small = [min(s) for s in self._samples[:3] if s]
+        return min(small) if small else None
+
     def read_range(self, info: FileInfo, offset: int, length: int) -> bytes:
         if not self.enabled:
             return self._read()(info, offset, length)

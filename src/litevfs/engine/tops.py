@@ -12,6 +12,11 @@ join's descent into several tables costs about one round trip for their upper le
 together, then one per leaf. Nothing is fetched for trees whose tops are cached: a
 request for those costs one probe of the page cache. Fetched pages are ordinary cache
 entries (interior pages go to their protected tier, ``state.py``).
+
+The fan-out below the roots pays only on a slow network: each extra page is a request
+the client and the server spend CPU on, while a level SQLite descends itself costs one
+round trip. When recent small GETs answer within ``FAST_RTT_S`` (object storage on the
+same host or rack), only the roots are fetched.
 """
 
 from __future__ import annotations
@@ -36,6 +41,7 @@ log = logging.getLogger("litevfs.tops")
 FANOUT = 64  # a root with more children: not all of them (a point query uses one)
 BUDGET = 512  # pages of the level below the roots fetched per request
 MAX_QUEUED = 64
+FAST_RTT_S = 0.008  # below this round trip, a level costs less than the fan-out saving it
 
 
 class TreeTops(Worker):
@@ -47,7 +53,7 @@ class TreeTops(Worker):
         self._queue: deque[tuple[View, tuple[int, ...], frozenset[int]] | View] = deque()
         self._lock = threading.Lock()
         self._done: dict[int, tuple[int, int]] = {}  # root -> (txid, levels done) this view
-        self.requests = self.pages = self.skipped = 0
+        self.requests = self.pages = self.skipped = self.fast_skips = 0
         self._working = False
 
     def want(self, view: View, roots: tuple[int, ...], scans: frozenset[int] = frozenset()
@@ -124,6 +130,10 @@ class TreeTops(Worker):
     def _fetch(self, view: View, roots: tuple[int, ...], scans: frozenset[int]) -> None:
         reader = self.reader
         self.requests += reader.prefetch(view, list(roots))
+        rtt = reader.hedger.base_latency()
+        if rtt is not None and rtt < FAST_RTT_S and not scans:
+            self.fast_skips += 1
+            return  # a fast network: SQLite's own descent is cheaper than the fan-out
         budget, below, edge = BUDGET, [], []
         for root in roots:
             children = btree_children(reader.read_page(view, root), root)  # waits for it
@@ -150,7 +160,8 @@ class TreeTops(Worker):
             edge = nxt
 
     def stats(self) -> dict[str, int]:
-        return {"requests": self.requests, "pages": self.pages, "skipped": self.skipped}
+        return {"requests": self.requests, "pages": self.pages, "skipped": self.skipped,
+                "fast_network_skips": self.fast_skips}
 
     def close(self) -> None:
         self.stop()
