@@ -60,8 +60,9 @@ END_MASK = (1 << END_BITS) - 1
 GEN_MASK = 0xFFFF
 
 INIT_TIMEOUT = 30.0
-STREAK_MAX = 16  # commits a process may make in a row while others wait for the lock
+STREAK_MAX = 64  # commits a process may make in a row while others wait for the lock
 POLL_S = 0.002  # a waiter looks at the lock this often between rings
+STREAK_IDLE_S = 0.0005  # a streak's holder that commits nothing for this long hands over
 KEEP_TICK_S = 0.1  # a kept write lock is handed over at once when asked; this is the net
 
 _registry: dict[str, SharedFiles] = {}
@@ -422,6 +423,7 @@ class WriterGate:
     def __init__(self, files: SharedFiles) -> None:
         self.files = files
         self.streak = 0
+        self.released_at = 0.0  # the last release of a streak (monotonic)
 
     def try_acquire(self, *, polite: bool = True) -> bool:
         """Take WRITER now if free. ``polite``: refuse after a long streak while other
@@ -460,11 +462,13 @@ class WriterGate:
 
     def release(self) -> None:
         """Release WRITER. Nobody waiting: the lock stays with this process (two system
-        calls less per commit; ``LockKeeper`` hands it over within ``KEEP_TICK_S`` once
-        someone waits). Others waiting: this process may go on for a streak of commits
-        (each handoff costs the machine context switches and the next writer's
-        catch-up; a batch amortises them), then it rings the bell and yields. Waiters
-        also look every ``POLL_S``, so a writer that stops early keeps nobody waiting."""
+        calls less per commit; ``LockKeeper`` hands it over once someone waits). Others
+        waiting: this process keeps it for a streak of up to ``STREAK_MAX`` commits while
+        it goes on committing (each handoff costs the machine context switches and the
+        next writer's catch-up; a batch amortises them, and a lock released between the
+        commits of a streak was taken by whichever waiter happened to look, so streaks
+        were short), then it releases the lock and rings the bell. ``LockKeeper`` hands a
+        kept lock over as soon as the process pauses for ``STREAK_IDLE_S``."""
         files = self.files
         mm = files.mm
         hinted = mm is not None and _U64.unpack_from(mm, _OFF_WAITERS)[0] != 0
@@ -479,16 +483,30 @@ class WriterGate:
                 files._kept = True
                 self.streak = 0
                 return
+            self.streak += 1
+            if self.streak < STREAK_MAX:
+                files._kept = True
+                self.released_at = time.monotonic()
+                return
             if files._shm_fd >= 0:
                 files._fcntl(WRITER, fcntl.LOCK_UN)
-        self.streak += 1
-        if self.streak >= STREAK_MAX and not files.ring_if_waited():
+        if not files.ring_if_waited():
             self.streak = 0  # the hint was stale: nobody waits
 
-    def hand_over(self) -> bool:
-        """A kept lock is released when someone waits for it (``LockKeeper``)."""
+    def hand_over(self) -> bool | None:
+        """Release a kept lock when someone waits for it (``LockKeeper``): at once after
+        an idle keep, after ``STREAK_IDLE_S`` without a commit during a streak. None:
+        look again in ``STREAK_IDLE_S`` (a streak goes on, or a write transaction of
+        this process holds the lock while others wait)."""
         files = self.files
-        if files.kept and files.waiters_hinted() and files.drop_kept():
+        if not files.waiters_hinted():
+            return False
+        if not files.kept:
+            return None if files.held(WRITER) else False
+        if 0 < self.streak < STREAK_MAX and \
+                time.monotonic() - self.released_at < STREAK_IDLE_S:
+            return None
+        if files.drop_kept():
             files.ring_if_waited()
             return True
         return False
@@ -507,14 +525,18 @@ class LockKeeper(Worker):
     def __init__(self, gate: WriterGate, name: str = "") -> None:
         super().__init__(f"litevfs-lock {name}")
         self.gate = gate
+        self._again = False
 
     def step(self) -> float:
         files = self.gate.files
         if files.mm is None:
             return KEEP_TICK_S
-        files.wait_want(KEEP_TICK_S)
+        if self._again:  # a streak or a write transaction holds the lock: look soon
+            time.sleep(STREAK_IDLE_S)
+        else:
+            files.wait_want(KEEP_TICK_S)
         if not self.stopped:
-            self.gate.hand_over()
+            self._again = self.gate.hand_over() is None
         return 0.0
 
     def stop(self) -> None:
