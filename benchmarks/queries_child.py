@@ -11,21 +11,7 @@ import json
 import sys
 import time
 
-
-def phase(name, **data):
-    print(json.dumps({"phase": name, **data}), flush=True)
-    sys.stdin.readline()
-
-
-def peak_rss_mb():
-    try:
-        with open("/proc/self/status") as f:
-            for line in f:
-                if line.startswith("VmHWM:"):
-                    return int(line.split()[1]) / 1024
-    except OSError:
-        pass
-    return None
+from coldstart_child import peak_rss_mb, phase  # the same phase protocol; as lean
 
 
 def traced_local(path):
