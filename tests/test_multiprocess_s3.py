@@ -37,7 +37,7 @@ CHILD = str(Path(__file__).with_name("mp_child.py"))
 REPO = Path(__file__).resolve().parents[1]
 SECONDS = float(os.environ.get("LITEVFS_MP_SECONDS", "4"))
 WRITERS = int(os.environ.get("LITEVFS_MP_WRITERS", "4"))
-KILLS = int(os.environ.get("LITEVFS_MP_KILLS", "3"))
+KILLS = int(os.environ.get("LITEVFS_MP_KILLS", "8"))  # 3 rarely showed the seeding bug
 ACCOUNTS, TOTAL = 20, 20 * 1000
 
 

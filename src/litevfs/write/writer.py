@@ -367,11 +367,14 @@ class Writer:
 
     def _seed_pages(self, fi: FileIndex, dropped: dict[int, bytes],
                     exact: dict[int, bytes] | None) -> list[tuple[int, bytes]]:
-        """The pages of the synced file as of its TXID, where this process knows them:
-        the uploader's exact pages (zeros where it zero-filled), else the ones that just
-        left the index (pages rewritten since are not known as of that TXID)."""
-        if exact is None:  # zero-filled pages stay unknown here (rare: after a shrink)
-            return [(p, bytes(dropped[p])) for p in fi.pgnos if p in dropped]
+        """The pages of the synced file as of its TXID, where this process knows them for
+        sure: the uploader's exact pages (zeros where it zero-filled). Other processes
+        seed nothing: the pages that just left their index were seen to differ from the
+        file's after repeated kill -9 of the syncing process (a cache seeded with them
+        served a torn snapshot, and a compaction that read them wrote it to the bucket),
+        so they read the file's pages from the bucket instead."""
+        if exact is None:
+            return []
         zero = bytes(self.page_size)
         return [(p, exact.get(p) or zero) for p in fi.pgnos]
 
