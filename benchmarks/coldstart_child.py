@@ -37,6 +37,17 @@ def peak_rss_mb():
     return None
 
 
+def open_litestream(extension):
+    """Litestream's VFS (its loadable extension) on the replica LITESTREAM_REPLICA_URL names."""
+    import apsw
+
+    loader = apsw.Connection(":memory:")
+    loader.enable_load_extension(True)
+    loader.load_extension(extension)
+    return apsw.Connection("file:replica.db?vfs=litestream",
+                           flags=apsw.SQLITE_OPEN_READONLY | apsw.SQLITE_OPEN_URI)
+
+
 def main(spec, spawned_at):
     t_main = time.time()
     reader, ids = spec["child"], spec["ids"]
@@ -44,11 +55,7 @@ def main(spec, spawned_at):
     import apsw
 
     if reader == "litestream":
-        loader = apsw.Connection(":memory:")
-        loader.enable_load_extension(True)
-        loader.load_extension(spec["extension"])
-        con = apsw.Connection("file:replica.db?vfs=litestream",
-                              flags=apsw.SQLITE_OPEN_READONLY | apsw.SQLITE_OPEN_URI)
+        con = open_litestream(spec["extension"])
     elif reader == "local":
         con = apsw.Connection(spec["local_db"], flags=apsw.SQLITE_OPEN_READONLY)
     else:

@@ -11,7 +11,7 @@ import json
 import sys
 import time
 
-from coldstart_child import peak_rss_mb, phase  # the same phase protocol; as lean
+from coldstart_child import open_litestream, peak_rss_mb, phase  # the same protocol; as lean
 
 
 def traced_local(path):
@@ -45,11 +45,7 @@ def main(spec, spawned_at):
     import apsw
 
     if reader == "litestream":
-        loader = apsw.Connection(":memory:")
-        loader.enable_load_extension(True)
-        loader.load_extension(spec["extension"])
-        con = apsw.Connection("file:replica.db?vfs=litestream",
-                              flags=apsw.SQLITE_OPEN_READONLY | apsw.SQLITE_OPEN_URI)
+        con = open_litestream(spec["extension"])
     elif reader == "local":
         con = apsw.Connection(spec["local_db"], flags=apsw.SQLITE_OPEN_READONLY)
     elif reader == "local-traced":
