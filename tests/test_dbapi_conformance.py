@@ -76,9 +76,15 @@ def connect_ro(mod: ModuleType, core: ModuleType,
         con.close()
 
 
-needs_autocommit = pytest.mark.skipif(
-    not hasattr(sqlite3.Connection, "autocommit"),
-    reason="the stdlib sqlite3 of this Python has no autocommit attribute (3.12+)")
+@pytest.fixture
+def autocommit_attribute(mod: ModuleType) -> None:
+    """Python 3.12's ``autocommit``: on older Pythons only the stdlib side skips;
+    ``litevfs.dbapi2`` has it everywhere and runs the test."""
+    if mod is sqlite3 and not hasattr(sqlite3.Connection, "autocommit"):
+        pytest.skip("the stdlib sqlite3 of this Python has no autocommit attribute (3.12+)")
+
+
+needs_autocommit = pytest.mark.usefixtures("autocommit_attribute")
 
 
 def table(con: Any) -> None:
