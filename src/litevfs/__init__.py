@@ -127,6 +127,6 @@ def __getattr__(name: str) -> Any:
     module = _LAZY.get(name)
     if module is None:
         raise AttributeError(f"module 'litevfs' has no attribute {name!r}")
-    from importlib import import_module
+    from importlib import import_module  # the lazy facade: loaded on first attribute
 
     return getattr(import_module(module, __name__), name)

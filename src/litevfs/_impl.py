@@ -17,13 +17,13 @@ def _select() -> tuple[ModuleType, str]:
     if os.environ.get("LITEVFS_NO_EXTENSIONS", "") not in ("", "0") or (
         sys.implementation.name != "cpython"
     ):
-        from . import _pagecache_py as mod
+        from . import _pagecache_py as mod  # forced: the compiled twin is never loaded
 
         return mod, "python"
     try:
         from . import _pagecache as mod  # type: ignore[no-redef]
     except ImportError:
-        from . import _pagecache_py as mod
+        from . import _pagecache_py as mod  # not built: the pure twin
 
         return mod, "python"
     return mod, "cython"

@@ -429,7 +429,7 @@ def with_url_options(url: str, options: Mapping[str, str]) -> str:
     """``url`` with ``options`` set in its query (replacing any spelling of the same
     option: ``endpoint``, ``Endpoint``...), the rest of the URL untouched. Only s3://
     replicas take them."""
-    from urllib.parse import parse_qsl, quote
+    from urllib.parse import parse_qsl, quote  # off the cold open's import path
 
     scheme = url.split("://", 1)[0].lower() if "://" in url else ""
     if scheme != "s3":

@@ -54,7 +54,7 @@ class LiteVFSDialect(SQLiteDialect_pysqlite):
 
     @classmethod
     def import_dbapi(cls) -> Any:
-        from . import dbapi2
+        from . import dbapi2  # SQLAlchemy asks for the driver when an engine is made
 
         return dbapi2
 

@@ -19,6 +19,6 @@ def __getattr__(name: str) -> object:
     module = _EXPORTS.get(name)
     if module is None:
         raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    from importlib import import_module
+    from importlib import import_module  # lazy exports: loaded on first attribute
 
     return getattr(import_module(f"{__name__}.{module}"), name)

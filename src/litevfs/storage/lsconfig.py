@@ -24,7 +24,7 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping
 from typing import Any
-from urllib.parse import quote, urlsplit, urlunsplit
+from urllib.parse import parse_qsl, quote, urlsplit, urlunsplit
 
 from ..errors import ConfigError
 from .url import go_path_clean
@@ -126,7 +126,7 @@ def expand_path(path: str) -> str:
 
 def _yaml() -> Any:
     try:
-        import yaml
+        import yaml  # PyYAML only when a config file is read
     except ImportError:  # pragma: no cover - a declared dependency
         raise ConfigError("reading a Litestream config file needs PyYAML "
                           "(pip install pyyaml)") from None
@@ -317,7 +317,6 @@ class LitestreamConfig:
         if url:
             parts = urlsplit(str(url))
             host, path = parts.netloc.rsplit("@", 1)[-1], parts.path
-            from urllib.parse import parse_qsl
 
             query.update(parse_qsl(parts.query, keep_blank_values=True))
         else:

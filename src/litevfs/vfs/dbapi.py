@@ -26,6 +26,7 @@ as a row factory is replaced by it); replicas refuse extensions and ``deserializ
 
 from __future__ import annotations
 
+import os
 import sqlite3 as _std
 import sys
 import threading
@@ -833,7 +834,7 @@ def _default_opener(url: str | None, **options: Any) -> Any:
     which also overlaps the first LIST with the imports)."""
     config_path, db = options.pop("config", None), options.pop("db", None)
     if config_path is not None or db is not None:
-        from ..storage.lsconfig import replica_from_config
+        from ..storage.lsconfig import replica_from_config  # PyYAML only for config=
 
         url, options = replica_from_config(config_path, db, url, options)
     from .connect import connect as vfs_connect
@@ -882,7 +883,6 @@ class Connection(_std.Connection):
         self._check_autocommit(autocommit)
         level = self._check_isolation_level(isolation_level)
         if database is not None and not isinstance(database, str):
-            import os
 
             database = os.fsdecode(database)
         self._replica = config is not None or database is None or is_replica(database, uri)
@@ -921,7 +921,7 @@ class Connection(_std.Connection):
         if uri:
             flags |= apsw.SQLITE_OPEN_URI
             if "vfs=litevfs" in database:
-                from .connect import register
+                from .connect import register  # only for a file: URI naming the VFS
 
                 register()
         return apsw.Connection(database, flags=flags,
@@ -975,7 +975,7 @@ class Connection(_std.Connection):
 
     def _conflict(self) -> str | None:
         try:
-            from .writeapi import write_status
+            from .writeapi import write_status  # only when an error may be a conflict
 
             conflict = write_status(self._con).get("conflict")
         except Exception:  # noqa: BLE001 - diagnostics only
@@ -1339,7 +1339,7 @@ class Connection(_std.Connection):
         """The stdlib's own dump (``sqlite3.dump``) run over this connection, so the SQL
         text is exactly what ``sqlite3`` writes."""
         self._check()
-        from sqlite3 import dump
+        from sqlite3 import dump  # the stdlib's dump module, only for iterdump()
 
         if filter is None:
             return dump._iterdump(self)  # type: ignore[no-any-return]
@@ -1362,8 +1362,7 @@ class Connection(_std.Connection):
         if not isinstance(target, _std.Connection):
             raise TypeError("backup() argument 1 must be sqlite3.Connection, not "
                             f"{type(target).__name__}")
-        import os
-        import tempfile
+        import tempfile  # only for backup()
 
         with tempfile.TemporaryDirectory(prefix="litevfs-backup-") as tmp:
             path = os.path.join(tmp, "copy.db")

@@ -74,7 +74,7 @@ class LiteVFS(apsw.VFS):
         with self._lock:
             self._main_names[filename] = self._main_names.get(filename, 0) + 1
         if replica.writer is not None:
-            from .writable import WritableLiteFile
+            from .writable import WritableLiteFile  # write-mode code only for writers
 
             file = WritableLiteFile(replica, filename, on_close=self._closed)
         else:
