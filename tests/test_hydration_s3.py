@@ -260,3 +260,84 @@ def test_a_hydrated_file_overwritten_in_use_or_between_runs_is_healed_not_served
     finally:
         con.close()
     assert integrity(path, tmp_path) == "ok"
+
+
+_OWNER = r"""
+import sys, time, litevfs
+con = litevfs.connect(sys.argv[1], hydration=True, hydration_path=sys.argv[2],
+                      poll_interval=0.1)
+while litevfs.hydration_status(con)["state"] != "complete":
+    time.sleep(0.02)
+print("ready", flush=True)
+while True:
+    time.sleep(0.05)
+    st = litevfs.hydration_status(con)
+    print(st["state"], st["txid"], flush=True)
+"""
+
+
+def test_processes_share_one_persistent_hydrated_file(  # type: ignore[no-untyped-def]
+        primary, core: ModuleType, seaweed: SeaweedServer, s3_bucket: str,
+        tmp_path: Path) -> None:
+    """Another process hydrates the file: this one reads it through the published labels
+    (no download), stays on its own snapshots while the owner follows new commits, and
+    takes the download over when the owner is killed with -9."""
+    import os
+    import signal
+    import subprocess
+    import sys
+
+    db, ls = primary
+    url = s3_replica_url(s3_bucket, "db", seaweed.endpoint, seaweed.region)
+    path = str(tmp_path / "shared" / "replica.db")
+    env = seaweed.env()
+    env["PYTHONPATH"] = str(Path(__file__).resolve().parent.parent)
+    if core.__name__.endswith("_py"):
+        env["LITEVFS_NO_EXTENSIONS"] = "1"
+    owner = subprocess.Popen([sys.executable, "-c", _OWNER, url, path], env=env,
+                             stdout=subprocess.PIPE, text=True, cwd=tmp_path)
+    con = None
+    try:
+        assert owner.stdout is not None
+        assert owner.stdout.readline().strip() == "ready"
+        con = api.connect(url, impl=core, poll_interval=0.1, hydration=True,
+                          hydration_path=path)
+        st = litevfs.hydration_status(con)
+        assert st["state"] == "following", st
+        ref = sqlite3.connect(db)
+        assert [rows(con, q) for q in CORPUS] == [rows(ref, q) for q in CORPUS]
+        st = litevfs.hydration_status(con)
+        assert st["local_reads"] > 50 and st["bytes_fetched"] == 0, st
+        read = file_of(con).replica.storage.stats.snapshot()["bytes_read"]
+        assert read < db.stat().st_size / 5, read  # the index and a few pages, not the data
+
+        # New commits: the owner downloads them; this process sees them on its own poll.
+        before = ls.local_txid()
+        conn = dbgen.connect(db)
+        for i in range(3):
+            dbgen.transfer(conn, 5, seed=200 + i)
+        dbgen.grow(conn, 30, seed=7)
+        conn.close()
+        txid = ls.wait_caught_up(before)
+        deadline = time.monotonic() + 30
+        while rows(con, "PRAGMA litestream_txid")[0][0] != f"{txid:016x}":
+            assert time.monotonic() < deadline
+            time.sleep(0.05)
+        assert [rows(con, q) for q in CORPUS] == [rows(ref, q) for q in CORPUS]
+        ref.close()
+
+        os.kill(owner.pid, signal.SIGKILL)  # mid-life, no sidecar flush, no unlock
+        owner.wait()
+        st = wait_complete(con, txid, timeout=60)
+        assert st["take_overs"] == 1 and st["state"] == "complete", st
+        assert st["resumed_pages"] > 0.5 * st["pages_total"], st  # the owner's work, reused
+        assert st["bytes_fetched"] < db.stat().st_size / 5, st
+        restored = ls.restore(tmp_path / "restored.db", txid=txid)
+        same_content(path, restored)
+        assert integrity(path, tmp_path) == "ok"
+    finally:
+        if con is not None:
+            con.close()
+        if owner.poll() is None:
+            owner.kill()
+            owner.wait()

@@ -5,12 +5,14 @@ from __future__ import annotations
 import errno
 import logging
 import os
+import time
 from pathlib import Path
 from types import ModuleType
 
 import pytest
 
 from litevfs.config import Config
+from litevfs.ltx.format import FileInfo
 from litevfs.engine.hydrate.hydrator import Hydrator, plan_runs
 from litevfs.engine.poller import poll_once
 from litevfs.session import Replica
@@ -271,18 +273,80 @@ def test_disk_full_stops_hydration(primary: FakeLitestream, core: ModuleType,
     replica.close()
 
 
-def test_second_process_cannot_share_a_persistent_file(
+def test_second_process_follows_a_persistent_file(
         primary: FakeLitestream, core: ModuleType, tmp_path: Path) -> None:
+    """A persistent file hydrated by another process (flock is per open file
+    description, like another process): read through its published labels, no
+    download; the follower takes over when the owner goes, resuming its work."""
     path = str(tmp_path / "local.db")
     replica = open_replica(primary, core)
+    view = replica.current
     a = Hydrator(replica.state, replica.views, replica.verifier, path)
     run(a)
-    b = Hydrator(replica.state, replica.views, replica.verifier, path)  # flock is per open file description, like another process
+    b = Hydrator(replica.state, replica.views, replica.verifier, path)
     b.start()
-    assert b.state == "failed" and "in use" in (b.error or "")
-    b.close()
-    a.close()
-    replica.close()
+    try:
+        assert b.state == "following" and b.status()["state"] == "following"
+        for p in range(1, view.commit + 1):
+            e = view.index.lookup(p)
+            if e is None:
+                continue
+            assert b.has(p, e[0])
+            assert b.read(p, e[0]) == replica.reader.read_page(view, p)
+        assert b.local_reads >= view.commit - 1 and b.bytes_fetched == 0
+        assert b.store_pages(0, view.txid, [(1, bytes(view.page_size))]) == 0  # never writes
+
+        # A page the owner rewrites with another version is withdrawn, then relabelled.
+        e = view.index.lookup(2)
+        page2 = replica.reader.read_page(view, 2)
+        other = bytes([page2[0] ^ 0xFF]) + page2[1:]
+        elsewhere = replica.state.file_id(FileInfo(0, 10**9, 10**9, 4242))
+        a.store_pages(elsewhere, view.txid, [(2, other)])
+        assert b.read(2, e[0]) is None and not b.has(2, e[0])
+        a.store_pages(e[0], view.txid, [(2, page2)])
+        assert b.read(2, e[0]) == page2
+
+        # Bytes changed behind the labels (another program, a torn write) are never served.
+        with open(path, "r+b") as f:
+            f.seek((3 - 1) * view.page_size)
+            f.write(b"\x5a" * 16)
+        e3 = view.index.lookup(3)
+        assert b.read(3, e3[0]) is None
+
+        a.close()  # the owner goes: b takes over and finishes from a's sidecar
+        deadline = time.monotonic() + 10
+        while b.state not in ("complete",) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert b.state == "complete" and b.take_overs == 1 and b.follower is None
+        assert b.resumed_pages > 0
+        assert b.read(3, e3[0]) == replica.reader.read_page(view, 3)  # healed
+    finally:
+        b.close()
+        a.close()
+        replica.close()
+
+
+def test_follower_without_an_owner_yet_reads_nothing(
+        primary: FakeLitestream, core: ModuleType, tmp_path: Path) -> None:
+    from litevfs.engine.hydrate.follower import SharedCopy
+    from litevfs.engine.hydrate.labelmap import LabelMap, file_ident, labels_path
+
+    path = str(tmp_path / "local.db")
+    follower = SharedCopy(path, lambda fid: file_ident(0, fid, fid, 1))
+    assert follower.read(1, 1) is None and not follower.has(1, 1)  # no file, no labels
+    Path(path).write_bytes(bytes(8192))
+    owner = LabelMap.own(path, 4096)
+    try:
+        follower._next_attach = 0.0
+        assert follower.read(1, 1) is None  # no label published
+        owner.publish(1, file_ident(0, 1, 1, 1), 12345)  # a wrong checksum: never served
+        assert follower.read(1, 1) is None and follower.has(1, 1)
+        owner.publish(70_000, file_ident(0, 2, 2, 1), 1)  # the map grows; followers remap
+        assert follower.has(70_000, 2)
+        assert Path(labels_path(path)).stat().st_size > 70_000 * 24
+    finally:
+        follower.close()
+        owner.close()
 
 
 def test_compaction_relabels_instead_of_downloading(

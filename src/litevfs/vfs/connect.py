@@ -117,9 +117,10 @@ def connect(url: str | None = None, *, impl: ModuleType | None = None, _early: A
 
 def hydration_status(con: apsw.Connection) -> dict[str, Any]:
     """Background hydration of ``con``'s replica, as a dict: state ("off", "pending",
-    "hydrating", "complete", "failed", "closed"), pages_done/pages_total, percent,
-    bytes_fetched, bytes_written, requests, txid, path, persistent, resumed_pages,
-    local_reads, error. ``con`` comes from ``litevfs.connect(url, hydration=True)``
+    "hydrating", "complete", "following": another process of the machine hydrates the
+    persistent file and this one reads it, "failed", "closed"), pages_done/pages_total,
+    percent, bytes_fetched, bytes_written, requests, txid, path, persistent,
+    resumed_pages, local_reads, damaged_pages, take_overs, error. ``con`` comes from ``litevfs.connect(url, hydration=True)``
     (without hydration the state is "off"); poll it for progress, e.g. until
     ``status["state"] == "complete"``."""
     hydrator = file_of(con).replica.hydrator

@@ -12,6 +12,11 @@ provably the same: the page is re-labelled with F, not downloaded.
 around it re-plans whenever a new view is published, so only the newest version of
 each page is downloaded, with parallel ranged GETs over contiguous frames of one file
 (``plan.py``). Persistence and resume: ``checkpoint.py`` and ``sidecar.py``.
+
+A persistent file is hydrated by one process of the machine at a time (the holder of
+its ``flock``); a hydrator that finds it taken follows (state ``following``): it reads
+the file through the labels the owner publishes (``follower.py``) and takes over the
+download when the owner goes.
 """
 
 from __future__ import annotations
@@ -24,7 +29,9 @@ from typing import TYPE_CHECKING, Any
 from ..._worker import Worker
 from ...errors import LTXFormatError, NotFoundError, StorageError
 from .checkpoint import Checkpoint
-from .localcopy import HydrationDiskError, LocalCopy
+from .follower import SharedCopy
+from .labelmap import file_ident
+from .localcopy import HydrationDiskError, HydrationInUseError, LocalCopy
 from .plan import MAX_GAP, RUN_BYTES, Run, plan_runs
 
 if TYPE_CHECKING:
@@ -36,11 +43,12 @@ log = logging.getLogger("litevfs.hydrator")
 
 CHECKPOINT_INTERVAL = 2.0  # seconds between sidecar writes while downloading
 IDLE_WAIT = 0.1  # how often an idle hydrator looks for a newer view
+TAKE_OVER_S = 0.5  # how often a follower tries to become the file's owner
 
 
 class Hydrator(Worker):
     """Downloads one replica into its local copy. States: pending, hydrating, complete,
-    failed, closed."""
+    following (another process hydrates the persistent file), failed, closed."""
 
     stop_timeout = 60.0
 
@@ -75,6 +83,12 @@ class Hydrator(Worker):
         self._backoff = 0.1
         self._damaged_seen = 0
         self._pool: ThreadPoolExecutor | None = None
+        self.follower: SharedCopy | None = None
+        self._idents: dict[int, int] = {}
+        self._next_take_over = 0.0
+        self.take_overs = 0
+        if self.persistent:
+            self.copy.ident_of = self._ident_of
 
     # -- read side (hot path, on the local copy) -------------------------------------------
     @property
@@ -91,26 +105,78 @@ class Hydrator(Worker):
 
     @property
     def local_reads(self) -> int:
-        return self.copy.local_reads
+        follower = self.follower
+        return self.copy.local_reads + (follower.local_reads if follower is not None else 0)
 
     def read(self, pgno: int, file_id: int) -> bytes | None:
         """The local copy of ``pgno`` if it is the version in ``file_id``, else None."""
+        follower = self.follower
+        if follower is not None:
+            return follower.read(pgno, file_id)
         return self.copy.read(pgno, file_id)
 
     def has(self, pgno: int, file_id: int) -> bool:
+        follower = self.follower
+        if follower is not None:
+            return follower.has(pgno, file_id)
         return self.copy.has(pgno, file_id)
+
+    def _ident_of(self, file_id: int) -> int:
+        """The identity of an LTX object that every process computes alike."""
+        ident = self._idents.get(file_id)
+        if ident is None:
+            info = self.shared.file_info(file_id)
+            ident = self._idents[file_id] = file_ident(info.level, info.min_txid,
+                                                       info.max_txid, info.size)
+        return ident
 
     # -- lifecycle -----------------------------------------------------------------------
     def start(self) -> Hydrator:  # type: ignore[override]
         """Open the local file now (cheap) and download in a background thread."""
         try:
             self.copy.open()
+        except HydrationInUseError:
+            self._follow()
         except HydrationDiskError as exc:
             self._fail(exc)
             return self
-        self._pool = ThreadPoolExecutor(self.concurrency, thread_name_prefix="litevfs-hydrate")
+        else:
+            self._start_pool()
         super().start()
         return self
+
+    def _start_pool(self) -> None:
+        self._pool = ThreadPoolExecutor(self.concurrency, thread_name_prefix="litevfs-hydrate")
+
+    def _follow(self) -> None:
+        assert self.copy.path is not None
+        self.state = "following"
+        self.follower = SharedCopy(self.copy.path, self._ident_of)
+        self._next_take_over = time.monotonic() + TAKE_OVER_S
+        log.info("hydration file %s is hydrated by another process: reading it from there",
+                 self.copy.path)
+
+    def _take_over(self) -> bool:
+        """A follower: become the owner when the file's lock is free (its owner closed
+        or died). The download resumes from the owner's last sidecar."""
+        now = time.monotonic()
+        if now < self._next_take_over:
+            return False
+        self._next_take_over = now + TAKE_OVER_S
+        try:
+            self.copy.open()
+        except HydrationInUseError:
+            return False
+        follower, self.follower = self.follower, None
+        if follower is not None:
+            follower.close()
+        self.state = "pending"
+        self.take_overs += 1
+        if self._thread is not None:  # started as a worker: download in parallel like an owner
+            self._start_pool()
+        log.info("hydration file %s: its owner is gone, this process hydrates it now",
+                 self.copy.path)
+        return True
 
     def close(self) -> None:
         """Stop; persistent: fsync + sidecar; temporary: delete the file."""
@@ -119,6 +185,9 @@ class Hydrator(Worker):
         self.stop()
         if self._pool is not None:
             self._pool.shutdown(wait=True, cancel_futures=True)
+        if self.follower is not None:
+            self.follower.close()
+            self.follower = None
         if self.persistent and self.state != "failed" and self.copy.fd >= 0:
             try:
                 self.checkpoints.save(self._target)
@@ -145,10 +214,14 @@ class Hydrator(Worker):
         hydration for good (state "failed")."""
         if self.state in ("failed", "closed"):
             return False
+        if self.state == "following" and not self._take_over():
+            return False
         try:
             if self.state == "pending":
                 self.copy.open()
                 self.resumed_pages = self.checkpoints.resume(self.shared.current)
+                with self._lock:
+                    self.copy.label_present()  # the machine's other processes read them
                 self.state = "hydrating"
             view = self.shared.current
             if self.copy.damaged != self._damaged_seen:  # pages to heal: plan again
@@ -240,6 +313,7 @@ class Hydrator(Worker):
                     if m <= t <= v:  # unchanged since t: same bytes, new label
                         have[p] = fid + 1
                         txids[p] = v
+                        copy.label(p, fid)
                         continue
                     if t < m <= v:
                         straddling.append((fid, e[1], e[2], p))
@@ -290,6 +364,7 @@ class Hydrator(Worker):
                 else:  # unchanged over (t, MaxTXID]: same bytes
                     have[p] = frame[0] + 1
                     txids[p] = v
+                    self.copy.label(p, frame[0])
         return keep
 
     def _round_done(self) -> None:
@@ -352,7 +427,7 @@ class Hydrator(Worker):
         """Write ``pages`` (pgno-sorted): the versions held by ``file_id``, each the newest
         as of ``txid``. Also the hook for write mode: synced pages enter the local copy
         with their new file's id and TXID. Returns the number of pages written."""
-        if self.state in ("failed", "closed"):
+        if self.state in ("failed", "closed", "following"):
             return 0
         return self.copy.store(file_id, txid, pages)
 
@@ -385,7 +460,7 @@ class Hydrator(Worker):
             "txid": target.txid if target else 0, "path": self.path,
             "persistent": self.persistent, "resumed_pages": self.resumed_pages,
             "local_reads": self.local_reads, "error": self.error,
-            "damaged_pages": self.copy.damaged,
+            "damaged_pages": self.copy.damaged, "take_overs": self.take_overs,
             "seconds": round(end - self.started_at, 3),
         }
 

@@ -13,6 +13,10 @@ its ``pread`` and falls back to the normal path on a change.
 Every page written carries its xxh3-64 checksum (kept here and in the sidecar), checked
 on every local read: a file damaged or overwritten under us (or between runs) is a
 miss, the page is dropped from the copy and downloaded again, never served.
+
+A persistent file is shared with the machine's other processes: its owner also
+publishes each page's label in a mapped file (``labelmap.py``) that they follow
+(``follower.py``).
 """
 
 from __future__ import annotations
@@ -22,17 +26,26 @@ import fcntl
 import os
 import shutil
 import tempfile
+import logging
 import threading
 from array import array
+from collections.abc import Callable
 
 import xxhash
 
 from ...errors import LiteVFSError
+from .labelmap import LabelMap
 from .plan import page_spans
+
+log = logging.getLogger("litevfs.hydrator")
 
 
 class HydrationDiskError(LiteVFSError):
     """The local file cannot be used (disk full, unwritable path, in use elsewhere)."""
+
+
+class HydrationInUseError(HydrationDiskError):
+    """Another process hydrates this persistent file (it holds the file's lock)."""
 
 
 class LocalCopy:
@@ -56,6 +69,8 @@ class LocalCopy:
         self.local_reads = 0
         self.damaged = 0  # pages whose bytes no longer matched their checksum
         self._tmpdir: str | None = None
+        self.ident_of: Callable[[int], int] | None = None  # set: labels are published
+        self.labels: LabelMap | None = None
 
     # -- file --------------------------------------------------------------------------
     def open(self) -> None:
@@ -76,7 +91,7 @@ class LocalCopy:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except OSError as exc:
             os.close(fd)
-            raise HydrationDiskError(
+            raise HydrationInUseError(
                 f"hydration file {self.path} is in use by another process: {exc}") from exc
         self.fd = fd
 
@@ -84,6 +99,9 @@ class LocalCopy:
         fd, self.fd = self.fd, -1
         self.have, self.txids, self.gen = array("I"), array("Q"), array("I")
         self.sums = array("Q")
+        if self.labels is not None:  # kept on disk: followers go on reading the file
+            self.labels.close()
+            self.labels = None
         if fd >= 0:
             os.close(fd)  # also releases the flock
         if not self.persistent:
@@ -130,6 +148,7 @@ class LocalCopy:
                 have[p] = 0
                 txids[p] = 0
                 gen[p] += 1
+                self.unlabel(p)
 
     # -- pages -------------------------------------------------------------------------
     def read(self, pgno: int, file_id: int) -> bytes | None:
@@ -161,6 +180,7 @@ class LocalCopy:
                 self.have[pgno] = 0
                 self.txids[pgno] = 0
                 self.damaged += 1
+                self.unlabel(pgno)
 
     def has(self, pgno: int, file_id: int) -> bool:
         have = self.have
@@ -173,6 +193,7 @@ class LocalCopy:
             return 0
         ps = self.page_size
         mine: list[tuple[int, bytes]] = []
+        shared = self.ident_of is not None  # persistent: other processes read the labels
         with self.lock:
             if pages:
                 self.grow(pages[-1][0])
@@ -183,6 +204,8 @@ class LocalCopy:
                 gen[pgno] += 1
                 have[pgno] = 0
                 self.txids[pgno] = 0
+                if shared:
+                    self.unlabel(pgno)
                 mine.append((pgno, page))
         sums = [xxhash.xxh3_64_intdigest(page) for _, page in mine]
         written = 0
@@ -208,5 +231,42 @@ class LocalCopy:
                 txids[pgno] = txid
                 page_sums[pgno] = digest
                 gen[pgno] += 1
+                if shared:
+                    self.label(pgno, file_id)
             self.bytes_written += written
         return len(mine)
+
+    # -- labels for the machine's other processes (persistent files) ----------------------
+    def _label_map(self) -> LabelMap | None:
+        if self.ident_of is None or not self.page_size or self.path is None:
+            return None
+        if self.labels is None:
+            try:
+                self.labels = LabelMap.own(self.path, self.page_size)
+            except OSError as exc:  # other processes just do not share the file
+                log.warning("hydration file %s: labels for other processes not written: %s",
+                            self.path, exc)
+                self.ident_of = None
+                return None
+        return self.labels
+
+    def label(self, pgno: int, file_id: int) -> None:
+        """Page ``pgno``'s bytes are the version in ``file_id`` (caller holds the lock)."""
+        labels = self.labels if self.labels is not None else self._label_map()
+        if labels is not None and self.ident_of is not None:
+            labels.publish(pgno, self.ident_of(file_id), self.sums[pgno])
+
+    def unlabel(self, pgno: int) -> None:
+        if self.labels is not None:
+            self.labels.withdraw(pgno)
+
+    def label_present(self) -> int:
+        """Publish every page the copy holds (after a resume). Caller holds the lock."""
+        if self._label_map() is None:
+            return 0
+        have, n = self.have, 0
+        for p in range(1, len(have)):
+            if have[p]:
+                self.label(p, have[p] - 1)
+                n += 1
+        return n
