@@ -14,6 +14,11 @@ reader, in a fresh process, behind a counting loopback proxy adding ``--rtt-ms``
 
 Output: one JSON line per (reader, rtt), then a table with litevfs/Litestream ratios
 and downloaded bytes / database size. Only 127.0.0.1 is ever contacted.
+
+``--processes N``: N litevfs processes of one machine start together, once with one
+shared ``hydration_path`` (one downloads, the others follow) and once with a path each;
+reported per mode: bytes downloaded by all of them, seconds until every process serves
+every point query locally (a pass over the ids without a GET), point p50 after.
 """
 
 from __future__ import annotations
@@ -63,10 +68,17 @@ def _child(args: argparse.Namespace) -> None:
                              f"{litevfs.IMPLEMENTATION!r}; build the extension first")
 
         con = litevfs.connect(args.url, hydration=True, poll_interval="1s",
-                              hydration_concurrency=args.concurrency)
+                              hydration_concurrency=args.concurrency,
+                              hydration_path=args.hydration_path or None)
 
         def progress() -> float:
-            return float(litevfs.hydration_status(con)["percent"])
+            st = litevfs.hydration_status(con)
+            if st["state"] != "following":
+                return float(st["percent"])
+            gets = litevfs.stats(con)["gets"]  # a follower: done when a pass is all local
+            for x in ids:
+                con.execute(POINT_SQL, (x,)).fetchone()
+            return 100.0 if litevfs.stats(con)["gets"] == gets else 0.0
     t_open = time.perf_counter()
     during: list[float] = []
     i = 0
@@ -95,7 +107,7 @@ def _child(args: argparse.Namespace) -> None:
 
         st = litevfs.hydration_status(con)
         out.update(hydrator_bytes=st["bytes_fetched"], hydrator_requests=st["requests"],
-                   impl=litevfs.IMPLEMENTATION)
+                   impl=litevfs.IMPLEMENTATION, state=st["state"])
     print(json.dumps(out), flush=True)
     con.close()
 
@@ -158,6 +170,46 @@ def _run_reader(reader: str, args: argparse.Namespace, *, url: str, env: dict[st
     return result
 
 
+def _processes(args: argparse.Namespace, *, url: str, env: dict[str, str], proxy: Any,
+               ids: list[int], rtt: float) -> list[dict[str, Any]]:
+    """N processes at once: one shared hydration_path, then a path each."""
+    out = []
+    for mode in ("shared", "separate"):
+        tmp = tempfile.mkdtemp(prefix="hydrate-shared-")
+        child_env = dict(env, PYTHONPATH=str(REPO), AWS_EC2_METADATA_DISABLED="true")
+        child_env.pop("AWS_CA_BUNDLE", None)
+        child_env.pop("LITEVFS_NO_EXTENSIONS", None)
+        down0, req0 = proxy.bytes_down, proxy.requests
+        t0 = time.perf_counter()
+        procs = []
+        for i in range(args.processes):
+            path = os.path.join(tmp, "shared.db" if mode == "shared" else f"own-{i}.db")
+            cmd = [sys.executable, str(Path(__file__).resolve()), "--child", "litevfs-cython",
+                   "--url", url, "--ids", ",".join(map(str, ids)), "--hydration-path", path,
+                   "--concurrency", str(args.concurrency), "--timeout", str(args.timeout),
+                   "--query-gap-ms", str(args.query_gap_ms)]
+            procs.append(subprocess.Popen(cmd, env=child_env, stdout=subprocess.PIPE,
+                                          stderr=subprocess.PIPE, text=True, cwd=tmp))
+        children = []
+        for proc in procs:
+            stdout, stderr = proc.communicate(timeout=args.timeout + 60)
+            lines = [ln for ln in stdout.splitlines() if ln.startswith("{")]
+            children.append(json.loads(lines[-1]) if lines else {"error": stderr[-2000:]})
+        wall = time.perf_counter() - t0
+        import shutil
+
+        shutil.rmtree(tmp, ignore_errors=True)
+        after = sorted(x for c in children for x in c.get("points_after", []))
+        rec = {"experiment": "processes", "mode": mode, "processes": args.processes,
+               "rtt_ms": rtt, "all_local_s": wall, "bytes_down": proxy.bytes_down - down0,
+               "requests": proxy.requests - req0,
+               "states": sorted(str(c.get("state")) for c in children),
+               "errors": [c["error"] for c in children if "error" in c],
+               "points_after_p50_ms": statistics.median(after) * 1000 if after else None}
+        out.append(rec)
+    return out
+
+
 def _table(results: list[dict[str, Any]], db_bytes: int) -> str:
     metrics = [("hydrate_s", "time to hydrated (s)"), ("bytes_down_mb", "downloaded (MB)"),
                ("download_ratio", "downloaded / db size"), ("requests", "HTTP requests"),
@@ -207,6 +259,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--out", help="also append the JSON lines to this file")
     p.add_argument("--baseline-python", help="also run litevfs-cython from this interpreter "
                    "(a venv with another litevfs installed: before/after in one run)")
+    p.add_argument("--processes", type=int, default=0,
+                   help="N processes sharing one hydration_path vs a path each (litevfs-cython)")
+    p.add_argument("--hydration-path", help=argparse.SUPPRESS)
     p.add_argument("--child", choices=READERS, help=argparse.SUPPRESS)
     p.add_argument("--url", help=argparse.SUPPRESS)
     p.add_argument("--ids", help=argparse.SUPPRESS)
@@ -233,6 +288,16 @@ def main(argv: list[str] | None = None) -> int:
                 proxy = coldstart._counting_proxy(server.port, rtt / 2000)
                 try:
                     url = s3_replica_url(bucket, "db", proxy.endpoint, server.region)
+                    if args.processes:
+                        for r in _processes(args, url=url, env=server.env(), proxy=proxy,
+                                            ids=ids, rtt=rtt):
+                            r["db_bytes"] = db_bytes
+                            line = json.dumps(r, sort_keys=True)
+                            print(line, flush=True)
+                            if args.out:
+                                with open(args.out, "a") as f:
+                                    f.write(line + "\n")
+                        continue
                     runs = [(reader, reader, None) for reader in args.readers]
                     if args.baseline_python:  # before/after in one run
                         runs.append(("baseline-cython", "litevfs-cython", args.baseline_python))
@@ -252,7 +317,8 @@ def main(argv: list[str] | None = None) -> int:
         finally:
             if owned is not None:
                 owned.stop()
-    print(_table(results, db_bytes))
+    if results:
+        print(_table(results, db_bytes))
     return 0
 
 
