@@ -16,6 +16,8 @@ from litevfs.errors import LiteVFSError
 INTERNAL = {
     "litevfs.storage.retry.Retryable": "turned into TransientStorageError by call_with_retry",
     "litevfs.engine.hydrate.sidecar.SidecarError": "caught by the hydrator (starts over)",
+    "litevfs.engine.hydrate.localcopy.HydrationInUseError":
+        "caught by the hydrator (it follows the process that hydrates the file)",
 }
 
 # The PEP 249 module: its exception names are fixed by the PEP (``Warning`` included, a
