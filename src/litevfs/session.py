@@ -35,6 +35,7 @@ from .engine.openahead import OpenAhead
 from .engine.poller import Poller
 from .engine.reader import Reader
 from .engine.state import ReplicaState, View
+from .engine.keyahead import KeyAhead
 from .engine.tops import TreeTops
 from .engine.verify import Verifier
 from .engine.views import ViewBuilder
@@ -63,6 +64,7 @@ class Replica:
         self.verifier.busy = self.reader.busy  # background checks yield to queries
         self.verifier.query_bytes = lambda: self.reader.bytes_fetched  # and spend a share
         self.tops = TreeTops(self.reader)  # plan-aware prefetch (vfs/statements.py)
+        self.keyahead = KeyAhead(self.reader)  # key-driven prefetch of joins (same)
         self.boot: BootSet | None = None
         self.freshness: Freshness | None = None
         self.poller: Poller | None = None
@@ -73,7 +75,8 @@ class Replica:
         self.pid = os.getpid()
         self.inherited = False  # a fork() child's copy of the parent's replica
         self.metrics.attach(self.state, views=self.views, verifier=self.verifier,
-                            disk=self.disk, hedger=self.reader.hedger, tops=self.tops)
+                            disk=self.disk, hedger=self.reader.hedger, tops=self.tops,
+                            keyahead=self.keyahead)
 
     # -- what the VFS layer reads ------------------------------------------------------
     @property
@@ -182,6 +185,7 @@ class Replica:
     def _close_rest(self) -> None:
         self.verifier.close()
         self.tops.close()
+        self.keyahead.close()
         if self.poller is not None:
             self.poller.stop()
         if self.hydrator is not None:  # before the storage client goes

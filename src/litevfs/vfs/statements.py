@@ -12,6 +12,12 @@ execution then asks the engine (``engine/tops.py``) for the tops of those trees,
 returns at once when they are cached, and tells the connection's scan tracker which
 trees are scanned whole (their walk starts at full width).
 
+With ``join_prefetch`` on, the program also gives the join's graph (which cursor's
+values key which other cursor's seek, ``engine/joingraph.py``), learned and kept with
+the plan; each execution hands it with the statement's parameters to the engine
+(``engine/keyahead.py``), which runs the join's lookups ahead of SQLite over raw pages.
+The end of the statement's transaction cancels that work (``file.py``).
+
 Queries whose pages are cached pay nothing: after ``QUIET_TRACES`` statements in a row
 that needed no fetch, the tracer removes itself; the next page fetch of the connection
 puts it back.
@@ -24,6 +30,8 @@ from collections import OrderedDict
 from typing import TYPE_CHECKING, Any
 
 import apsw
+
+from ..engine.joingraph import JoinGraph, graph_from_program
 
 if TYPE_CHECKING:
     from .file import LiteFile
@@ -44,11 +52,13 @@ _EXPLAINED = ("select", "with", "insert", "update", "delete", "replace", "values
 
 
 class Plan:
-    __slots__ = ("roots", "scans")
+    __slots__ = ("roots", "scans", "graph")
 
-    def __init__(self, roots: tuple[int, ...], scans: frozenset[int]) -> None:
+    def __init__(self, roots: tuple[int, ...], scans: frozenset[int],
+                 graph: JoinGraph | None = None) -> None:
         self.roots = roots
         self.scans = scans
+        self.graph = graph  # the join's lookups, for key-driven prefetch (or None)
 
 
 def plan_from_program(rows: Any) -> Plan:
@@ -84,6 +94,8 @@ class StatementPlanner:
         self.file = file
         self.replica = file.replica
         self.tops = file.replica.tops
+        self.keyahead = getattr(file.replica, "keyahead", None) \
+            if file.replica.config.join_prefetch else None
         self.plans: OrderedDict[str, Plan] = OrderedDict()
         self._cookie = b""
         self._inside = False  # our own EXPLAIN runs through the tracer too
@@ -138,6 +150,8 @@ class StatementPlanner:
         self.file.scans.expect_scans(plan.scans)
         if plan.roots:
             self.tops.want(self.replica.current, plan.roots, plan.scans)
+        if plan.graph is not None and self.keyahead is not None:
+            self.keyahead.want(self.replica.current, plan.graph, bindings)
 
     def _learn(self, sql: str, bindings: Any) -> Plan:
         if not sql.lstrip(" \t\r\n(").lower().startswith(_EXPLAINED):
@@ -150,7 +164,18 @@ class StatementPlanner:
             return Plan((), frozenset())  # not explainable (e.g. a PRAGMA with side effects)
         finally:
             self._inside = False
-        return plan_from_program(rows)
+        plan = plan_from_program(rows)
+        if self.keyahead is not None:
+            try:
+                plan.graph = graph_from_program(rows)
+            except Exception as exc:  # noqa: BLE001 - a hint never fails a statement
+                log.debug("no join graph: %s", exc)
+        return plan
+
+    def statement_ended(self) -> None:
+        """The statement's transaction ended: its lookups need no more pages."""
+        if self.keyahead is not None:
+            self.keyahead.cancel()
 
 
 def install(con: apsw.Connection, file: LiteFile) -> StatementPlanner | None:
