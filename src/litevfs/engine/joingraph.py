@@ -58,6 +58,13 @@ class JoinGraph(NamedTuple):
     limit: Source | None
     probes: tuple[Probe, ...]
 
+    @property
+    def scattered(self) -> frozenset[int]:
+        """Roots of the trees probed by column values (a user id, a tag id): their keys
+        land anywhere, so their upper levels are worth fetching whole. Rowid keys of
+        an ordered driver tend to be neighbours (the newest posts' comments)."""
+        return frozenset(p.root for p in self.probes if p.key.kind == "column")
+
 
 def _binary_first_column(p4: Any) -> bool:
     """Does an index's KeyInfo (``k(n,coll,...)`` in EXPLAIN) sort its first column

@@ -17,8 +17,8 @@ many rounds as the join has levels, not one per row per table.
 
 Bounds: at most LIMIT driver rows (a LIMIT is required for a driver, and ``MAX_LIMIT``),
 and fewer once the matches found show that the first rows already give LIMIT output
-rows; ``PAGE_BUDGET`` pages and ``MAX_ROUNDS`` rounds per statement; a new statement or
-the end of the transaction cancels the work (checked between rounds). Fetched pages are
+rows; ``PAGE_BUDGET`` pages and ``MAX_BATCHES`` batches of requests per statement; a new statement or
+the end of the transaction cancels the work (checked as pages arrive). Fetched pages are
 ordinary cache entries: a wrong guess costs bytes, never rows. Nothing runs when recent
 small GETs answer within ``FAST_RTT_S`` (object storage next door: SQLite's own reads
 cost less than the CPU this takes from its thread).
@@ -30,6 +30,7 @@ import logging
 import threading
 import time
 from collections import deque
+from concurrent.futures import FIRST_COMPLETED, wait
 from typing import TYPE_CHECKING, Any
 
 from .._impl import cache_key
@@ -53,7 +54,8 @@ if TYPE_CHECKING:
 log = logging.getLogger("litevfs.keyahead")
 
 PAGE_BUDGET = 384  # pages fetched ahead per statement, at most
-MAX_ROUNDS = 12  # rounds of parallel fetches per statement
+MAX_BATCHES = 24  # requests for pages (each batch in parallel) per statement
+WAIT_S = 5.0  # longest wait for one page before looking again
 MAX_MATCHES = 32  # entries of one index probe followed
 MAX_BINDINGS = 4096  # partial result rows followed per statement
 
@@ -113,7 +115,7 @@ class KeyAhead(Worker):
         self._job: tuple[View, JoinGraph, Any, int] | None = None
         self._gen = 0
         self._working = False
-        self.jobs = self.rounds = self.pages = self.cancelled = self.fast_skips = 0
+        self.jobs = self.batches = self.pages = self.cancelled = self.fast_skips = 0
         self.over_budget = 0
 
     def want(self, view: View, graph: JoinGraph, params: Any = None) -> bool:
@@ -131,7 +133,7 @@ class KeyAhead(Worker):
         return True
 
     def cancel(self) -> None:
-        """The statement (its transaction) ended: stop between rounds."""
+        """The statement (its transaction) ended: stop as its next page arrives."""
         if self._job is not None or self._working:
             with self._lock:
                 self._gen += 1
@@ -166,7 +168,7 @@ class KeyAhead(Worker):
         return False
 
     def stats(self) -> dict[str, int]:
-        return {"jobs": self.jobs, "rounds": self.rounds, "pages": self.pages,
+        return {"jobs": self.jobs, "batches": self.batches, "pages": self.pages,
                 "cancelled": self.cancelled, "over_budget": self.over_budget,
                 "fast_network_skips": self.fast_skips}
 
@@ -315,7 +317,7 @@ class _Execution:
         if drv.next_leaf():
             self.work.append(drv)
 
-    # -- the rounds -----------------------------------------------------------------------
+    # -- the run ----------------------------------------------------------------------------
     def _covered(self) -> int:
         """Driver rows that the matches found so far show give LIMIT output rows (an
         unknown match count counts as one); all of them when not known yet."""
@@ -358,8 +360,9 @@ class _Execution:
                 self.limit = self.need = min(limit, MAX_LIMIT)
                 self.driver = _Driver(graph)
                 self.work.append(self.driver)
-        budget, rounds = PAGE_BUDGET, 0
+        budget, batches = PAGE_BUDGET, 0
         work, reader, view = self.work, self.reader, self.view
+        requested: set[int] = set()
         while True:
             waiting: list[_Descent | _Driver] = []
             while work:
@@ -382,18 +385,35 @@ class _Execution:
             if not owner.live(self.gen):
                 owner.cancelled += 1
                 return
-            pgnos = list(dict.fromkeys(item.pgno for item in waiting))
-            if len(pgnos) > budget or rounds >= MAX_ROUNDS:
-                owner.over_budget += 1
-                return
-            budget -= len(pgnos)
-            rounds += 1
-            owner.rounds += 1
-            owner.pages += len(pgnos)
-            reader.prefetch(view, pgnos)
-            for pgno in pgnos:  # in flight: wait for each (together about one round)
-                try:
-                    reader.read_page(view, pgno)
-                except Exception as exc:  # noqa: BLE001 - SQLite's own read reports it
-                    log.debug("key-driven prefetch: page %d: %s", pgno, exc)
+            new = [p for p in dict.fromkeys(item.pgno for item in waiting) if p not in requested]
+            if new:
+                if len(new) > budget or batches >= MAX_BATCHES:
+                    owner.over_budget += 1
+                    return
+                budget -= len(new)
+                batches += 1
+                owner.batches += 1
+                owner.pages += len(new)
+                requested.update(new)
+                if batches == 1:  # the inner trees' roots travel with the first request
+                    new += [p.root for p in graph.probes if p.root not in requested]
+                reader.prefetch(view, new, urgent=True)
+            self._wait_any(waiting)
             work.extend(waiting)
+
+    def _wait_any(self, waiting: list[_Descent | _Driver]) -> None:
+        """Until a page some waiting descent needs arrives: each is followed as soon as
+        its own page is there, not when the slowest of a level is."""
+        reader, view = self.reader, self.view
+        futures = set()
+        for item in waiting:
+            future = reader.in_flight(view, item.pgno)
+            if future is None:  # cached meanwhile, or not fetched: read it (or learn why)
+                try:
+                    reader.read_page(view, item.pgno)
+                except Exception as exc:  # noqa: BLE001 - SQLite's own read reports it
+                    log.debug("key-driven prefetch: page %d: %s", item.pgno, exc)
+                    item.pgno = 0  # nothing to follow (not in the index: dropped)
+                return
+            futures.add(future)
+        wait(futures, timeout=WAIT_S, return_when=FIRST_COMPLETED)

@@ -50,17 +50,19 @@ class TreeTops(Worker):
     def __init__(self, reader: Reader) -> None:
         super().__init__("litevfs-tops")
         self.reader = reader
-        self._queue: deque[tuple[View, tuple[int, ...], frozenset[int]] | View] = deque()
+        self._queue: deque[tuple[View, tuple[int, ...], frozenset[int], frozenset[int] | None]
+                           | View] = deque()
         self._lock = threading.Lock()
         self._done: dict[int, tuple[int, int]] = {}  # root -> (txid, levels done) this view
         self.requests = self.pages = self.skipped = self.fast_skips = 0
         self._working = False
 
-    def want(self, view: View, roots: tuple[int, ...], scans: frozenset[int] = frozenset()
-             ) -> bool:
+    def want(self, view: View, roots: tuple[int, ...], scans: frozenset[int] = frozenset(),
+             fan: frozenset[int] | None = None) -> bool:
         """Fetch the tops of the trees at ``roots`` (``scans``: read whole) in the
-        background. Returns False at once when they were fetched for this view already
-        (then nothing is queued)."""
+        background; ``fan``: only these roots get their children fetched (None: any
+        small enough; key-driven prefetch descends the others by key). Returns False at
+        once when they were fetched for this view already (then nothing is queued)."""
         done = self._done
         txid = view.txid
         todo = tuple(r for r in roots if done.get(r, (-1,))[0] != txid)
@@ -72,7 +74,7 @@ class TreeTops(Worker):
                 return False
             for r in todo:
                 done[r] = (txid, 0)
-            self._queue.append((view, todo, scans))
+            self._queue.append((view, todo, scans, fan))
         self.start()
         self.wake()
         return True
@@ -127,9 +129,10 @@ class TreeTops(Worker):
             self.pages += len(stats)
             self.requests += reader.prefetch(view, stats)
 
-    def _fetch(self, view: View, roots: tuple[int, ...], scans: frozenset[int]) -> None:
+    def _fetch(self, view: View, roots: tuple[int, ...], scans: frozenset[int],
+               fan: frozenset[int] | None) -> None:
         reader = self.reader
-        self.requests += reader.prefetch(view, list(roots))
+        self.requests += reader.prefetch(view, list(roots), urgent=True)
         rtt = reader.hedger.base_latency()
         if rtt is not None and rtt < FAST_RTT_S and not scans:
             self.fast_skips += 1
@@ -139,7 +142,7 @@ class TreeTops(Worker):
             children = btree_children(reader.read_page(view, root), root)  # waits for it
             if not children:
                 continue
-            if len(children) <= FANOUT or root in scans:
+            if (len(children) <= FANOUT and (fan is None or root in fan)) or root in scans:
                 below += children[:budget]
                 budget -= min(budget, len(children))
             else:
@@ -148,9 +151,12 @@ class TreeTops(Worker):
                 edge.append(children[-1])
         # The right edge of each tree, down to its last leaf: the newest rows of
         # append-mostly tables (feeds, logs, "latest N") live there; one page per level.
+        # The edge is what a statement waits for next: it never queues behind the fan-out.
+        if edge:
+            self.requests += reader.prefetch(view, edge, urgent=True)
         while below or edge:
             self.pages += len(below)
-            self.requests += reader.prefetch(view, below)
+            self.requests += reader.prefetch(view, below, urgent=below == edge)
             below, nxt = [], []
             for pgno in edge:
                 children = btree_children(reader.read_page(view, pgno), pgno)

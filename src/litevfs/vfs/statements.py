@@ -148,10 +148,13 @@ class StatementPlanner:
         else:
             self.plans.move_to_end(sql)
         self.file.scans.expect_scans(plan.scans)
+        view = self.replica.current
+        fan = None
+        if plan.graph is not None and self.keyahead is not None and \
+                self.keyahead.want(view, plan.graph, bindings):
+            fan = plan.graph.scattered  # the others are descended by key, not fanned out
         if plan.roots:
-            self.tops.want(self.replica.current, plan.roots, plan.scans)
-        if plan.graph is not None and self.keyahead is not None:
-            self.keyahead.want(self.replica.current, plan.graph, bindings)
+            self.tops.want(view, plan.roots, plan.scans, fan)
 
     def _learn(self, sql: str, bindings: Any) -> Plan:
         if not sql.lstrip(" \t\r\n(").lower().startswith(_EXPLAINED):
