@@ -128,10 +128,11 @@ def test_the_program_gives_the_joins_graph(social: Path) -> None:
     assert set(by_root) == {roots[n] for n in ("posts", "users", "post_tags", "tags",
                                                "comments_post", "comments")}
     posts, users = by_root[roots["posts"]], by_root[roots["users"]]
-    assert posts.key == ("rowid", graph.driver, None) and not posts.index
+    assert posts.key == ("rowid", graph.driver, None) and not posts.is_index
     assert users.key == ("column", posts.cursor, 1)  # posts.user_id
     post_tags = by_root[roots["post_tags"]]
-    assert post_tags.index and post_tags.many and post_tags.key == ("rowid", graph.driver, None)
+    assert post_tags.is_index and post_tags.many
+    assert post_tags.key == ("rowid", graph.driver, None)
     assert by_root[roots["tags"]].key == ("column", post_tags.cursor, 1)  # post_tags.tag_id
     comments_post = by_root[roots["comments_post"]]
     assert by_root[roots["comments"]].key == ("rowid", comments_post.cursor, None)
@@ -247,6 +248,7 @@ class _FileReader:
         self.cache: set[int] = set()
         self.interior: set[int] = set()
         self.hydrator = None
+        self.fetches = 0
         self.hedger = self._Hedger()
         self.batches: list[list[int]] = []
         self.view = self._View()
@@ -317,6 +319,35 @@ def test_a_finished_statement_cancels_the_work(social: Path) -> None:
     owner._gen = 2  # a newer statement (or the end of this one) moved the generation on
     keyahead_mod._Execution(owner, reader.view, graph, (), 1).run()  # type: ignore[arg-type]
     assert owner.cancelled == 1 and len(reader.batches) == 0
+
+
+def test_a_statement_whose_pages_are_all_cached_is_skipped_next_time(social: Path) -> None:
+    graph = _graph(social, JOIN5)
+    assert graph is not None
+    reader = _FileReader(social)
+    owner = keyahead_mod.KeyAhead(reader)  # type: ignore[arg-type]
+    for gen in (1, 2):  # the first run fetches, the second finds everything cached
+        owner._gen = gen
+        owner._job = (reader.view, graph, (), gen)  # type: ignore[assignment]
+        owner.step()
+    assert owner.jobs == 2 and owner.pages > 0 and len(reader.batches) == owner.batches
+    assert not owner.want(reader.view, graph, ())  # type: ignore[arg-type]
+    assert owner.cached_skips == 1
+    reader.fetches += 1  # something was fetched since (the cache may have changed)
+    owner.start = lambda: None  # type: ignore[method-assign]  # (no thread needed here)
+    assert owner.want(reader.view, graph, ())  # type: ignore[arg-type]
+
+
+def test_an_offset_counts_as_driver_rows(social: Path) -> None:
+    graph = _graph(social, JOIN5.replace("LIMIT 20", "LIMIT 5 OFFSET 10"))
+    assert graph is not None and graph.limit is not None and graph.offset is not None
+    assert (graph.limit.arg, graph.offset.arg) == (5, 10)
+    reader = _FileReader(social)
+    owner = keyahead_mod.KeyAhead(reader)  # type: ignore[arg-type]
+    owner._gen = 1
+    run = keyahead_mod._Execution(owner, reader.view, graph, (), 1)  # type: ignore[arg-type]
+    run.run()
+    assert run.limit == 15
 
 
 def test_a_fast_network_skips_it(social: Path) -> None:

@@ -42,14 +42,15 @@ class Probe(NamedTuple):
 
     cursor: int
     root: int
-    index: bool
+    is_index: bool
     key: Source
     many: bool
 
 
 class JoinGraph(NamedTuple):
     """The driver (outer cursor read in order; -1: none), its tree, its direction, the
-    LIMIT (a Source, or None) and the probes in program order."""
+    LIMIT (a Source, or None), the probes in program order and the OFFSET (rows read
+    and skipped before the LIMIT's)."""
 
     driver: int
     driver_root: int
@@ -57,6 +58,7 @@ class JoinGraph(NamedTuple):
     reverse: bool
     limit: Source | None
     probes: tuple[Probe, ...]
+    offset: Source | None = None
 
     @property
     def scattered(self) -> frozenset[int]:
@@ -84,6 +86,7 @@ def graph_from_program(rows: Any) -> JoinGraph | None:
     probes: dict[int, Probe] = {}
     whole: list[tuple[int, bool]] = []
     limit: Source | None = None
+    offset: Source | None = None
     all_rows = False
     for row in rows:
         op, p1, p2, p3 = row[1], row[2], row[3], row[4]
@@ -119,6 +122,8 @@ def graph_from_program(rows: Any) -> JoinGraph | None:
             whole.append((p1, op == "Last"))
         elif op == "DecrJumpZero":
             limit = regs.get(p1)
+        elif op == "OffsetLimit":
+            offset = regs.get(p3)
         elif op in _NEEDS_ALL_ROWS:
             all_rows = True
     driver, reverse = next(((c, r) for c, r in whole if c not in probes and c in roots),
@@ -131,4 +136,4 @@ def graph_from_program(rows: Any) -> JoinGraph | None:
     if not any(p.key.cursor in known and p.key.cursor >= 0 for p in kept):
         return None  # no key taken from another cursor: SQLite's own descent is as fast
     root, index = roots[driver][:2] if driver >= 0 else (0, False)
-    return JoinGraph(driver, root, index, reverse, limit, kept)
+    return JoinGraph(driver, root, index, reverse, limit, kept, offset)

@@ -15,13 +15,15 @@ parallel (``Reader.prefetch``: coalesced ranged GETs), and cached pages (the top
 keys of the next cursors. So the 20 rows of a 5-table "latest N" join take about as
 many rounds as the join has levels, not one per row per table.
 
-Bounds: at most LIMIT driver rows (a LIMIT is required for a driver, and ``MAX_LIMIT``),
+Bounds: at most LIMIT (+ OFFSET) driver rows (a driver needs a LIMIT; ``MAX_LIMIT``),
 and fewer once the matches found show that the first rows already give LIMIT output
-rows; ``PAGE_BUDGET`` pages and ``MAX_BATCHES`` batches of requests per statement; a new statement or
-the end of the transaction cancels the work (checked as pages arrive). Fetched pages are
-ordinary cache entries: a wrong guess costs bytes, never rows. Nothing runs when recent
-small GETs answer within ``FAST_RTT_S`` (object storage next door: SQLite's own reads
-cost less than the CPU this takes from its thread).
+rows; ``PAGE_BUDGET`` pages and ``MAX_BATCHES`` batches of requests per statement; a new
+statement or the end of the transaction cancels the work (checked as pages arrive).
+Fetched pages are ordinary cache entries: a wrong guess costs bytes, never rows.
+Nothing runs when recent small GETs answer within ``FAST_RTT_S`` (object storage next
+door: SQLite's own reads cost less than the CPU this takes from its thread), nor when
+the statement's last run found every page cached and nothing was fetched since (cached
+workloads pay one dictionary probe).
 """
 
 from __future__ import annotations
@@ -57,6 +59,7 @@ PAGE_BUDGET = 384  # pages fetched ahead per statement, at most
 MAX_BATCHES = 24  # requests for pages (each batch in parallel) per statement
 WAIT_S = 5.0  # longest wait for one page before looking again
 MAX_MATCHES = 32  # entries of one index probe followed
+MAX_CACHED_GRAPHS = 256  # statements remembered as needing no fetch
 MAX_BINDINGS = 4096  # partial result rows followed per statement
 
 Row = tuple[int | None, list]  # (rowid, values) of a row or index entry
@@ -116,7 +119,9 @@ class KeyAhead(Worker):
         self._gen = 0
         self._working = False
         self.jobs = self.batches = self.pages = self.cancelled = self.fast_skips = 0
-        self.over_budget = 0
+        self.over_budget = self.cached_skips = 0
+        # graph -> (txid, reader.fetches) after a run that fetched nothing (cached work)
+        self._cached: dict[JoinGraph, tuple[int, int]] = {}
 
     def want(self, view: View, graph: JoinGraph, params: Any = None) -> bool:
         """Execute ``graph`` ahead (with the statement's bound ``params``) in the
@@ -125,6 +130,9 @@ class KeyAhead(Worker):
         if rtt is not None and rtt < FAST_RTT_S:
             self.fast_skips += 1
             return False
+        if self._cached.get(graph) == (view.txid, self.reader.fetches):
+            self.cached_skips += 1  # its last run found every page cached, and nothing
+            return False  # was fetched since: the pages are all still there
         with self._lock:
             self._gen += 1
             self._job = (view, graph, params, self._gen)
@@ -150,7 +158,15 @@ class KeyAhead(Worker):
             return 5.0  # idle: want() wakes the worker
         try:
             self.jobs += 1
+            view, graph = job[0], job[1]
+            before = (self.pages, self.cancelled, self.over_budget)
             _Execution(self, *job).run()
+            if (self.pages, self.cancelled, self.over_budget) == before:  # ran, all cached
+                if len(self._cached) >= MAX_CACHED_GRAPHS:
+                    self._cached.clear()
+                self._cached[graph] = (view.txid, self.reader.fetches)
+            else:
+                self._cached.pop(graph, None)
         except Exception as exc:  # noqa: BLE001 - a hint never fails a statement
             log.debug("key-driven prefetch stopped: %s", exc)
         finally:
@@ -170,6 +186,7 @@ class KeyAhead(Worker):
     def stats(self) -> dict[str, int]:
         return {"jobs": self.jobs, "batches": self.batches, "pages": self.pages,
                 "cancelled": self.cancelled, "over_budget": self.over_budget,
+                "cached_skips": self.cached_skips,
                 "fast_network_skips": self.fast_skips}
 
     def close(self) -> None:
@@ -220,7 +237,7 @@ class _Execution:
 
     def _probe(self, probe: Probe, binding: Binding) -> None:
         key = self._resolve(probe.key, binding[1])
-        if probe.index:
+        if probe.is_index:
             if not isinstance(key, (int, float, str)) or isinstance(key, bool):
                 return
         elif not isinstance(key, int) or isinstance(key, bool):
@@ -269,14 +286,14 @@ class _Execution:
             self._advance_driver(item, page)
             return
         probe, pgno = item.probe, item.pgno
-        child = index_child(page, pgno, item.key) if probe.index else \
+        child = index_child(page, pgno, item.key) if probe.is_index else \
             table_child(page, pgno, item.key)  # type: ignore[arg-type]
         if child is not None:
             item.pgno = child
             self.work.append(item)
             return
         matches: list[Row]
-        if probe.index:
+        if probe.is_index:
             matches = [(v[-1] if v and isinstance(v[-1], int) else None, v)
                        for v in index_leaf_matches(page, pgno, item.key, MAX_MATCHES)]
         else:
@@ -356,7 +373,10 @@ class _Execution:
                 self._probe(probe, base)
         if graph.driver >= 0 and graph.limit is not None:
             limit = self._resolve(graph.limit, {})
-            if isinstance(limit, int) and limit > 0:
+            offset = 0 if graph.offset is None else self._resolve(graph.offset, {})
+            if isinstance(limit, int) and isinstance(offset, int) and limit > 0 and (
+                    offset <= 0 or limit + offset <= MAX_LIMIT):  # (else rows we skip)
+                limit += max(0, offset)  # the OFFSET's rows are read too
                 self.limit = self.need = min(limit, MAX_LIMIT)
                 self.driver = _Driver(graph)
                 self.work.append(self.driver)
@@ -385,7 +405,8 @@ class _Execution:
             if not owner.live(self.gen):
                 owner.cancelled += 1
                 return
-            new = [p for p in dict.fromkeys(item.pgno for item in waiting) if p not in requested]
+            pgnos = dict.fromkeys(item.pgno for item in waiting)
+            new = [p for p in pgnos if p not in requested]
             if new:
                 if len(new) > budget or batches >= MAX_BATCHES:
                     owner.over_budget += 1
