@@ -400,8 +400,8 @@ def _run_cold(url: str, core: ModuleType, join_prefetch: bool) -> tuple[list, in
 
         replica.reader._fetch_run = counting
         rows = con.execute(JOIN5).fetchall()
-        replica.keyahead.wait_idle()
-        return rows, len(calls), replica.keyahead.stats()
+        replica.key_ahead().wait_idle()
+        return rows, len(calls), replica.key_ahead().stats()
     finally:
         con.close()
         deadline = time.monotonic() + 10
@@ -448,8 +448,8 @@ def test_the_tracer_hands_the_graph_over_and_only_scattered_trees_fan_out(
         graph = file.planner.plans[sql].graph
         roots = dict(con.execute("SELECT name, rootpage FROM sqlite_schema").fetchall())
         assert graph is not None and graph.scattered == {roots["a"]}
-        assert replica.keyahead.wait_idle() and replica.tops.wait_idle()
-        assert replica.keyahead.stats()["jobs"] == 1
+        assert replica.key_ahead().wait_idle() and replica.tops.wait_idle()
+        assert replica.key_ahead().stats()["jobs"] == 1
         replica.reader.read_page(replica.current, 1)
         time.sleep(0.05)
         view = replica.current

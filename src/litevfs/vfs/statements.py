@@ -31,9 +31,9 @@ from typing import TYPE_CHECKING, Any
 
 import apsw
 
-from ..engine.joingraph import JoinGraph, graph_from_program
-
 if TYPE_CHECKING:
+    from ..engine.joingraph import JoinGraph
+    from ..engine.keyahead import KeyAhead
     from .file import LiteFile
 
 log = logging.getLogger("litevfs.vfs")
@@ -94,8 +94,9 @@ class StatementPlanner:
         self.file = file
         self.replica = file.replica
         self.tops = file.replica.tops
-        self.keyahead = getattr(file.replica, "keyahead", None) \
-            if file.replica.config.join_prefetch else None
+        self.join_prefetch = bool(file.replica.config.join_prefetch) and \
+            hasattr(file.replica, "key_ahead")
+        self.keyahead: KeyAhead | None = None  # the replica's worker, once a join needs it
         self.plans: OrderedDict[str, Plan] = OrderedDict()
         self._cookie = b""
         self._inside = False  # our own EXPLAIN runs through the tracer too
@@ -150,8 +151,7 @@ class StatementPlanner:
         self.file.scans.expect_scans(plan.scans)
         view = self.replica.current
         fan = None
-        if plan.graph is not None and self.keyahead is not None and \
-                self.keyahead.want(view, plan.graph, bindings):
+        if plan.graph is not None and self._key_ahead().want(view, plan.graph, bindings):
             fan = plan.graph.scattered  # the others are descended by key, not fanned out
         if plan.roots:
             self.tops.want(view, plan.roots, plan.scans, fan)
@@ -168,12 +168,22 @@ class StatementPlanner:
         finally:
             self._inside = False
         plan = plan_from_program(rows)
-        if self.keyahead is not None:
+        if self.join_prefetch and sum(row[1] in _OPENS for row in rows) > 1:
+            # local: only statements that open several b-trees can join (keeps the
+            # import off opens and single-table workloads)
+            from ..engine.joingraph import graph_from_program
+
             try:
                 plan.graph = graph_from_program(rows)
             except Exception as exc:  # noqa: BLE001 - a hint never fails a statement
                 log.debug("no join graph: %s", exc)
         return plan
+
+    def _key_ahead(self) -> KeyAhead:
+        worker = self.keyahead
+        if worker is None:
+            worker = self.keyahead = self.replica.key_ahead()
+        return worker
 
     def statement_ended(self) -> None:
         """The statement's transaction ended: its lookups need no more pages."""
