@@ -25,6 +25,7 @@ import logging
 import threading
 import time
 from collections import deque
+from concurrent.futures import FIRST_COMPLETED, Future, wait
 from typing import TYPE_CHECKING
 
 from .._worker import Worker
@@ -41,6 +42,7 @@ log = logging.getLogger("litevfs.tops")
 FANOUT = 64  # a root with more children: not all of them (a point query uses one)
 BUDGET = 512  # pages of the level below the roots fetched per request
 MAX_QUEUED = 64
+EDGE_WAIT_S = 5.0  # longest wait for one edge page before looking again
 FAST_RTT_S = 0.008  # below this round trip, a level costs less than the fan-out saving it
 
 
@@ -152,18 +154,36 @@ class TreeTops(Worker):
         # The right edge of each tree, down to its last leaf: the newest rows of
         # append-mostly tables (feeds, logs, "latest N") live there; one page per level.
         # The edge is what a statement waits for next: it never queues behind the fan-out.
+        self.pages += len(below)
         if edge:
             self.requests += reader.prefetch(view, edge, urgent=True)
-        while below or edge:
-            self.pages += len(below)
-            self.requests += reader.prefetch(view, below, urgent=below == edge)
-            below, nxt = [], []
-            for pgno in edge:
+        if below:
+            self.requests += reader.prefetch(view, below)
+        self._follow_edges(view, edge)
+
+    def _follow_edges(self, view: View, edge: list[int]) -> None:
+        """Fetch the next page of each tree's right edge as soon as its current one
+        arrives (each tree on its own: a slow page of one never holds up the others)."""
+        reader = self.reader
+        todo = edge
+        while todo:
+            flying: dict[Future[dict[int, bytes]], None] = {}
+            waiting, nxt = [], []
+            for pgno in todo:
+                future = reader.in_flight(view, pgno)
+                if future is not None and not future.done():
+                    flying[future] = None
+                    waiting.append(pgno)
+                    continue
                 children = btree_children(reader.read_page(view, pgno), pgno)
                 if children:
-                    below.append(children[-1])
                     nxt.append(children[-1])
-            edge = nxt
+            if nxt:
+                self.pages += len(nxt)
+                self.requests += reader.prefetch(view, nxt, urgent=True)
+            elif flying:
+                wait(flying, timeout=EDGE_WAIT_S, return_when=FIRST_COMPLETED)
+            todo = waiting + nxt
 
     def stats(self) -> dict[str, int]:
         return {"requests": self.requests, "pages": self.pages, "skipped": self.skipped,
