@@ -7,9 +7,13 @@ b-trees it opens (their root pages) and which it will scan whole, and calls
 cached (coalesced, in parallel), and for each root that is an interior page with at
 most ``FANOUT`` children (or any number, for a tree the statement scans whole), fetches
 those children too, and the tree's right edge down to its last leaf (one page per
-level: the newest rows of append-mostly tables, what "latest N" queries read). So a
-join's descent into several tables costs about one round trip for their upper levels
-together, then one per leaf. Nothing is fetched for trees whose tops are cached: a
+level: the newest rows of append-mostly tables, what "latest N" queries read; each
+tree's edge goes on as soon as its own page arrives). So a join's descent into several
+tables costs about one round trip for their upper levels together, then one per leaf.
+The roots and the edges are what the statement waits for next: they go to the reader's
+urgent pool, never queued behind the fan-out. When key-driven prefetch runs the
+statement's join (``engine/keyahead.py``), only the trees it probes by column values
+are fanned out (``fan``); it descends the others by key. Nothing is fetched for trees whose tops are cached: a
 request for those costs one probe of the page cache. Fetched pages are ordinary cache
 entries (interior pages go to their protected tier, ``state.py``).
 
