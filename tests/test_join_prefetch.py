@@ -36,6 +36,7 @@ JOIN5 = ("SELECT p.id, p.title, u.name, t.name, c.id, substr(c.body, 1, 30) FROM
          "JOIN users u ON u.id = p.user_id JOIN post_tags pt ON pt.post_id = p.id "
          "JOIN tags t ON t.id = pt.tag_id JOIN comments c ON c.post_id = p.id "
          "ORDER BY p.created_at DESC LIMIT 20")
+JOIN5_60 = JOIN5.replace("LIMIT 20", "LIMIT 60")  # more rows: more lookups to wait for
 POINT_JOIN = ("SELECT p.id, p.title, u.name FROM posts p JOIN users u ON u.id = p.user_id "
               "WHERE p.id = ?")
 PAGE = 1024
@@ -380,7 +381,7 @@ def social_replica(tmp_path: Path, seaweed, s3_bucket: str, litestream_factory, 
 
 def _run_cold(url: str, core: ModuleType, join_prefetch: bool) -> tuple[list, int, dict]:
     """(rows, storage fetches made from SQLite's own thread, key-ahead stats) of a cold
-    run of JOIN5 (the schema and its roots are read first, as after any open)."""
+    run of JOIN5_60 (the schema and its roots are read first, as after any open)."""
     assert not open_replicas()  # every run starts cold
     con = api.connect(url, impl=core, poll_interval=0, boot_set="off", verify_max_size=0,
                       join_prefetch=join_prefetch)  # (small files are not fetched whole)
@@ -399,7 +400,7 @@ def _run_cold(url: str, core: ModuleType, join_prefetch: bool) -> tuple[list, in
             return original(*args)
 
         replica.reader._fetch_run = counting
-        rows = con.execute(JOIN5).fetchall()
+        rows = con.execute(JOIN5_60).fetchall()
         replica.key_ahead().wait_idle()
         return rows, len(calls), replica.key_ahead().stats()
     finally:
@@ -413,10 +414,10 @@ def test_a_join_waits_for_fewer_fetches_with_the_same_rows(social_replica: str,
                                                            core: ModuleType) -> None:
     rows_off, fetches_off, stats_off = _run_cold(social_replica, core, False)
     rows_on, fetches_on, stats_on = _run_cold(social_replica, core, True)
-    assert rows_on == rows_off and len(rows_on) == 20
+    assert rows_on == rows_off and len(rows_on) == 60
     assert stats_off["jobs"] == 0 and stats_on["jobs"] == 1 and stats_on["batches"] > 0
     # without it SQLite fetches each row's leaves itself, one after another
-    assert fetches_off >= 4, fetches_off
+    assert fetches_off >= 6, fetches_off  # (11-13 measured)
     assert fetches_on <= fetches_off // 2, (fetches_on, fetches_off)
 
 
@@ -443,8 +444,8 @@ def test_the_tracer_hands_the_graph_over_and_only_scattered_trees_fan_out(
         file = file_of(con)
         replica = file.replica
         replica.reader.hedger.base_latency = lambda: 0.020
-        sql = "SELECT a.v, b.w FROM b JOIN a ON a.id = b.a_id WHERE b.id = ?"
-        assert con.execute(sql, (4321,)).fetchall() == [("a" * 100, "b" * 100)]
+        sql = "SELECT a.v, b.w FROM b JOIN a ON a.id = b.a_id ORDER BY b.id DESC LIMIT 5"
+        assert len(con.execute(sql).fetchall()) == 5
         graph = file.planner.plans[sql].graph
         roots = dict(con.execute("SELECT name, rootpage FROM sqlite_schema").fetchall())
         assert graph is not None and graph.scattered == {roots["a"]}
@@ -462,6 +463,9 @@ def test_the_tracer_hands_the_graph_over_and_only_scattered_trees_fan_out(
         hit, total = cached_children(roots["a"])
         assert total > 2 and hit == total  # a: keyed by b's column values, fanned out
         hit, total = cached_children(roots["b"])
-        assert total > 2 and hit <= 2  # b: keyed by the parameter, one path (+ the edge)
+        assert total > 2 and hit <= 2  # b: the driver, read from its edge
+        point = "SELECT a.v, b.w FROM b JOIN a ON a.id = b.a_id WHERE b.id = ?"
+        assert con.execute(point, (4321,)).fetchall() == [("a" * 100, "b" * 100)]
+        assert file.planner.plans[point].graph is None  # no driver: SQLite is as early
     finally:
         con.close()

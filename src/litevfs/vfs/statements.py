@@ -174,9 +174,13 @@ class StatementPlanner:
             from ..engine.joingraph import graph_from_program
 
             try:
-                plan.graph = graph_from_program(rows)
+                graph = graph_from_program(rows)
             except Exception as exc:  # noqa: BLE001 - a hint never fails a statement
                 log.debug("no join graph: %s", exc)
+                graph = None
+            # Only a join driven by an ordered scan gains: a point lookup joined by key
+            # (no driver) is a chain SQLite starts as early itself (measured: no gain).
+            plan.graph = graph if graph is not None and graph.driver >= 0 else None
         return plan
 
     def _key_ahead(self) -> KeyAhead:
