@@ -58,6 +58,7 @@ log = logging.getLogger("litevfs.keyahead")
 PAGE_BUDGET = 384  # pages fetched ahead per statement, at most
 MAX_BATCHES = 24  # requests for pages (each batch in parallel) per statement
 WAIT_S = 5.0  # longest wait for one page before looking again
+WAIT_SLICE_S = 0.1  # ... in slices: a cancel or a close is noticed this fast
 MAX_MATCHES = 32  # entries of one index probe followed
 MAX_CACHED_GRAPHS = 256  # statements remembered as needing no fetch
 MAX_BINDINGS = 4096  # partial result rows followed per statement
@@ -437,4 +438,8 @@ class _Execution:
                     item.pgno = 0  # nothing to follow (not in the index: dropped)
                 return
             futures.add(future)
-        wait(futures, timeout=WAIT_S, return_when=FIRST_COMPLETED)
+        deadline = time.monotonic() + WAIT_S
+        while self.owner.live(self.gen) and time.monotonic() < deadline:
+            done, _ = wait(futures, timeout=WAIT_SLICE_S, return_when=FIRST_COMPLETED)
+            if done:
+                return

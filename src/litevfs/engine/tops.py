@@ -46,7 +46,7 @@ log = logging.getLogger("litevfs.tops")
 FANOUT = 64  # a root with more children: not all of them (a point query uses one)
 BUDGET = 512  # pages of the level below the roots fetched per request
 MAX_QUEUED = 64
-EDGE_WAIT_S = 5.0  # longest wait for one edge page before looking again
+EDGE_WAIT_S = 0.1  # a wait for an edge page, in slices (a close is noticed this fast)
 FAST_RTT_S = 0.008  # below this round trip, a level costs less than the fan-out saving it
 
 
@@ -186,6 +186,8 @@ class TreeTops(Worker):
                 self.pages += len(nxt)
                 self.requests += reader.prefetch(view, nxt, urgent=True)
             elif flying:
+                if self.stopped:
+                    return
                 wait(flying, timeout=EDGE_WAIT_S, return_when=FIRST_COMPLETED)
             todo = waiting + nxt
 
