@@ -60,6 +60,7 @@ def make_social_db(path: Path, users: int = 3000, posts: int = 6000) -> Path:
                                PRIMARY KEY(post_id, tag_id)) WITHOUT ROWID;
         CREATE UNIQUE INDEX users_email ON users(email);
         CREATE INDEX posts_created ON posts(created_at);
+        CREATE INDEX posts_title ON posts(title);
         CREATE INDEX comments_post ON comments(post_id);
     """)
     con.execute("BEGIN")
@@ -311,6 +312,34 @@ def test_execution_ahead_fetches_what_sqlite_reads(social: Path, sql: str, param
     # one batch per level of the deepest chain of lookups, not one per row per table
     assert len(reader.batches) <= 12, [len(b) for b in reader.batches]
     assert len(fetched) <= 3 * len(needed) + 16  # bounded: the LIMIT's rows, not more
+
+
+def test_the_driver_reads_rows_in_the_statements_order_across_leaves(social: Path) -> None:
+    """Across leaf boundaries, the entries an index keeps in its interior cells included."""
+    sql = ("SELECT p.title, u.name FROM posts p JOIN users u ON u.id = p.user_id "
+           "ORDER BY p.title DESC LIMIT 64")  # wide keys: ~17 entries a leaf
+    graph = _graph(social, sql)
+    assert graph is not None and graph.driver_root == _roots(social)["posts_title"]
+    emitted: list[int] = []
+    leaves: set[int] = set()
+
+    class Recording(keyahead_mod._Execution):
+        def _emit(self, drv, row):  # type: ignore[no-untyped-def]
+            drv.emitted += 1
+            self.counts.append({})
+            emitted.append(row[0])
+            leaves.add(drv.pgno)
+
+    reader = _FileReader(social)
+    owner = keyahead_mod.KeyAhead(reader)  # type: ignore[arg-type]
+    owner._gen = 1
+    Recording(owner, reader.view, graph, (), 1).run()  # type: ignore[arg-type]
+    con = sqlite3.connect(social)
+    want = [r[0] for r in con.execute("SELECT id FROM posts INDEXED BY posts_title "
+                                      "ORDER BY title DESC, id DESC LIMIT 64")]
+    con.close()
+    assert emitted == want
+    assert len(leaves) >= 2  # a leaf boundary was crossed
 
 
 def test_a_finished_statement_cancels_the_work(social: Path) -> None:

@@ -41,6 +41,7 @@ from .joingraph import MAX_LIMIT, JoinGraph, Probe, Source
 from .records import (
     edge_children,
     index_child,
+    index_interior_entry,
     index_leaf_keys,
     index_leaf_matches,
     table_child,
@@ -80,13 +81,15 @@ class _Descent:
 
 
 class _Driver:
-    """The outer cursor's walk: its edge leaf first, then the neighbouring leaves."""
+    """The outer cursor's walk: its edge leaf first, then the neighbouring leaves (and,
+    in an index, the entry of the interior cell between two subtrees)."""
 
-    __slots__ = ("pgno", "stack", "index", "reverse", "emitted", "offset", "done")
+    __slots__ = ("pgno", "stack", "index", "reverse", "emitted", "offset", "done", "between")
 
     def __init__(self, graph: JoinGraph) -> None:
         self.pgno = graph.driver_root
-        self.stack: list[tuple[list[int], int]] = []
+        self.stack: list[tuple[bytes, int, list[int], int]] = []  # (page, pgno, kids, i)
+        self.between: list[object] | None = None  # an interior entry not emitted yet
         self.index = graph.driver_index
         self.reverse = graph.reverse
         self.emitted = 0
@@ -98,11 +101,13 @@ class _Driver:
         step = -1 if self.reverse else 1
         self.offset = 0
         while self.stack:
-            kids, i = self.stack[-1]
-            i += step
-            if 0 <= i < len(kids):
-                self.stack[-1] = (kids, i)
-                self.pgno = kids[i]
+            page, pgno, kids, i = self.stack[-1]
+            j = i + step
+            if 0 <= j < len(kids):
+                self.stack[-1] = (page, pgno, kids, j)
+                self.pgno = kids[j]
+                if self.index:  # the cell between subtrees i and j holds an entry too
+                    self.between = index_interior_entry(page, pgno, min(i, j))
                 return True
             self.stack.pop()
         self.done = True
@@ -310,10 +315,12 @@ class _Execution:
         kids = edge_children(page, drv.pgno)
         if kids:
             i = len(kids) - 1 if drv.reverse else 0
-            drv.stack.append((kids, i))
+            drv.stack.append((page, drv.pgno, kids, i))
             drv.pgno = kids[i]
             self.work.append(drv)
             return
+        if drv.offset == 0 and not self._emit_between(drv):
+            return  # parked before this leaf
         if drv.index:
             rows: list[Row] = [(v[-1] if v and isinstance(v[-1], int) else None, v)
                                for v in index_leaf_keys(page, drv.pgno)]
@@ -321,19 +328,36 @@ class _Execution:
             rows = list(table_leaf_rows(page, drv.pgno))  # type: ignore[arg-type]
         if drv.reverse:
             rows.reverse()
-        cursor = self.graph.driver
         for row in rows[drv.offset:]:
             if drv.emitted >= self.need:
                 return  # parked on this leaf: more rows may be wanted later
-            n = drv.emitted
-            drv.emitted += 1
             drv.offset += 1
-            self.counts.append({})
-            binding: Binding = (n, {})
-            self._bind(Probe(cursor, 0, drv.index, Source("value"), False), [row], binding)
+            self._emit(drv, row)
         # the leaf is used up: the next one in the walk's direction
         if drv.next_leaf():
+            self._emit_between(drv)  # its lookups need not wait for the next leaf
             self.work.append(drv)
+
+    def _emit(self, drv: _Driver, row: Row) -> None:
+        """One more driver row: its lookups start."""
+        n = drv.emitted
+        drv.emitted += 1
+        self.counts.append({})
+        probe = Probe(self.graph.driver, 0, drv.index, Source("value"), False)
+        self._bind(probe, [row], (n, {}))
+
+    def _emit_between(self, drv: _Driver) -> bool:
+        """Emit the interior entry the walk just passed, if any (False: the rows wanted
+        are all out; it waits for more to be wanted)."""
+        values = drv.between
+        if values is None:
+            return True
+        if drv.emitted >= self.need:
+            return False
+        drv.between = None
+        self._emit(drv, (values[-1] if values and isinstance(values[-1], int) else None,
+                         values))
+        return True
 
     # -- the run ----------------------------------------------------------------------------
     def _covered(self) -> int:

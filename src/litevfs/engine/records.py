@@ -219,3 +219,16 @@ def index_leaf_matches(page: bytes, pgno: int, key: object, most: int) -> list[l
     except IndexError:
         pass
     return out
+
+
+def index_interior_entry(page: bytes, pgno: int, i: int) -> list[object] | None:
+    """The entry (values) in cell ``i`` of an index interior page: it sorts between the
+    subtrees of children ``i`` and ``i + 1``. None when the page is not one."""
+    kind, _, ptrs = _pointers(page, pgno)
+    if kind != INDEX_INTERIOR or not 0 <= i < len(ptrs):
+        return None
+    try:
+        size, pos = varint(page, ptrs[i] + 4)
+    except IndexError:
+        return None
+    return _local_record(page, pos, size)
