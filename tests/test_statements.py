@@ -59,8 +59,10 @@ def replica_url(tmp_path: Path) -> str:
 
 def test_the_tops_of_every_joined_tree_are_fetched_together(replica_url: str,
                                                             core: ModuleType) -> None:
+    # (join_prefetch off: with it, only the trees probed by column values are fanned
+    # out, the others are descended by key; tests/test_join_prefetch.py)
     con = api.connect(replica_url, impl=core, poll_interval=0, boot_set="off",
-                      verify_max_size=0)
+                      verify_max_size=0, join_prefetch=False)
     try:
         file = file_of(con)
         replica = file.replica

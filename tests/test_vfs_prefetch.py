@@ -55,7 +55,8 @@ def test_point_queries_do_not_prefetch(wide: FakeLitestream, core: ModuleType,
     # only the plan-aware fetch of the tree's top level and right edge, once (tops.py)
     from litevfs.engine.tops import FANOUT
 
-    assert sum(calls) <= 1 + FANOUT + 1 and len(calls) <= 3, calls  # + the right edge
+    # (the right edge's first level goes out first on its own: a statement waits for it)
+    assert sum(calls) <= 1 + FANOUT + 1 and len(calls) <= 4, calls  # + the right edge
     # A scan inside one statement still prefetches.
     assert con.execute("SELECT count(*), sum(length(v)) FROM t").fetchall() == [(20_000, 3_000_000)]
     assert sum(calls) > 0

@@ -263,6 +263,10 @@ FIELDS: tuple[Field, ...] = (
           "request is tried once more; the error names the endpoint)."),
     Field("read_ahead", parse_size, 2 * 1024**2, ("LITEVFS_READ_AHEAD",),
           "Largest ranged GET issued when SQLite reads pages sequentially (0: one frame)."),
+    Field("join_prefetch", parse_bool, True, ("LITEVFS_JOIN_PREFETCH",),
+          "Key-driven prefetch: on a slow network, run a join's lookups ahead of SQLite "
+          "over raw pages, fetching the leaves its next rows need a level at a time for "
+          "all rows together (false: off)."),
     Field("fetch_retries", parse_int, 4, ("LITEVFS_FETCH_RETRIES",),
           "Retries of a failed page fetch before SQLITE_IOERR."),
     Field("hedge_after", parse_duration, 0.1, ("LITEVFS_HEDGE_AFTER",),

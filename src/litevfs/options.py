@@ -21,6 +21,7 @@ class ConnectOptions(TypedDict, total=False):
     connect_timeout: float | str
     read_timeout: float | str
     read_ahead: int | str
+    join_prefetch: bool | str
     fetch_retries: int | str
     hedge_after: float | str
     hedge_max: int | str

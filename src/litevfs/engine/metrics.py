@@ -91,5 +91,7 @@ class Metrics:
         out["open_reads_ahead"] = views.reads_adopted if views is not None else 0
         tops = src.get("tops")
         out["plan_prefetch"] = tops.stats() if tops is not None else None
+        keyahead = src.get("keyahead")
+        out["join_prefetch"] = keyahead.stats() if keyahead is not None else None
         out["verification"] = None if verifier is None else verifier.stats()
         return out

@@ -130,11 +130,12 @@ class Reader:
                     self._inflight.pop(cache_key(file_id, p), None)
 
     def prefetch(self, view: View, pgnos: list[int], *, max_gap: int = 128 * 1024,
-                 max_run: int = 4 * 1024 * 1024) -> int:
+                 max_run: int = 4 * 1024 * 1024, urgent: bool = False) -> int:
         """Start fetching ``pgnos`` in the background: uncached frames of one file that
         lie close together become one ranged GET (gaps up to ``max_gap`` bytes are read
         and skipped), runs go out in parallel. Reads of these pages wait for them.
-        Returns the number of requests started."""
+        ``urgent``: a statement waits for them next (their own thread pool, never
+        queued behind bulk prefetches). Returns the number of requests started."""
         inflight = self._inflight
         hydrator = self.hydrator
         by_file: dict[int, list[tuple[int, int, int]]] = {}
@@ -166,9 +167,15 @@ class Reader:
             for file_id, run, pending in runs:
                 for p, _, _ in run:
                     inflight[cache_key(file_id, p)] = pending
+        executor = self.state.urgent_executor if urgent else self.state.executor
         for file_id, run, pending in runs:
-            self.state.executor.submit(self._complete_quietly, view, file_id, run, pending)
+            executor.submit(self._complete_quietly, view, file_id, run, pending)
         return len(runs)
+
+    def in_flight(self, view: View, pgno: int) -> Future[dict[int, bytes]] | None:
+        """The fetch under way that will bring page ``pgno`` of ``view``, if any."""
+        entry = view.index.lookup(pgno)
+        return None if entry is None else self._inflight.get(cache_key(entry[0], pgno))
 
     def _complete_quietly(self, view: View, file_id: int, run: list, pending: Future) -> None:
         try:

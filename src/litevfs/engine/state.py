@@ -29,6 +29,7 @@ from ..storage.base import StorageClient
 log = logging.getLogger("litevfs.replica")
 
 IO_THREADS = 32  # page fetches, index reads and prefetches of one replica
+URGENT_THREADS = 16  # prefetches on a statement's critical path (engine/keyahead.py)
 INTERIOR_TYPES = (2, 5)  # b-tree interior pages (index, table): the upper levels
 
 
@@ -86,6 +87,10 @@ class ReplicaState:
         self.interior = impl.PageCache(config.cache_size // 2)
         self.executor = ThreadPoolExecutor(max_workers=IO_THREADS,
                                            thread_name_prefix="litevfs-io")
+        # Pages a running statement is about to wait for must not queue behind a bulk
+        # prefetch (the fan-out below b-tree roots, a scan's window): their own pool.
+        self.urgent_executor = ThreadPoolExecutor(max_workers=URGENT_THREADS,
+                                                  thread_name_prefix="litevfs-urgent")
         self.files = FileTable()
         self.file_id = self.files.file_id
         self.file_info = self.files.file_info
@@ -124,3 +129,4 @@ class ReplicaState:
 
     def close(self) -> None:
         self.executor.shutdown(wait=False, cancel_futures=True)
+        self.urgent_executor.shutdown(wait=False, cancel_futures=True)

@@ -7,9 +7,13 @@ b-trees it opens (their root pages) and which it will scan whole, and calls
 cached (coalesced, in parallel), and for each root that is an interior page with at
 most ``FANOUT`` children (or any number, for a tree the statement scans whole), fetches
 those children too, and the tree's right edge down to its last leaf (one page per
-level: the newest rows of append-mostly tables, what "latest N" queries read). So a
-join's descent into several tables costs about one round trip for their upper levels
-together, then one per leaf. Nothing is fetched for trees whose tops are cached: a
+level: the newest rows of append-mostly tables, what "latest N" queries read; each
+tree's edge goes on as soon as its own page arrives). So a join's descent into several
+tables costs about one round trip for their upper levels together, then one per leaf.
+The roots and the edges are what the statement waits for next: they go to the reader's
+urgent pool, never queued behind the fan-out. When key-driven prefetch runs the
+statement's join (``engine/keyahead.py``), only the trees it probes by column values
+are fanned out (``fan``); it descends the others by key. Nothing is fetched for trees whose tops are cached: a
 request for those costs one probe of the page cache. Fetched pages are ordinary cache
 entries (interior pages go to their protected tier, ``state.py``).
 
@@ -25,6 +29,7 @@ import logging
 import threading
 import time
 from collections import deque
+from concurrent.futures import FIRST_COMPLETED, Future, wait
 from typing import TYPE_CHECKING
 
 from .._worker import Worker
@@ -41,6 +46,7 @@ log = logging.getLogger("litevfs.tops")
 FANOUT = 64  # a root with more children: not all of them (a point query uses one)
 BUDGET = 512  # pages of the level below the roots fetched per request
 MAX_QUEUED = 64
+EDGE_WAIT_S = 0.1  # a wait for an edge page, in slices (a close is noticed this fast)
 FAST_RTT_S = 0.008  # below this round trip, a level costs less than the fan-out saving it
 
 
@@ -50,17 +56,19 @@ class TreeTops(Worker):
     def __init__(self, reader: Reader) -> None:
         super().__init__("litevfs-tops")
         self.reader = reader
-        self._queue: deque[tuple[View, tuple[int, ...], frozenset[int]] | View] = deque()
+        self._queue: deque[tuple[View, tuple[int, ...], frozenset[int], frozenset[int] | None]
+                           | View] = deque()
         self._lock = threading.Lock()
         self._done: dict[int, tuple[int, int]] = {}  # root -> (txid, levels done) this view
         self.requests = self.pages = self.skipped = self.fast_skips = 0
         self._working = False
 
-    def want(self, view: View, roots: tuple[int, ...], scans: frozenset[int] = frozenset()
-             ) -> bool:
+    def want(self, view: View, roots: tuple[int, ...], scans: frozenset[int] = frozenset(),
+             fan: frozenset[int] | None = None) -> bool:
         """Fetch the tops of the trees at ``roots`` (``scans``: read whole) in the
-        background. Returns False at once when they were fetched for this view already
-        (then nothing is queued)."""
+        background; ``fan``: only these roots get their children fetched (None: any
+        small enough; key-driven prefetch descends the others by key). Returns False at
+        once when they were fetched for this view already (then nothing is queued)."""
         done = self._done
         txid = view.txid
         todo = tuple(r for r in roots if done.get(r, (-1,))[0] != txid)
@@ -72,7 +80,7 @@ class TreeTops(Worker):
                 return False
             for r in todo:
                 done[r] = (txid, 0)
-            self._queue.append((view, todo, scans))
+            self._queue.append((view, todo, scans, fan))
         self.start()
         self.wake()
         return True
@@ -127,9 +135,10 @@ class TreeTops(Worker):
             self.pages += len(stats)
             self.requests += reader.prefetch(view, stats)
 
-    def _fetch(self, view: View, roots: tuple[int, ...], scans: frozenset[int]) -> None:
+    def _fetch(self, view: View, roots: tuple[int, ...], scans: frozenset[int],
+               fan: frozenset[int] | None) -> None:
         reader = self.reader
-        self.requests += reader.prefetch(view, list(roots))
+        self.requests += reader.prefetch(view, list(roots), urgent=True)
         rtt = reader.hedger.base_latency()
         if rtt is not None and rtt < FAST_RTT_S and not scans:
             self.fast_skips += 1
@@ -139,7 +148,7 @@ class TreeTops(Worker):
             children = btree_children(reader.read_page(view, root), root)  # waits for it
             if not children:
                 continue
-            if len(children) <= FANOUT or root in scans:
+            if (len(children) <= FANOUT and (fan is None or root in fan)) or root in scans:
                 below += children[:budget]
                 budget -= min(budget, len(children))
             else:
@@ -148,16 +157,39 @@ class TreeTops(Worker):
                 edge.append(children[-1])
         # The right edge of each tree, down to its last leaf: the newest rows of
         # append-mostly tables (feeds, logs, "latest N") live there; one page per level.
-        while below or edge:
-            self.pages += len(below)
+        # The edge is what a statement waits for next: it never queues behind the fan-out.
+        self.pages += len(below)
+        if edge:
+            self.requests += reader.prefetch(view, edge, urgent=True)
+        if below:
             self.requests += reader.prefetch(view, below)
-            below, nxt = [], []
-            for pgno in edge:
+        self._follow_edges(view, edge)
+
+    def _follow_edges(self, view: View, edge: list[int]) -> None:
+        """Fetch the next page of each tree's right edge as soon as its current one
+        arrives (each tree on its own: a slow page of one never holds up the others)."""
+        reader = self.reader
+        todo = edge
+        while todo:
+            flying: dict[Future[dict[int, bytes]], None] = {}
+            waiting, nxt = [], []
+            for pgno in todo:
+                future = reader.in_flight(view, pgno)
+                if future is not None and not future.done():
+                    flying[future] = None
+                    waiting.append(pgno)
+                    continue
                 children = btree_children(reader.read_page(view, pgno), pgno)
                 if children:
-                    below.append(children[-1])
                     nxt.append(children[-1])
-            edge = nxt
+            if nxt:
+                self.pages += len(nxt)
+                self.requests += reader.prefetch(view, nxt, urgent=True)
+            elif flying:
+                if self.stopped:
+                    return
+                wait(flying, timeout=EDGE_WAIT_S, return_when=FIRST_COMPLETED)
+            todo = waiting + nxt
 
     def stats(self) -> dict[str, int]:
         return {"requests": self.requests, "pages": self.pages, "skipped": self.skipped,

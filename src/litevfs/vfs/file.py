@@ -200,6 +200,8 @@ class LiteFile:
         if level < _SHARED and self.lock_level >= _SHARED:
             self.snapshot.end()
             self.scans.end_transaction()  # its cursors are gone: stop fetching ahead
+            if self.planner is not None:
+                self.planner.statement_ended()
         self.lock_level = level
 
     def xCheckReservedLock(self) -> bool:

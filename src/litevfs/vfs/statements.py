@@ -12,6 +12,12 @@ execution then asks the engine (``engine/tops.py``) for the tops of those trees,
 returns at once when they are cached, and tells the connection's scan tracker which
 trees are scanned whole (their walk starts at full width).
 
+With ``join_prefetch`` on, the program also gives the join's graph (which cursor's
+values key which other cursor's seek, ``engine/joingraph.py``), learned and kept with
+the plan; each execution hands it with the statement's parameters to the engine
+(``engine/keyahead.py``), which runs the join's lookups ahead of SQLite over raw pages.
+The end of the statement's transaction cancels that work (``file.py``).
+
 Queries whose pages are cached pay nothing: after ``QUIET_TRACES`` statements in a row
 that needed no fetch, the tracer removes itself; the next page fetch of the connection
 puts it back.
@@ -26,6 +32,8 @@ from typing import TYPE_CHECKING, Any
 import apsw
 
 if TYPE_CHECKING:
+    from ..engine.joingraph import JoinGraph
+    from ..engine.keyahead import KeyAhead
     from .file import LiteFile
 
 log = logging.getLogger("litevfs.vfs")
@@ -44,11 +52,13 @@ _EXPLAINED = ("select", "with", "insert", "update", "delete", "replace", "values
 
 
 class Plan:
-    __slots__ = ("roots", "scans")
+    __slots__ = ("roots", "scans", "graph")
 
-    def __init__(self, roots: tuple[int, ...], scans: frozenset[int]) -> None:
+    def __init__(self, roots: tuple[int, ...], scans: frozenset[int],
+                 graph: JoinGraph | None = None) -> None:
         self.roots = roots
         self.scans = scans
+        self.graph = graph  # the join's lookups, for key-driven prefetch (or None)
 
 
 def plan_from_program(rows: Any) -> Plan:
@@ -84,6 +94,9 @@ class StatementPlanner:
         self.file = file
         self.replica = file.replica
         self.tops = file.replica.tops
+        self.join_prefetch = bool(file.replica.config.join_prefetch) and \
+            hasattr(file.replica, "key_ahead")
+        self.keyahead: KeyAhead | None = None  # the replica's worker, once a join needs it
         self.plans: OrderedDict[str, Plan] = OrderedDict()
         self._cookie = b""
         self._inside = False  # our own EXPLAIN runs through the tracer too
@@ -136,8 +149,12 @@ class StatementPlanner:
         else:
             self.plans.move_to_end(sql)
         self.file.scans.expect_scans(plan.scans)
+        view = self.replica.current
+        fan = None
+        if plan.graph is not None and self._key_ahead().want(view, plan.graph, bindings):
+            fan = plan.graph.scattered  # the others are descended by key, not fanned out
         if plan.roots:
-            self.tops.want(self.replica.current, plan.roots, plan.scans)
+            self.tops.want(view, plan.roots, plan.scans, fan)
 
     def _learn(self, sql: str, bindings: Any) -> Plan:
         if not sql.lstrip(" \t\r\n(").lower().startswith(_EXPLAINED):
@@ -150,7 +167,32 @@ class StatementPlanner:
             return Plan((), frozenset())  # not explainable (e.g. a PRAGMA with side effects)
         finally:
             self._inside = False
-        return plan_from_program(rows)
+        plan = plan_from_program(rows)
+        if self.join_prefetch and sum(row[1] in _OPENS for row in rows) > 1:
+            # local: only statements that open several b-trees can join (keeps the
+            # import off opens and single-table workloads)
+            from ..engine.joingraph import graph_from_program
+
+            try:
+                graph = graph_from_program(rows)
+            except Exception as exc:  # noqa: BLE001 - a hint never fails a statement
+                log.debug("no join graph: %s", exc)
+                graph = None
+            # Only a join driven by an ordered scan gains: a point lookup joined by key
+            # (no driver) is a chain SQLite starts as early itself (measured: no gain).
+            plan.graph = graph if graph is not None and graph.driver >= 0 else None
+        return plan
+
+    def _key_ahead(self) -> KeyAhead:
+        worker = self.keyahead
+        if worker is None:
+            worker = self.keyahead = self.replica.key_ahead()
+        return worker
+
+    def statement_ended(self) -> None:
+        """The statement's transaction ended: its lookups need no more pages."""
+        if self.keyahead is not None:
+            self.keyahead.cancel()
 
 
 def install(con: apsw.Connection, file: LiteFile) -> StatementPlanner | None:
