@@ -9,7 +9,8 @@ knows this class. The VFS layer (``vfs/``) holds a Replica per open file.
 
 Order of an open (each step overlaps the LIST already on the wire): storage (metered)
 -> state -> disk cache -> verifier -> views -> reader -> boot set replay -> first view
--> write state (write mode) -> poller -> hydrator. Close runs it backwards; the
+-> write state (write mode), or the read-only member of the machine's shared state ->
+poller -> hydrator. Close runs it backwards; the
 writer's final sync comes first and its error is raised after everything is closed.
 """
 
@@ -45,6 +46,7 @@ from .storage.metered import MeteredStorage
 if TYPE_CHECKING:
     from .engine.diskstore import ReplicaDiskCache
     from .engine.hydrate.hydrator import Hydrator
+    from .write.readpoll import ReaderPolls
     from .write.writer import Writer
 
 
@@ -137,13 +139,24 @@ class Replica:
                 self.disk.drop_preloaded()
 
     def attach_writer(self) -> Writer:
-        """Write mode (once): open/recover the buffer, start syncing and compacting."""
+        """Write mode (once): open/recover the buffer, start syncing and compacting; a
+        read-only member of the machine's state (``attach_reader``) is promoted."""
         with self._attach_lock:
-            if self.writer is None:
+            if self.writer is None or self.writer.read_only:
                 from .write.attach import attach_writer  # opt-in: not on a read-only open
 
-                self.writer = attach_writer(self.state, self.views, self.hydrator)
+                self.writer = attach_writer(self.state, self.views, self.hydrator,
+                                            member=self.writer)
             return self.writer
+
+    def attach_reader(self) -> None:
+        """A read-only open joins the machine's shared state of the replica: the unsynced
+        commits of its writers, and one poller for all (``write/readpoll.py``)."""
+        with self._attach_lock:
+            if self.writer is None:
+                from .write.attach import attach_reader  # the write layer, loaded here only
+
+                self.writer = attach_reader(self.state, self.views, self.hydrator)
 
     def start_background(self) -> None:
         """Polling, then hydration when configured."""
@@ -196,17 +209,22 @@ class Replica:
 
 
 class _MachinePolls:
-    """The poller's tick for a replica in write mode: one process of the machine (the
-    one elected to sync) polls the bucket; the others learn new TXIDs from the shared
-    log (their views are extended from its DONE records). After a conflict, or when
-    nobody has the duty, each polls for itself."""
+    """The poller's tick for a replica that joined the machine's shared state: one
+    process of the machine (the one elected to sync) polls the bucket; the others learn
+    new TXIDs from the shared log (their views are extended from its DONE records).
+    When nobody has the duty, read-only members elect one of them to poll and follow
+    its poll board (``write/readpoll.py``); after a conflict a writer polls for itself."""
 
     def __init__(self, freshness: Freshness, replica: Replica) -> None:
         self.freshness = freshness
         self.replica = replica
+        self.readers: ReaderPolls | None = None
 
     @property
     def interval(self) -> float:
+        writer = self.replica.writer
+        if writer is not None and writer.read_only and self.readers is not None:
+            return self.readers.interval(writer)
         return self.freshness.interval
 
     def poll(self) -> bool:
@@ -214,6 +232,13 @@ class _MachinePolls:
         if writer is not None and writer.follows_log():
             self.replica.state.last_poll_ok = time.monotonic()
             return False
+        if writer is not None and writer.read_only:
+            if self.readers is None:
+                from .write.readpoll import ReaderPolls  # only with a read-only member
+
+                self.readers = ReaderPolls(self.freshness, self.replica.state,
+                                           self.replica.views)
+            return self.readers.poll(writer)
         return self.freshness.poll()
 
     def stats(self) -> dict:
@@ -271,6 +296,8 @@ def open_replica(config: Config, impl: ModuleType = _impl,
             replica.open(listing)
             if config.write:
                 replica.attach_writer()
+            else:
+                replica.attach_reader()
         except BaseException:
             replica.close()
             raise

@@ -89,13 +89,13 @@ def connect(url: str | None = None, *, impl: ModuleType | None = None, _early: A
             storage.close()
         raise
     replica = open_replica(config, impl, storage, listing, ahead)
-    if config.write and replica.writer is None:  # the replica was opened read-only first
+    if config.write and (replica.writer is None or replica.writer.read_only):  # the replica was opened read-only first
         try:
             replica.attach_writer()
         except BaseException:
             release_replica(replica)
             raise
-    writable = replica.writer is not None
+    writable = replica.writer is not None and not replica.writer.read_only
     token = vfs.prepare(replica)
     try:
         con = apsw.Connection(

@@ -68,7 +68,7 @@ class LiteVFS(apsw.VFS):
             if config.log_level is not None:
                 logging.getLogger("litevfs").setLevel(config.log_level)
             replica = open_replica(config, self.impl)
-            if config.write and replica.writer is None:  # opened read-only first
+            if config.write and (replica.writer is None or replica.writer.read_only):  # opened read-only first
                 replica.attach_writer()
         flags[1] = inflags
         with self._lock:

@@ -5,13 +5,16 @@ where it stands against the replica (``syncer.recover``), then starts the syncer
 thread, which competes for the duty of syncing and, once elected, starts compaction,
 and the keeper that hands the machine's write lock over when another process waits.
 The session calls it once per replica; the writer only knows its collaborators.
+``attach_reader`` is the read-only side: the same shared state, followed, never written.
 """
 
 from __future__ import annotations
 
+import logging
 from typing import TYPE_CHECKING
 
 from ..engine.state import ReplicaState
+from ..errors import LiteVFSError
 from ..engine.views import ViewBuilder
 from .compactor import CompactionPolicy, Compactor
 from .shared import LockKeeper
@@ -21,16 +24,45 @@ from .writer import Writer
 if TYPE_CHECKING:
     from ..engine.hydrate.hydrator import Hydrator
 
+log = logging.getLogger("litevfs.writer")
+
+
+def attach_reader(state: ReplicaState, views: ViewBuilder,
+                  hydrator: Hydrator | None = None) -> Writer | None:
+    """A read-only process joins the machine's shared state of the replica (``follow``:
+    it reads the log, creates none), or None when the buffer's home cannot be used
+    (then it polls the bucket on its own, as before)."""
+    try:
+        member = Writer(state, views, follow=True)
+    except (LiteVFSError, OSError) as exc:
+        log.debug("%s: reading without the machine's shared state: %s", state.storage.url,
+                  exc)
+        return None
+    member.hydrator = hydrator
+    return member
+
 
 def attach_writer(state: ReplicaState, views: ViewBuilder, hydrator: Hydrator | None = None,
-                  buffer_path: str | None = None) -> Writer:
-    """A started write state for the replica ``state`` describes (see the docstring)."""
-    writer = Writer(state, views, buffer_path=buffer_path)
+                  buffer_path: str | None = None, member: Writer | None = None) -> Writer:
+    """A started write state for the replica ``state`` describes (see the docstring).
+    ``member``: this process's read-only member of the machine's state, promoted (its
+    connections keep it; their own read-only flag still refuses writes)."""
+    if member is not None:
+        member.buffer.ensure_log()
+        with member.lock:
+            member.refresh()
+            member.read_only = False
+        writer = member
+    else:
+        writer = Writer(state, views, buffer_path=buffer_path)
     writer.hydrator = hydrator
     try:
         recover(writer)
     except BaseException:
-        writer.buffer.close()
+        if member is not None:
+            member.read_only = True
+        else:
+            writer.buffer.close()
         raise
     config = state.config
     writer.head_state.sync_ms = int(config.sync_interval * 1000)  # readers follow it

@@ -364,17 +364,18 @@ class WriteBuffer:
     # -- open / recover ----------------------------------------------------------------
     @classmethod
     def open(cls, path: str, *, url: str, page_size: int, base_txid: int,
-             fsync: bool = False) -> tuple[WriteBuffer, Recovered]:
+             fsync: bool = False, follow: bool = False) -> tuple[WriteBuffer, Recovered]:
         """Open (creating or recovering) the log at ``path`` and join the processes using
         it. An existing log keeps its own page size and base TXID; one of another
-        replica is refused."""
+        replica is refused. ``follow`` (a read-only member): never create the log; until
+        a writer does, the index stays empty (``catch_up`` finds it once published)."""
         parent = os.path.dirname(os.path.abspath(path))
         buf = cls(path, url=url, page_size=page_size, base_txid=base_txid, fsync=fsync)
         try:
             os.makedirs(parent, mode=0o700, exist_ok=True)
             buf.files = SharedFiles.open(path)
             try:
-                rec = buf._join()
+                rec = buf._join(follow)
             finally:
                 if buf.files is not None:
                     buf.files.release_init()
@@ -388,10 +389,15 @@ class WriteBuffer:
             raise
         return buf, rec
 
-    def _join(self) -> Recovered:
+    def _join(self, follow: bool = False) -> Recovered:
         rec = Recovered()
         assert self.files is not None
-        if self.files.alone or not os.path.exists(self.path):
+        exists = os.path.exists(self.path)
+        if follow and not exists:  # no log (yet): nothing to index, nothing created
+            self._seen = self.files.state_word()
+            self._header_url = self.url
+            return rec
+        if self.files.alone or not exists:
             rec.dropped_bytes = self._recover_alone()
         self.catch_up()
         if self.url != self._header_url:
@@ -443,6 +449,16 @@ class WriteBuffer:
         self.files.set_rewriting(False)
         self.files.publish(header.gen, pos)
         return dropped
+
+    def ensure_log(self) -> None:
+        """A member that joined without a log (``follow``) starts writing: create it
+        (INIT held, as a first opener does) and index it."""
+        files = self.files
+        assert files is not None
+        with files.holding(INIT, 30.0, "opening it"):
+            if not os.path.exists(self.path):
+                self._recover_alone()
+            self.catch_up()
 
     def _write_file(self, data: bytes) -> None:
         tmp = self.path + ".tmp"

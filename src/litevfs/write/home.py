@@ -157,7 +157,7 @@ def adopt_legacy_buffer(replica_url: str, path: str) -> bool:
                     "replica)") from None
             raise
         _move_file(old, path)
-        for suffix in (".lock", ".shm", ".bell", ".want"):  # coordination files (shared.py)
+        for suffix in (".lock", ".shm", ".bell", ".want", ".board"):  # coordination (shared.py)
             try:
                 os.unlink(old + suffix)
             except FileNotFoundError:

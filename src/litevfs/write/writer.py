@@ -39,7 +39,7 @@ from ..storage.fetch import FileIndex
 from .buffer import Changes, Done, WriteBuffer
 from .fence import HeadState
 from .home import default_buffer_path, resolve_buffer_path  # noqa: F401 - default_buffer_path: old home
-from .shared import DUTY, STREAK_MAX, SYNC, WriterGate
+from .shared import DUTY, POLL, STREAK_MAX, SYNC, WriterGate
 
 if TYPE_CHECKING:
     from ..engine.hydrate.hydrator import Hydrator
@@ -158,7 +158,7 @@ class Writer:
     the conflict, the locks."""
 
     def __init__(self, state: ReplicaState, views: ViewBuilder, *,
-                 buffer_path: str | None = None) -> None:
+                 buffer_path: str | None = None, follow: bool = False) -> None:
         config = state.config
         self.state = state
         self.views = views
@@ -168,6 +168,9 @@ class Writer:
         self.sync_lock = threading.Lock()  # one sync at a time in this process
         self.synced = threading.Condition(self.lock)  # a DONE was applied
         self.locks = LockTable()
+        # A read-only member (``follow``): reads the machine's log, never appends, never
+        # syncs (it may lack write credentials); ``attach.attach_writer`` promotes it.
+        self.read_only = follow
         self.enabled = True
         self.conflict: ConflictError | None = None
         self.last_error: BaseException | None = None
@@ -177,7 +180,7 @@ class Writer:
                                                buffer_path or config.buffer_path)
         self.buffer, self.recovered = WriteBuffer.open(
             self.buffer_path, url=config.replica_url, page_size=page_size,
-            base_txid=view.txid, fsync=config.buffer_fsync)
+            base_txid=view.txid, fsync=config.buffer_fsync, follow=follow)
         assert self.buffer.files is not None
         self.files = self.buffer.files
         self.gate = WriterGate(self.files)
@@ -200,7 +203,7 @@ class Writer:
             self.local = Local(gen=1)
         elif self.buffer.base_txid > view.txid:  # the log knows newer syncs than the LIST
             self._ensure_view(self.buffer.base_txid)
-        if self.recovered.transactions and self.files.alone:
+        if self.recovered.transactions and self.files.alone and not follow:
             log.warning("%s: recovered %d unsynced transactions from %s (base TXID %016x)",
                         state.storage.url, self.recovered.transactions, self.buffer_path,
                         self.base_txid)
@@ -241,7 +244,14 @@ class Writer:
                 changes = self.buffer.catch_up(cow=self.locks.readers_besides(owner))
                 if changes:
                     self._absorb(changes)
-            return self.local
+            local = self.local
+            if self.read_only and not local.empty and \
+                    self.state.current.txid > self.buffer.base_txid:
+                # The replica moved past what the log builds on (another machine wrote
+                # after a writer here crashed): those commits no longer apply; a writer
+                # that opens records the conflict. A reader shows the replica meanwhile.
+                return Local(gen=local.gen)
+            return local
 
     def begin_write(self, owner: int, pinned: Local, have_gate: bool) -> None:
         """RESERVED for ``owner`` whose transaction read ``pinned``: one writer per
@@ -385,6 +395,8 @@ class Writer:
 
     # -- commits -------------------------------------------------------------------------
     def check_writable(self) -> None:
+        if self.read_only:
+            raise WriteDisabledError("the replica was opened read-only (write=False)")
         if self.conflict is not None:
             raise self.conflict
         if not self.enabled:
@@ -514,6 +526,10 @@ class Writer:
         files = self.files
         return not files.held(DUTY) and not files.probe_free(DUTY)
 
+    def polls_for_readers(self) -> bool:
+        """Is this read-only member the machine's elected poller (``readpoll.py``)?"""
+        return self.read_only and self.files.held(POLL)
+
     # -- sync entry points -----------------------------------------------------------------
     def sync(self, timeout: float | None = None) -> int:
         """Upload everything committed so far; returns the TXID that holds it."""
@@ -521,7 +537,12 @@ class Writer:
         return self.syncer.sync(timeout)
 
     def close(self) -> None:
-        """Final sync, then stop; raises (buffer kept) if unsynced writes remain."""
+        """Final sync, then stop; raises (buffer kept) if unsynced writes remain. A
+        read-only member just leaves (the last one out removes an empty log)."""
+        if self.read_only:
+            with self.lock:
+                self.buffer.close(remove=True)
+            return
         error: BaseException | None = None
         for worker in (self.syncer, self.compactor, self.keeper):
             if worker is not None:

@@ -1,0 +1,91 @@
+"""One poller per machine among the read-only processes of a replica.
+
+While a process of the machine holds DUTY (a writer syncing), everyone follows the
+shared log and nobody else polls (``session._MachinePolls``). Without one, the
+read-only members elect a poller with the POLL lock byte of ``P.shm``: it polls the
+bucket as a lone process would (``Freshness``: the head object, else LISTs) and, when
+its view moves, writes the poll board ``P.board`` (``engine/board.py``: its TXID and
+the recent LTX files with their page indexes) and bumps the board's sequence number
+in the mapped page. The others look at that word every ``FOLLOW_TICK_S`` and extend
+their views from the board: no LIST and no index read, so the machine's requests do
+not grow with the number of readers. The lock dies with the poller (kill -9
+included): the next follower to tick takes it and polls from then on.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from typing import TYPE_CHECKING
+
+from ..engine.board import encode_board, read_board, write_board
+from ..engine.poller import poll_once
+from .shared import POLL
+
+if TYPE_CHECKING:
+    from ..engine.freshness import Freshness
+    from ..engine.state import ReplicaState
+    from ..engine.views import ViewBuilder
+    from .writer import Writer
+
+log = logging.getLogger("litevfs.poller")
+
+FOLLOW_TICK_S = 0.1  # a follower reads one mapped word this often (no request)
+
+
+class ReaderPolls:
+    """The poll tick of a read-only member: poll and publish when elected, else follow
+    the board."""
+
+    def __init__(self, freshness: Freshness, state: ReplicaState, views: ViewBuilder) -> None:
+        self.freshness = freshness
+        self.state = state
+        self.views = views
+        self.board_seen = 0  # the board sequence number this process applied
+        self.published_txid = -1  # the TXID of the last board this process wrote
+        self.board_polls = 0  # boards applied (diagnostics)
+
+    def interval(self, member: Writer) -> float:
+        if member.files.held(POLL):
+            return self.freshness.interval
+        return min(self.freshness.interval, FOLLOW_TICK_S)
+
+    def poll(self, member: Writer) -> bool:
+        files = member.files
+        if files.held(POLL) or files.lock(POLL):
+            return self._poll_and_publish(member)
+        return self._follow(member)
+
+    def elected(self, member: Writer) -> bool:
+        return member.files.held(POLL)
+
+    def _poll_and_publish(self, member: Writer) -> bool:
+        files = member.files
+        published = self.freshness.poll()
+        files.set_polled_ms(int(time.time() * 1000))
+        txid = self.state.current.txid
+        if txid != self.published_txid:
+            write_board(member.buffer_path + ".board",
+                        encode_board(txid, list(self.views.recent.values())))
+            seq = files.board_seq() + 1
+            files.set_board_seq(seq)
+            self.board_seen = seq
+            self.published_txid = txid
+        return published
+
+    def _follow(self, member: Writer) -> bool:
+        files, state = member.files, self.state
+        polled = files.polled_ms()
+        if polled:  # the elected poller's last poll is ours (litestream_lag and status)
+            age = max(0.0, time.time() - polled / 1000)
+            state.last_poll_ok = time.monotonic() - age
+        self.published_txid = -1  # a follower elected later publishes at once
+        seq = files.board_seq()
+        if seq == self.board_seen:
+            return False
+        board = read_board(member.buffer_path + ".board")
+        self.board_seen = seq
+        if board is None or board.txid <= state.current.txid:
+            return False
+        self.board_polls += 1
+        return poll_once(state, self.views, board.files)
