@@ -17,6 +17,7 @@ writer's final sync comes first and its error is raised after everything is clos
 from __future__ import annotations
 
 import atexit
+import importlib
 import os
 import sys
 import threading
@@ -154,7 +155,7 @@ class Replica:
         commits of its writers, and one poller for all (``write/readpoll.py``)."""
         with self._attach_lock:
             if self.writer is None:
-                from .write.attach import attach_reader  # the write layer, loaded here only
+                from .write.member import attach_reader  # preloaded: _preload_member_code
 
                 self.writer = attach_reader(self.state, self.views, self.hydrator)
 
@@ -291,6 +292,8 @@ def open_replica(config: Config, impl: ModuleType = _impl,
         # verifier, ...): it is still issued after this open began, so it is as fresh.
         if listing is None:
             listing = start_listing(storage)
+        if not config.write:
+            _preload_member_code()
         replica = Replica(config, storage, impl, ahead)
         try:
             replica.open(listing)
@@ -306,6 +309,14 @@ def open_replica(config: Config, impl: ModuleType = _impl,
             replica.refcount = 1
             _registry[key] = replica
         return replica
+
+
+def _preload_member_code() -> None:
+    """A read-only open joins the machine's shared state after its first view: import
+    that code (~10 ms) on a thread now, while the open waits for the bucket."""
+    if "litevfs.write.member" not in sys.modules:
+        threading.Thread(target=importlib.import_module, args=("litevfs.write.member",),
+                         name="litevfs-preload", daemon=True).start()
 
 
 def release_replica(replica: Replica) -> None:

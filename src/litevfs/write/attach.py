@@ -5,16 +5,15 @@ where it stands against the replica (``syncer.recover``), then starts the syncer
 thread, which competes for the duty of syncing and, once elected, starts compaction,
 and the keeper that hands the machine's write lock over when another process waits.
 The session calls it once per replica; the writer only knows its collaborators.
-``attach_reader`` is the read-only side: the same shared state, followed, never written.
+A read-only member (``member.attach_reader``) is promoted here when the process opens
+the replica for writing too.
 """
 
 from __future__ import annotations
 
-import logging
 from typing import TYPE_CHECKING
 
 from ..engine.state import ReplicaState
-from ..errors import LiteVFSError
 from ..engine.views import ViewBuilder
 from .compactor import CompactionPolicy, Compactor
 from .shared import LockKeeper
@@ -23,23 +22,6 @@ from .writer import Writer
 
 if TYPE_CHECKING:
     from ..engine.hydrate.hydrator import Hydrator
-
-log = logging.getLogger("litevfs.writer")
-
-
-def attach_reader(state: ReplicaState, views: ViewBuilder,
-                  hydrator: Hydrator | None = None) -> Writer | None:
-    """A read-only process joins the machine's shared state of the replica (``follow``:
-    it reads the log, creates none), or None when the buffer's home cannot be used
-    (then it polls the bucket on its own, as before)."""
-    try:
-        member = Writer(state, views, follow=True)
-    except (LiteVFSError, OSError) as exc:
-        log.debug("%s: reading without the machine's shared state: %s", state.storage.url,
-                  exc)
-        return None
-    member.hydrator = hydrator
-    return member
 
 
 def attach_writer(state: ReplicaState, views: ViewBuilder, hydrator: Hydrator | None = None,

@@ -22,10 +22,8 @@ import fcntl
 import hashlib
 import logging
 import os
-import shutil
 import stat
 import sys
-import tempfile
 from collections.abc import Mapping
 
 from .._files import makedirs
@@ -62,6 +60,8 @@ def default_buffer_path(replica_url: str, environ: Mapping[str, str] | None = No
 
 def legacy_buffer_path(replica_url: str) -> str:
     """Where litevfs before this version kept the buffer (under the temp directory)."""
+    import tempfile  # not at import: read-only opens load this module on their path
+
     return os.path.join(tempfile.gettempdir(), f"litevfs-{os.getuid()}", "write-buffers",
                         buffer_name(replica_url))
 
@@ -178,6 +178,8 @@ def _move_file(src: str, dst: str) -> None:
     except OSError as exc:
         if exc.errno != errno.EXDEV:
             raise
+    import shutil  # a rare cross-device move only (~2 ms to import)
+
     tmp = dst + ".moving"
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, 0o600)
     with os.fdopen(fd, "wb") as out, open(src, "rb") as f:
