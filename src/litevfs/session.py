@@ -189,6 +189,8 @@ class Replica:
             return
         try:  # the final upload needs storage; a failure still closes the rest, then raises
             if self.writer is not None:
+                if self.writer.read_only and self.poller is not None:
+                    self.poller.stop()  # its tick reads the member's shared files
                 self.writer.close()
         finally:
             self._close_rest()
