@@ -73,7 +73,11 @@ class LiteVFS(apsw.VFS):
         flags[1] = inflags
         with self._lock:
             self._main_names[filename] = self._main_names.get(filename, 0) + 1
-        if replica.writer is not None:
+        if replica.writer is not None and replica.writer.read_only:
+            from .member import MemberLiteFile  # only with the machine's shared state
+
+            file = MemberLiteFile(replica, filename, on_close=self._closed)
+        elif replica.writer is not None:
             from .writable import WritableLiteFile  # write-mode code only for writers
 
             file = WritableLiteFile(replica, filename, on_close=self._closed)

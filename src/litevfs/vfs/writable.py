@@ -28,14 +28,14 @@ import apsw
 
 from ..errors import ConflictError, LiteVFSError
 from .file import LiteFile, inherited_error, request_gate_wait
-from ..write.writer import EXCLUSIVE, RESERVED, SHARED, Local, LockBusy, WriteDisabledError
+from ..write.writer import EXCLUSIVE, RESERVED, SHARED, LockBusy, WriteDisabledError
 
 if TYPE_CHECKING:
     from ..engine.state import View
     from ..session import Replica
+    from ..write.writer import Local
 
 log = logging.getLogger("litevfs.vfs")
-_NO_LOCAL = Local()
 
 # SQLite reports a VFS error by its code only: the message is in
 # litevfs.write_status(con)["conflict"], the log, and the ConflictError of litevfs.sync().
@@ -79,10 +79,7 @@ class WritableLiteFile(LiteFile):
     # -- state ---------------------------------------------------------------------------
     def _current(self) -> tuple[View, Local]:
         local = self._local if self._local is not None else self.writer.local
-        view = self.snapshot.view
-        if view.target_time is not None and self.writer.read_only:
-            return view, _NO_LOCAL  # time travel: the past has no unsynced commits
-        return view, local
+        return self.snapshot.view, local
 
     def _size_pages(self, view: View, local: Local) -> int:
         if self.tx_commit is not None:
