@@ -21,7 +21,9 @@ from .registry import register as _register_vfs
 from .file import LiteFile
 
 _hooked = False
-_LITEFILE_NAME = f"{LiteFile.__module__}.{LiteFile.__qualname__}"
+# Named, not imported: the read-only member's class loads the write layer.
+_LITEFILE_NAMES = (f"{LiteFile.__module__}.{LiteFile.__qualname__}",
+                   "litevfs.vfs.member.MemberLiteFile")
 
 
 def _vfs_name_for(impl: ModuleType) -> str:
@@ -34,7 +36,7 @@ def _add_functions_hook(con: apsw.Connection) -> None:
         file_class = con.vfsname("main")
     except apsw.Error:
         return
-    if file_class == _LITEFILE_NAME or con.open_vfs in _registered_names:
+    if file_class in _LITEFILE_NAMES or con.open_vfs in _registered_names:
         register_functions(con)
         try:
             install_planner(con, file_of(con))

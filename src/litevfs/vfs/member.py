@@ -16,30 +16,42 @@ from ..write.writer import SHARED
 
 
 class MemberLiteFile(WritableLiteFile):
-    def _plain(self) -> bool:
-        """No unsynced layer under this transaction: ``LiteFile``'s reads apply."""
-        local = self._local
-        return local is None or local.empty or self.snapshot.view.target_time is not None
+    _plain = True  # no unsynced layer under this transaction: LiteFile's reads apply
 
     def xRead(self, amount: int, offset: int) -> bytes:
-        if self._plain():
+        if self._plain:
             return LiteFile.xRead(self, amount, offset)
         return WritableLiteFile.xRead(self, amount, offset)
 
     def xFileSize(self) -> int:
-        if self._plain():
+        if self._plain:
             return LiteFile.xFileSize(self)
         return WritableLiteFile.xFileSize(self)
 
+    _in_table = False  # SHARED taken in the writer's lock table (a promoted member)
+
     def xLock(self, level: int) -> None:
-        if level == SHARED and self.lock_level < SHARED and not self.replica.inherited:
-            self._local = self.writer.begin_read(self.owner)  # before the view: writer.py
-        LiteFile.xLock(self, level)  # refuses RESERVED and up: read-only
+        if level != SHARED or self.lock_level >= SHARED or self.replica.inherited:
+            LiteFile.xLock(self, level)  # refuses RESERVED and up: read-only
+            return
+        writer = self.writer  # the unsynced layer is pinned before the view (writer.py)
+        if writer.read_only:
+            local = writer.member_read()
+        else:  # the process writes too now: its commits must see this reader
+            local = writer.begin_read(self.owner)
+            self._in_table = True
+        self._local = local
+        LiteFile.xLock(self, level)
+        self._plain = (local.dirty_commit is None and local.frozen is None) or \
+            self.snapshot.view.target_time is not None
 
     def xUnlock(self, level: int) -> None:
-        self.writer.locks.unlock(self.owner, level)
+        if self._in_table:
+            self.writer.locks.unlock(self.owner, level)
+            self._in_table = level >= SHARED
         if level < SHARED:
             self._local = None
+            self._plain = True
         LiteFile.xUnlock(self, level)
 
     xWrite = LiteFile.xWrite

@@ -31,9 +31,7 @@ def attach_writer(state: ReplicaState, views: ViewBuilder, hydrator: Hydrator | 
     connections keep it; their own read-only flag still refuses writes)."""
     if member is not None:
         member.buffer.ensure_log()
-        with member.lock:
-            member.refresh()
-            member.read_only = False
+        member.promote()
         writer = member
     else:
         writer = Writer(state, views, buffer_path=buffer_path)

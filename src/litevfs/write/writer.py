@@ -25,6 +25,7 @@ processes of a machine share the buffer log (``buffer.py``) through ``shared.py`
 from __future__ import annotations
 
 import logging
+import struct
 import threading
 import time
 from contextlib import contextmanager
@@ -50,6 +51,7 @@ if TYPE_CHECKING:
     from .syncer import Syncer
 
 log = logging.getLogger("litevfs.writer")
+_STATE_WORD = struct.Struct("<Q")  # the log's committed end in P.shm (shared.py)
 
 DEFAULT_PAGE_SIZE = 4096
 NONE, SHARED, RESERVED, PENDING, EXCLUSIVE = 0, 1, 2, 3, 4
@@ -232,7 +234,7 @@ class Writer:
         if self.buffer.fresh():
             return
         with self.lock:
-            changes = self.buffer.catch_up(cow=self.locks.readers_besides(owner))
+            changes = self.buffer.catch_up(cow=self._pinned(owner))
             if changes:
                 self._absorb(changes)
 
@@ -241,17 +243,47 @@ class Writer:
         with self.lock:
             self.locks.lock(owner, SHARED)
             if not self.buffer.fresh():
-                changes = self.buffer.catch_up(cow=self.locks.readers_besides(owner))
+                changes = self.buffer.catch_up(cow=self._pinned(owner))
                 if changes:
                     self._absorb(changes)
-            local = self.local
-            if self.read_only and not local.empty and \
-                    self.state.current.txid > self.buffer.base_txid:
-                # The replica moved past what the log builds on (another machine wrote
-                # after a writer here crashed): those commits no longer apply; a writer
-                # that opens records the conflict. A reader shows the replica meanwhile.
-                return Local(gen=local.gen)
+            return self.local
+
+    def member_read(self) -> Local:
+        """A read-only member's read transaction: catch up, then the Local it pins. No
+        lock table (a member never writes): its catch-ups always copy the pinned pages."""
+        buf = self.buffer
+        mm = self.files.mm  # buf.fresh(), inlined: every read transaction of a reader
+        if mm is None or _STATE_WORD.unpack_from(mm, 8)[0] != buf._seen:
+            with self.lock:
+                changes = buf.catch_up(cow=True)
+                if changes:
+                    self._absorb(changes)
+        local = self.local
+        if local.dirty_commit is None and local.frozen is None:
             return local
+        if self.state.current.txid > buf.base_txid:
+            # The replica moved past what the log builds on (another machine wrote after
+            # a writer here crashed): those commits no longer apply, and a writer that
+            # opens records the conflict. Meanwhile a reader shows the replica.
+            return Local(gen=local.gen)
+        return local
+
+    def promote(self) -> None:
+        """A read-only member starts writing (``attach.attach_writer``). Its connections
+        pinned the pages dict outside the lock table, and commits change that dict in
+        place: they get a copy from now on, and readers join the lock table."""
+        with self.lock:
+            self.refresh()
+            self.buffer.pages = dict(self.buffer.pages)
+            self.local = self._make_local(self.local.gen)
+            self.read_only = False
+            if self.files.held(POLL):  # the syncer's DUTY polls for the machine now
+                self.files.unlock(POLL)
+
+    def _pinned(self, owner: int | None) -> bool:
+        """May connections other than ``owner`` hold the current pages dict? (Then a
+        catch-up copies it first.) Always, in a read-only member (no lock table)."""
+        return self.read_only or self.locks.readers_besides(owner)
 
     def begin_write(self, owner: int, pinned: Local, have_gate: bool) -> None:
         """RESERVED for ``owner`` whose transaction read ``pinned``: one writer per
@@ -425,7 +457,7 @@ class Writer:
             with self.lock:
                 if self.buffer.repair():
                     pass
-                changes = self.buffer.catch_up(cow=self.locks.readers_besides(None))
+                changes = self.buffer.catch_up(cow=self._pinned(None))
                 if changes:
                     self._absorb(changes)
                 yield
@@ -515,7 +547,7 @@ class Writer:
         """Drop the synced prefix of the log (a new generation)."""
         with self.appending():
             self.buffer.rewrite()
-            self._absorb(self.buffer.catch_up(cow=self.locks.readers_besides(None)))
+            self._absorb(self.buffer.catch_up(cow=self._pinned(None)))
 
     # -- roles -----------------------------------------------------------------------------
     def follows_log(self) -> bool:
