@@ -32,9 +32,9 @@ def test_reader_alone_creates_no_log_and_leaves_nothing(replica, core):
     assert not os.path.exists(path)  # the writer closed cleanly: all removed
     con = litevfs.connect(replica, impl=core)
     assert con.execute("SELECT count(*) FROM t").fetchall() == [(1,)]
+    status = litevfs.write_status(con)  # waits for the join (on a thread: no log here)
     assert not os.path.exists(path)  # no write buffer, only the coordination files
     assert os.path.exists(path + ".shm") and os.path.exists(path + ".lock")
-    status = litevfs.write_status(con)
     assert status["read_only"] and not status["enabled"] and status["pending_transactions"] == 0
     with pytest.raises(litevfs.LiteVFSError, match="not in write mode"):
         litevfs.sync(con)
@@ -74,3 +74,15 @@ def test_unusable_buffer_home_reads_alone(replica, core, tmp_path, monkeypatch):
         con.close()
     finally:
         home.chmod(0o700)
+
+
+def test_a_connection_opened_while_the_member_joins_becomes_the_members(replica, core):
+    from litevfs.vfs.member import MemberLiteFile
+    from litevfs.vfs.registry import file_of
+
+    con = litevfs.connect(replica, impl=core)  # no log on the machine: joins on a thread
+    assert con.execute("SELECT count(*) FROM t").fetchall() == [(1,)]
+    litevfs.write_status(con)  # the join is done
+    assert con.execute("SELECT count(*) FROM t").fetchall() == [(1,)]
+    assert type(file_of(con)) is MemberLiteFile  # from its next read transaction on
+    con.close()

@@ -17,11 +17,11 @@ writer's final sync comes first and its error is raised after everything is clos
 from __future__ import annotations
 
 import atexit
-import importlib
 import os
 import sys
 import threading
 import time
+from collections.abc import Callable
 from types import ModuleType
 from typing import TYPE_CHECKING
 
@@ -71,6 +71,7 @@ class Replica:
         self.poller: Poller | None = None
         self._hydrator: Hydrator | None = None
         self.writer: Writer | None = None
+        self.joining: Joining | None = None  # a read-only member joining (join_machine)
         self.refcount = 0
         self._attach_lock = threading.Lock()
         self.pid = os.getpid()
@@ -109,10 +110,11 @@ class Replica:
     @hydrator.setter
     def hydrator(self, hydrator: Hydrator | None) -> None:
         """The local copy; the reader serves from it and the writer feeds it."""
-        self._hydrator = hydrator
-        self.reader.hydrator = hydrator
-        if self.writer is not None:
-            self.writer.hydrator = hydrator
+        with self._attach_lock:  # a member may be joining on another thread
+            self._hydrator = hydrator
+            self.reader.hydrator = hydrator
+            if self.writer is not None:
+                self.writer.hydrator = hydrator
 
     def replan(self) -> View:
         return self.views.replan()
@@ -142,6 +144,7 @@ class Replica:
     def attach_writer(self) -> Writer:
         """Write mode (once): open/recover the buffer, start syncing and compacting; a
         read-only member of the machine's state (``attach_reader``) is promoted."""
+        self.wait_joined()
         with self._attach_lock:
             if self.writer is None or self.writer.read_only:
                 from .write.attach import attach_writer  # opt-in: not on a read-only open
@@ -150,14 +153,36 @@ class Replica:
                                             member=self.writer)
             return self.writer
 
-    def attach_reader(self) -> None:
+    def join_machine(self) -> None:
         """A read-only open joins the machine's shared state of the replica: the unsynced
-        commits of its writers, and one poller for all (``write/readpoll.py``)."""
-        with self._attach_lock:
-            if self.writer is None:
-                from .write.member import attach_reader  # preloaded: _preload_member_code
+        commits of its writers, and one poller for all (``write/readpoll.py``). When the
+        machine has a log (a writer is or was here), at once: its commits may be newer
+        than the bucket. Otherwise later, keeping its ~7 ms of imports (and a thread's
+        competition for the GIL) off the cold path: at the first poll tick, or at the
+        first read transaction that finds a log a writer has created meanwhile
+        (``vfs/file.py``); until then connections read as before."""
+        from .write.home import buffer_path_for  # light; the member's code is not
 
-                self.writer = attach_reader(self.state, self.views, self.hydrator)
+        path = buffer_path_for(self.config.replica_url, self.config.buffer_path)
+        if os.path.exists(path):
+            self.attach_reader()
+        else:
+            self.joining = Joining(path, self.attach_reader)
+
+    def attach_reader(self) -> None:
+        """Join as a read-only member now (see ``join_machine``)."""
+        with self._attach_lock:
+            if self.writer is None and not self.inherited:
+                from .write.member import attach_reader  # the write layer: only here
+
+                self.writer = attach_reader(self.state, self.views)
+                if self.writer is not None:
+                    self.writer.hydrator = self._hydrator
+
+    def wait_joined(self) -> None:
+        """Join now if the read-only member is still to come (``join_machine``)."""
+        if self.joining is not None:
+            self.joining.run()
 
     def start_background(self) -> None:
         """Polling, then hydration when configured."""
@@ -187,6 +212,8 @@ class Replica:
     def close(self) -> None:
         if self.inherited:
             return
+        if self.joining is not None:
+            self.joining.cancel()  # never joined: nothing to leave
         try:  # the final upload needs storage; a failure still closes the rest, then raises
             if self.writer is not None:
                 if self.writer.read_only and self.poller is not None:
@@ -211,6 +238,32 @@ class Replica:
         self.storage.close()
 
 
+class Joining:
+    """A read-only member still to join (``Replica.join_machine``): ``run`` joins in the
+    calling thread (the first caller; the others wait for it), ``cancel`` gives up
+    (close). ``log_path``: the log whose appearance makes a read transaction join."""
+
+    def __init__(self, log_path: str, join: Callable[[], None]) -> None:
+        self.log_path = log_path
+        self.done = threading.Event()
+        self._join = join
+        self._lock = threading.Lock()
+
+    def run(self) -> None:
+        if self.done.is_set():
+            return
+        with self._lock:
+            if not self.done.is_set():
+                try:
+                    self._join()
+                finally:
+                    self.done.set()
+
+    def cancel(self) -> None:
+        with self._lock:
+            self.done.set()
+
+
 class _MachinePolls:
     """The poller's tick for a replica that joined the machine's shared state: one
     process of the machine (the one elected to sync) polls the bucket; the others learn
@@ -231,6 +284,8 @@ class _MachinePolls:
         return self.freshness.interval
 
     def poll(self) -> bool:
+        if self.replica.joining is not None:
+            self.replica.joining.run()  # a read-only member joins here, off the open's path
         writer = self.replica.writer
         if writer is not None and writer.follows_log():
             self.replica.state.last_poll_ok = time.monotonic()
@@ -294,15 +349,13 @@ def open_replica(config: Config, impl: ModuleType = _impl,
         # verifier, ...): it is still issued after this open began, so it is as fresh.
         if listing is None:
             listing = start_listing(storage)
-        if not config.write:
-            _preload_member_code()
         replica = Replica(config, storage, impl, ahead)
         try:
             replica.open(listing)
             if config.write:
                 replica.attach_writer()
             else:
-                replica.attach_reader()
+                replica.join_machine()
         except BaseException:
             replica.close()
             raise
@@ -311,14 +364,6 @@ def open_replica(config: Config, impl: ModuleType = _impl,
             replica.refcount = 1
             _registry[key] = replica
         return replica
-
-
-def _preload_member_code() -> None:
-    """A read-only open joins the machine's shared state after its first view: import
-    that code (~10 ms) on a thread now, while the open waits for the bucket."""
-    if "litevfs.write.member" not in sys.modules:
-        threading.Thread(target=importlib.import_module, args=("litevfs.write.member",),
-                         name="litevfs-preload", daemon=True).start()
 
 
 def release_replica(replica: Replica) -> None:

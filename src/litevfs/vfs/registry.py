@@ -83,6 +83,8 @@ class LiteVFS(apsw.VFS):
             file = WritableLiteFile(replica, filename, on_close=self._closed)
         else:
             file = LiteFile(replica, filename, on_close=self._closed)
+            if replica.joining is not None:  # the member comes: this file becomes its
+                file._joining, file._become_member = replica.joining, _become_member
         self._files[filename] = file
         return file
 
@@ -114,6 +116,12 @@ class LiteVFS(apsw.VFS):
         if pathname.endswith("-journal") and pathname[:-8] in self._main_names:
             return False  # read-only: no journal of ours ever exists
         return super().xAccess(pathname, flags)
+
+
+def _become_member(file: LiteFile) -> None:
+    from .member import become_member  # the write layer is loaded once the member is
+
+    become_member(file)
 
 
 _vfs_by_name: dict[str, LiteVFS] = {}

@@ -24,7 +24,9 @@ def prepare_connection(con: apsw.Connection) -> None:
 
 def _writer(con: apsw.Connection, *, reading: bool = False):
     """The write state of ``con``'s replica; ``reading``: a read-only member will do."""
-    writer = file_of(con).replica.writer
+    replica = file_of(con).replica
+    replica.wait_joined()
+    writer = replica.writer
     if writer is None or (writer.read_only and not reading):
         raise LiteVFSError("this connection's replica is not in write mode")
     return writer

@@ -106,15 +106,21 @@ def _makedirs_private(path: str) -> None:
     makedirs(path, 0o700)
 
 
+def buffer_path_for(replica_url: str, configured: str | None = None) -> str:
+    """Where the buffer of ``replica_url`` is (a pure function: nothing is created)."""
+    if configured:
+        return os.path.abspath(os.path.expanduser(configured))
+    return default_buffer_path(replica_url)
+
+
 def resolve_buffer_path(replica_url: str, configured: str | None = None) -> str:
     """The buffer file to open for ``replica_url``: ``configured`` (the ``buffer_path``
     option) or the default, its directory created and checked; a buffer left at the
     old default location is moved to the new one first."""
+    path = buffer_path_for(replica_url, configured)
     if configured:
-        path = os.path.abspath(os.path.expanduser(configured))
         ensure_directory(os.path.dirname(path), strict=False)
         return path
-    path = default_buffer_path(replica_url)
     directory = os.path.dirname(path)
     ensure_directory(directory, strict=True)
     check_directory(os.path.dirname(directory), strict=True)  # .../litevfs itself
