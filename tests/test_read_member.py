@@ -70,7 +70,10 @@ def test_unusable_buffer_home_reads_alone(replica, core, tmp_path, monkeypatch):
         (home / "litevfs").chmod(0o777)
         con = litevfs.connect(replica, impl=core)
         assert con.execute("SELECT count(*) FROM t").fetchall() == [(1,)]
-        assert open_replicas()[0].writer is None
+        replica_ = open_replicas()[0]
+        replica_.wait_joined()  # tried, refused: this process reads alone
+        assert replica_.joining.done.is_set() and replica_.writer is None
+        assert con.execute("SELECT count(*) FROM t").fetchall() == [(1,)]
         con.close()
     finally:
         home.chmod(0o700)
