@@ -294,8 +294,9 @@ class _MachinePolls:
             if self.readers is None:
                 from .write.readpoll import ReaderPolls  # only with a read-only member
 
-                self.readers = ReaderPolls(self.freshness, self.replica.state,
-                                           self.replica.views)
+                readers = self.readers = ReaderPolls(self.freshness, self.replica.state,
+                                                     self.replica.views)
+                writer.before_read = lambda: readers.before_read(writer)
             return self.readers.poll(writer)
         return self.freshness.poll()
 

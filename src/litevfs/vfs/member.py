@@ -10,32 +10,12 @@ empty (no writer on the machine has unsynced commits, or time travel) every read
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 from .file import LiteFile
 from .writable import WritableLiteFile
 from ..write.writer import SHARED
 
-if TYPE_CHECKING:
-    from ..session import Replica
-
 
 class MemberLiteFile(WritableLiteFile):
-    def __init__(self, replica: Replica, filename: str, on_close=None) -> None:
-        LiteFile.__init__(self, replica, filename, on_close=on_close)
-        self._adopt()
-
-    def _adopt(self) -> None:
-        """The member's per-connection state (read-only: no transaction pages)."""
-        self._joining = None
-        self.writer = self.replica.writer
-        self.owner = id(self)
-        self._local = None
-        self.tx_pages = {}
-        self.tx_commit = None
-        self.tx_failed = False
-        self.w_held = False
-
     _plain = True  # no unsynced layer under this transaction: LiteFile's reads apply
 
     def xRead(self, amount: int, offset: int) -> bytes:
@@ -83,8 +63,9 @@ class MemberLiteFile(WritableLiteFile):
 
 def become_member(file: LiteFile) -> None:
     """A ``LiteFile`` opened while the member was joining (``LiteFile._join_member``)
-    becomes the member's, between two transactions: both are Python subclasses of one
-    apsw base, so the object keeps its reader, snapshot and planner and only gains the
-    member's state."""
+    becomes the member's, between two transactions: both are plain Python classes of
+    the same layout, so the object keeps its reader, snapshot and planner (and its
+    place in apsw) and only gains the member's state."""
     file.__class__ = MemberLiteFile
-    file._adopt()
+    file._joining = None
+    file._write_state()

@@ -30,7 +30,7 @@ import threading
 import time
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Iterator
+from typing import TYPE_CHECKING, Callable, Iterator
 
 from .._impl import cache_key
 from ..errors import BufferInUseError, ConflictError, LiteVFSError, TxNotAvailableError
@@ -173,6 +173,7 @@ class Writer:
         # A read-only member (``follow``): reads the machine's log, never appends, never
         # syncs (it may lack write credentials); ``attach.attach_writer`` promotes it.
         self.read_only = follow
+        self.before_read: Callable[[], None] | None = None  # a member's board (readpoll.py)
         self.enabled = True
         self.conflict: ConflictError | None = None
         self.last_error: BaseException | None = None
@@ -258,6 +259,8 @@ class Writer:
                 changes = buf.catch_up(cow=True)
                 if changes:
                     self._absorb(changes)
+        if self.before_read is not None:
+            self.before_read()
         local = self.local
         if local.dirty_commit is None and local.frozen is None:
             return local
