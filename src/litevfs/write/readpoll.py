@@ -43,7 +43,6 @@ class ReaderPolls:
         self.freshness = freshness
         self.state = state
         self.views = views
-        self.board_seen = 0  # the board sequence number this process applied
         # (TXID, newest merged L1 TXID) of the last board this process wrote: a poll that
         # only merged level-1 files (their entries replace L0 ones retention deletes) is
         # published too, or the followers would keep reading L0 files that are gone.
@@ -64,11 +63,11 @@ class ReaderPolls:
             return self._follow(member)
 
     def before_read(self, member: Writer) -> None:
-        """At the start of a read transaction (``Writer.member_read``): a board published
-        since the last tick is applied first, so a follower reads what the poller has
-        (new TXIDs, and level-1 merges before retention deletes the L0 files)."""
-        files = member.files
-        if files.board_seq() != self.board_seen and not files.held(POLL):
+        """At the start of a read transaction (``Writer.member_read``, when the board's
+        number is not ``member.board_seen``): a board published since the last tick is
+        applied first, so a follower reads what the poller has (new TXIDs, and level-1
+        merges before retention deletes the L0 files they cover)."""
+        if not member.files.held(POLL):
             with self._lock:
                 self._follow(member)
 
@@ -86,7 +85,7 @@ class ReaderPolls:
                         encode_board(view.txid, list(self.views.recent.values())))
             seq = files.board_seq() + 1
             files.set_board_seq(seq)
-            self.board_seen = seq
+            member.board_seen = seq
             self.published = key
         return published
 
@@ -98,10 +97,10 @@ class ReaderPolls:
             state.last_poll_ok = time.monotonic() - age
         self.published = None  # a follower elected later publishes at once
         seq = files.board_seq()
-        if seq == self.board_seen:
+        if seq == member.board_seen:
             return False
         board = read_board(member.buffer_path + ".board")
-        self.board_seen = seq
+        member.board_seen = seq
         if board is None:
             return False
         self.board_polls += 1  # new TXIDs, or level-1 files to merge: as a poll would

@@ -59,7 +59,7 @@ _U64 = struct.Struct("<Q")
 _HEAD3 = struct.Struct("<QQQ")  # state, claimed end, rewriting: one read on the hot path
 _PAIR = struct.Struct("<QQ")
 _OFF_MAGIC, _OFF_STATE, _OFF_WRITING, _OFF_REWRITING, _OFF_WAITERS = 0, 8, 16, 24, 32
-_OFF_BOARD, _OFF_POLLED = 40, 48  # poll board sequence number; last poll (wall ms)
+OFF_BOARD, _OFF_POLLED = 40, 48  # poll board sequence number; last poll (wall ms)
 END_BITS = 48
 END_MASK = (1 << END_BITS) - 1
 GEN_MASK = 0xFFFF
@@ -374,10 +374,10 @@ class SharedFiles:
 
     # -- the poll board (read-only members; POLL held to write) ----------------------------
     def board_seq(self) -> int:
-        return self._u64(_OFF_BOARD)
+        return self._u64(OFF_BOARD)
 
     def set_board_seq(self, seq: int) -> None:
-        self._put(_OFF_BOARD, seq)
+        self._put(OFF_BOARD, seq)
 
     def polled_ms(self) -> int:
         """Wall-clock milliseconds of the elected reader's last successful poll."""

@@ -40,7 +40,7 @@ from ..storage.fetch import FileIndex
 from .buffer import Changes, Done, WriteBuffer
 from .fence import HeadState
 from .home import default_buffer_path, resolve_buffer_path  # noqa: F401 - default_buffer_path: old home
-from .shared import DUTY, POLL, STREAK_MAX, SYNC, WriterGate
+from .shared import DUTY, OFF_BOARD, POLL, STREAK_MAX, SYNC, WriterGate
 
 if TYPE_CHECKING:
     from ..engine.hydrate.hydrator import Hydrator
@@ -173,7 +173,10 @@ class Writer:
         # A read-only member (``follow``): reads the machine's log, never appends, never
         # syncs (it may lack write credentials); ``attach.attach_writer`` promotes it.
         self.read_only = follow
-        self.before_read: Callable[[], None] | None = None  # a member's board (readpoll.py)
+        # A member following the poll board (readpoll.py): called at a read transaction's
+        # start when the board's sequence number is not ``board_seen`` any more.
+        self.before_read: Callable[[], None] | None = None
+        self.board_seen = 0
         self.enabled = True
         self.conflict: ConflictError | None = None
         self.last_error: BaseException | None = None
@@ -259,7 +262,8 @@ class Writer:
                 changes = buf.catch_up(cow=True)
                 if changes:
                     self._absorb(changes)
-        if self.before_read is not None:
+        if self.before_read is not None and mm is not None and \
+                _STATE_WORD.unpack_from(mm, OFF_BOARD)[0] != self.board_seen:
             self.before_read()
         local = self.local
         if local.dirty_commit is None and local.frozen is None:
