@@ -284,6 +284,9 @@ def main(argv: list[str] | None = None) -> int:
 
     results: list[dict[str, Any]] = []
     with tempfile.TemporaryDirectory(prefix="litevfs-bench-") as tmp:
+        # Read-only opens join the machine's shared state under the buffer home: keep it
+        # in the run's directory, not the user's (every fresh process starts alone there).
+        os.environ["XDG_STATE_HOME"] = str(Path(tmp) / "state")
         server, bucket, db, max_id, owned = _prepare(args, Path(tmp))
         try:
             rng = random.Random(7)

@@ -16,6 +16,19 @@ Starts its own SeaweedFS on 127.0.0.1 (only 127.0.0.1 is contacted), then:
   transactions in a loop; delay = when B first sees the row - when A's COMMIT returned
   (CLOCK_MONOTONIC is shared by the processes): p50/p99 over ``--samples`` rows.
 
+``--readers 1,2,4,8`` runs the read-only bench instead: N read-only processes
+(``write=False``) and one writer committing a row every ``--every`` seconds, the writer
+on this machine ("machine": the readers follow its log), on another machine ("alone":
+its own buffer home; the readers elect one poller and follow its board) or the same
+with every reader on its own buffer home ("independent": N pollers, as before readers
+shared anything): the readers' bucket requests per minute and the visibility delay
+(commit returned -> a reader's read transaction sees the row), p50/p99 over every
+reader and row. "of which polls": head object GETs and LISTs; the rest are the pages
+each process reads for its own queries (after a sync, the synced pages are read from
+the bucket by every process but the uploader: ``writer._seed_pages``).
+
+    python benchmarks/multiprocess.py --readers 1,2,4,8 --seconds 10
+
 Output: one JSON line per measurement, then a table. ``--rounds`` interleaves rounds
 (the machine is shared: each round is reported, the table shows the median).
 """
@@ -106,6 +119,59 @@ def _child_visibility(args: argparse.Namespace) -> None:
     print(json.dumps(out), flush=True)
 
 
+def _child_feeder(args: argparse.Namespace) -> None:
+    """A writer committing one row every ``--every`` seconds for ``--seconds``."""
+    import litevfs
+
+    con = litevfs.connect(args.url, write=True, sync_interval=args.sync_interval)
+    con.set_busy_timeout(60000)
+    con.execute("CREATE TABLE IF NOT EXISTS vis(id INTEGER PRIMARY KEY, v TEXT)")
+    litevfs.sync(con, timeout=60)
+    print("ready", flush=True)
+    sys.stdin.readline()
+    out = []
+    end = time.monotonic() + args.seconds
+    i = 0
+    while time.monotonic() < end:
+        i += 1
+        con.execute("INSERT INTO vis(id, v) VALUES (?, 'x')", (i,))
+        out.append((i, time.monotonic()))
+        time.sleep(args.every)
+    con.close()
+    print(json.dumps(out), flush=True)
+
+
+def _child_reader(args: argparse.Namespace) -> None:
+    """A read-only process: read transactions in a loop (one every 5 ms), when each row
+    first showed up, and the bucket requests it sent."""
+    import litevfs
+
+    con = litevfs.connect(args.url, poll_interval=args.poll_interval,
+                          poll_max_interval=args.poll_interval)
+    print("ready", flush=True)
+    sys.stdin.readline()
+    def polls(stats: dict[str, Any]) -> int:  # head object GETs and LISTs
+        return int((stats.get("freshness") or {}).get("head_gets", 0)) + int(stats["lists"])
+
+    first = litevfs.stats(con)
+    before, polls0, t0 = _requests(first), polls(first), time.monotonic()
+    seen, out = 0, []
+    end = t0 + args.seconds + 3  # the last rows' sync and poll
+    while time.monotonic() < end:
+        n = con.execute("SELECT max(id) FROM vis").fetchone()[0] or 0
+        if n > seen:
+            now = time.monotonic()
+            out += [(i, now) for i in range(seen + 1, n + 1)]
+            seen = n
+        time.sleep(0.005)
+    last = litevfs.stats(con)
+    requests, poll_requests = _requests(last) - before, polls(last) - polls0
+    elapsed = time.monotonic() - t0
+    con.close()
+    print(json.dumps({"seen": out, "requests": requests, "polls": poll_requests,
+                      "seconds": elapsed}), flush=True)
+
+
 # -- parent ------------------------------------------------------------------------------
 def _spawn(argv: list[str], env: dict[str, str]) -> subprocess.Popen:
     return subprocess.Popen([sys.executable, str(Path(__file__).resolve()), *argv], env=env,
@@ -178,6 +244,64 @@ def _visibility(server: Any, args: argparse.Namespace, env: dict[str, str]) -> d
             "visibility_max_ms": max(delays) * 1e3 if delays else float("nan")}
 
 
+def _readers(server: Any, n: int, mode: str, args: argparse.Namespace,
+             env: dict[str, str], tmp: Path) -> dict[str, Any]:
+    """N read-only processes and one writer. ``mode``: "machine" (the writer is on this
+    machine: readers follow its log), "alone" (the writer is on another machine, i.e. its
+    own buffer home: the readers elect one poller), "independent" (as "alone", but each
+    reader with its own buffer home: N pollers, as before readers shared anything)."""
+    from tests.rig.seaweed import s3_replica_url, unique_bucket_name
+
+    bucket = server.create_bucket(unique_bucket_name("mpread"))
+    url = s3_replica_url(bucket, "db", server.endpoint, server.region)
+
+    def home(name: str) -> dict[str, str]:
+        path = tmp / f"{mode}-{n}-{name}"
+        path.mkdir(mode=0o700)
+        return {**env, "XDG_STATE_HOME": str(path)}
+
+    shared = home("machine")
+    feeder = _spawn(["--child", "feeder", "--url", url, "--seconds", str(args.seconds),
+                     "--every", str(args.every), "--sync-interval", args.sync_interval],
+                    shared if mode == "machine" else home("other"))
+    _ready([feeder])
+    readers = [_spawn(["--child", "reader", "--url", url, "--seconds", str(args.seconds),
+                       "--poll-interval", args.poll_interval],
+                      home(f"r{i}") if mode == "independent" else shared)
+               for i in range(n)]
+    _ready(readers)
+    for p in (*readers, feeder):
+        p.stdin.write("go\n")
+        p.stdin.flush()
+    committed = dict(map(tuple, _collect([feeder], args.seconds + 300)[0]))
+    results = _collect(readers, args.seconds + 300)
+    delays = [max(0.0, t - committed[i]) for r in results for i, t in r["seen"]
+              if i in committed]
+    minutes = statistics.mean(r["seconds"] for r in results) / 60
+    return {"bench": "readers", "mode": mode, "readers": n, "samples": len(delays),
+            "requests_per_min": sum(r["requests"] for r in results) / minutes,
+            "poll_requests_per_min": sum(r["polls"] for r in results) / minutes,
+            "visibility_p50_ms": _pct(delays, 0.5) * 1e3,
+            "visibility_p99_ms": _pct(delays, 0.99) * 1e3}
+
+
+def _readers_table(results: list[dict[str, Any]], counts: list[int]) -> None:
+    rows = [r for r in results if r["bench"] == "readers"]
+    if not rows:
+        return
+    print(f"\n{'readers':>7} {'writer':>12} {'requests/min':>13} {'of which polls':>15} "
+          f"{'vis p50 ms':>11} {'vis p99 ms':>11}")
+    for mode in ("machine", "alone", "independent"):
+        for n in counts:
+            got = [r for r in rows if r["mode"] == mode and r["readers"] == n]
+            if got:
+                med = statistics.median
+                print(f"{n:>7} {mode:>12} {med(r['requests_per_min'] for r in got):>13.0f} "
+                      f"{med(r['poll_requests_per_min'] for r in got):>15.0f} "
+                      f"{med(r['visibility_p50_ms'] for r in got):>11.1f} "
+                      f"{med(r['visibility_p99_ms'] for r in got):>11.1f}")
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--procs", default="1,2,4,8")
@@ -187,7 +311,14 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--sync-interval", default="1s")
     p.add_argument("--no-independent", action="store_true",
                    help="skip the N independent replicas comparison")
-    p.add_argument("--child", choices=("writer", "visibility"), help=argparse.SUPPRESS)
+    p.add_argument("--readers", default="",
+                   help="read-only processes, e.g. 1,2,4,8: run only the readers bench")
+    p.add_argument("--reader-modes", default="machine,alone,independent")
+    p.add_argument("--poll-interval", default="1s", help="readers' poll interval")
+    p.add_argument("--every", type=float, default=0.05, help="readers bench: seconds "
+                   "between the writer's commits")
+    p.add_argument("--child", choices=("writer", "visibility", "feeder", "reader"),
+                   help=argparse.SUPPRESS)
     p.add_argument("--role", help=argparse.SUPPRESS)
     p.add_argument("--url", help=argparse.SUPPRESS)
     args = p.parse_args(argv)
@@ -197,6 +328,9 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     if args.child == "visibility":
         _child_visibility(args)
+        return 0
+    if args.child in ("feeder", "reader"):
+        (_child_feeder if args.child == "feeder" else _child_reader)(args)
         return 0
     from tests.rig.seaweed import SeaweedServer
 
@@ -211,7 +345,14 @@ def main(argv: list[str] | None = None) -> int:
             env["PYTHONPATH"] = str(REPO)
             env["XDG_STATE_HOME"] = str(state)  # the buffers (and their sharing) live here
             env.pop("AWS_CA_BUNDLE", None)
-            for _round in range(args.rounds):
+            counts = [int(x) for x in args.readers.split(",") if x]
+            for _round in range(args.rounds if counts else 0):
+                for n in counts:
+                    for mode in args.reader_modes.split(","):
+                        r = _readers(server, n, mode, args, env, Path(tmp))
+                        print(json.dumps(r), flush=True)
+                        results.append(r)
+            for _round in range(0 if counts else args.rounds):
                 for n in procs:
                     r = _writers(server, n, True, args, env)
                     print(json.dumps(r), flush=True)
@@ -225,6 +366,10 @@ def main(argv: list[str] | None = None) -> int:
                 results.append(r)
         finally:
             server.stop()
+
+    if counts:
+        _readers_table(results, counts)
+        return 0
 
     def med(rows: list[dict[str, Any]], key: str) -> float:
         return statistics.median(r[key] for r in rows)

@@ -16,8 +16,13 @@ equals ``ctr.n`` for every writer and the sum is TOTAL.
   per line: ``{"ok": result}`` or ``{"error": class, "message": text}``.
 * ``fork URL``: opens a write connection, commits, forks; the child must be refused the
   inherited connection, opens its own, sees the parent's commit and adds one.
-* ``check URL SECONDS``: read transactions on a write-mode connection (it shares the
-  machine's unsynced state): prints ``checks <n> violations <m> maxlag <ms>``.
+* ``check URL SECONDS [--read-only]``: read transactions on a write-mode (or read-only)
+  connection (both share the machine's unsynced state): prints ``checks <n> violations
+  <m>``.
+
+``repl`` takes ``--interval=D`` (the sync interval) and ``--read-only`` (a read-only
+process; ``["requests"]`` answers the bucket requests it sent; ``MP_POLL`` sets its
+poll interval).
 """
 
 from __future__ import annotations
@@ -34,9 +39,12 @@ ACCOUNTS = 20
 TOTAL = ACCOUNTS * 1000
 
 
-def _connect(url: str, interval: str = "300ms"):
+def _connect(url: str, interval: str = "300ms", read_only: bool = False):
     import litevfs
 
+    if read_only:  # a read-only process: it joins the machine's shared state as a reader
+        return litevfs.connect(url, poll_interval=os.environ.get("MP_POLL", "200ms"),
+                               poll_max_interval=os.environ.get("MP_POLL", "200ms"))
     con = litevfs.connect(url, write=True, sync_interval=interval, poll_interval="200ms",
                           wait_for_replica=0)
     con.set_busy_timeout(30000)
@@ -106,8 +114,8 @@ def bank(url: str, wid: int, seconds: float, interval: str, stop: str) -> None:
     print(f"done {n}", flush=True)
 
 
-def check(url: str, seconds: float) -> None:
-    con = _connect(url)
+def check(url: str, seconds: float, read_only: bool = False) -> None:
+    con = _connect(url, read_only=read_only)
     checks = bad = 0
     end = time.monotonic() + seconds
     while time.monotonic() < end:
@@ -120,12 +128,12 @@ def check(url: str, seconds: float) -> None:
     print(f"checks {checks} violations {bad}", flush=True)
 
 
-def repl(url: str) -> None:
+def repl(url: str, interval: str = "300ms", read_only: bool = False) -> None:
     import json
 
     import litevfs
 
-    con = _connect(url)
+    con = _connect(url, interval, read_only)
     print(json.dumps({"ok": "ready"}), flush=True)
     for line in sys.stdin:
         cmd, *args = json.loads(line)
@@ -136,6 +144,10 @@ def repl(url: str) -> None:
                 result = litevfs.sync(con, timeout=60)
             elif cmd == "status":
                 result = litevfs.write_status(con)
+            elif cmd == "requests":  # bucket requests this process sent so far
+                stats = litevfs.stats(con)
+                result = sum(int(stats.get(k, 0) or 0) for k in ("lists", "gets", "puts",
+                                                                 "deletes"))
             elif cmd == "export":
                 result = litevfs.export_unsynced(con, args[0])
             elif cmd == "discard":
@@ -199,10 +211,10 @@ if __name__ == "__main__":
         bank(pos[0], int(pos[1]), float(pos[2]), flags.get("--interval") or "300ms",
              flags.get("--stop", ""))
     elif mode == "repl":
-        repl(pos[0])
+        repl(pos[0], flags.get("--interval") or "300ms", "--read-only" in flags)
     elif mode == "fork":
         fork(pos[0])
     elif mode == "check":
-        check(pos[0], float(pos[1]))
+        check(pos[0], float(pos[1]), "--read-only" in flags)
     else:
         raise SystemExit(f"unknown mode {mode}")

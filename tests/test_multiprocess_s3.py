@@ -136,8 +136,12 @@ def test_processes_commit_concurrently_into_one_replica(seaweed, s3_url, tmp_pat
     writers = {w: Child(["bank", s3_url, str(w), str(SECONDS)], env)
                for w in range(1, WRITERS + 1)}
     checker = Child(["check", s3_url, str(SECONDS)], env)
+    reader = Child(["check", s3_url, str(SECONDS), "--read-only"], env)  # write=False
     done = {w: c.finish(SECONDS + 180) for w, c in writers.items()}
     checks = checker.finish(SECONDS + 180)
+    read_checks = reader.finish(SECONDS + 180)
+    summary = next(x for x in read_checks if x.startswith("checks")).split()
+    assert int(summary[1]) > 5 and summary[3] == "0", read_checks[-5:]
     acked = {}
     for w, lines in done.items():
         assert not [x for x in lines if x.startswith("violation")], lines[-5:]
@@ -236,8 +240,8 @@ def test_fork_child_refuses_the_inherited_connection_and_opens_its_own(
 
 
 class Repl:
-    def __init__(self, url: str, env: dict[str, str]) -> None:
-        self.child = Child(["repl", url], env)
+    def __init__(self, url: str, env: dict[str, str], *flags: str) -> None:
+        self.child = Child(["repl", url, *flags], env)
         self.child.wait_line('{"ok": "ready"')
         self.n = 1
 
@@ -420,3 +424,106 @@ def test_prefork_web_app_workers_read_and_write(seaweed, s3_url, tmp_path, core)
     con = restored(s3_url, seaweed, tmp_path)
     assert con.execute("SELECT sum(bal) FROM acct").fetchone() == (TOTAL,)
     assert sorted(r[0] for r in con.execute("SELECT k FROM log")) == sorted(acked)
+
+
+def test_read_only_processes_see_the_machines_commits_before_any_sync(
+        seaweed, s3_url, tmp_path, core):
+    """A commit acknowledged in a writer process is in every read-only process's next
+    read transaction (nothing synced: the sync interval is a minute); writes through a
+    read-only process are refused; a reader killed with -9 blocks nobody."""
+    env = child_env(seaweed, core)
+    run_init(s3_url, env)
+    w = Repl(s3_url, env, "--interval=60s")
+    readers = [Repl(s3_url, env, "--read-only") for _ in range(2)]
+    try:
+        assert "ok" in w("exec", "CREATE TABLE t(id INTEGER PRIMARY KEY, v TEXT)")
+        for i in range(1, 4):
+            assert w("exec", "INSERT INTO t(v) VALUES (?)", [f"w{i}"]) == {"ok": []}
+            for r in readers:
+                assert r("exec", "SELECT count(*) FROM t") == {"ok": [[i]]}
+        status = readers[0]("status")["ok"]
+        assert status["read_only"] and not status["enabled"] and not status["syncing"]
+        assert status["pending_transactions"] == 4
+        refused = readers[0]("exec", "INSERT INTO t(v) VALUES ('reader')")
+        assert refused["error"] == "ReadOnlyError", refused
+        assert readers[0]("sync")["error"] == "LiteVFSError"
+        victim = readers.pop()
+        victim.child.proc.send_signal(signal.SIGKILL)
+        victim.child.proc.wait(10)
+        assert w("exec", "INSERT INTO t(v) VALUES ('after kill')") == {"ok": []}
+        txid = w("sync")["ok"]
+        b = Repl(s3_url, env)  # a new writer process opens and commits
+        assert b("exec", "INSERT INTO t(v) VALUES ('b')") == {"ok": []}
+        assert readers[0]("exec", "SELECT v FROM t ORDER BY id")["ok"][-2:] == [
+            ["after kill"], ["b"]]
+        assert b("sync")["ok"] == txid + 1
+        b.close()
+    finally:
+        for r in (w, *readers):
+            r.close()
+    con = restored(s3_url, seaweed, tmp_path)
+    assert con.execute("SELECT count(*) FROM t").fetchone() == (5,)
+
+
+def test_read_only_processes_alone_share_one_poller(seaweed, s3_url, tmp_path, core,
+                                                     monkeypatch):
+    """Without a writer on the machine, one read-only process polls the bucket and the
+    others follow its poll board: the machine's requests do not grow with readers. When
+    the elected poller is killed with -9, another takes over and commits from another
+    machine keep arriving."""
+    import litevfs
+
+    env = child_env(seaweed, core)
+    env["MP_POLL"] = "100ms"
+    run_init(s3_url, env)
+    window = max(1.5, SECONDS / 2)
+
+    def requests_per_s(readers: list[Repl]) -> float:
+        before = [r("requests")["ok"] for r in readers]
+        time.sleep(window)
+        return sum(r("requests")["ok"] - b for r, b in zip(readers, before)) / window
+
+    readers = [Repl(s3_url, env, "--read-only")]
+    try:
+        time.sleep(0.5)
+        one = requests_per_s(readers)
+        readers += [Repl(s3_url, env, "--read-only") for _ in range(3)]
+        time.sleep(0.5)
+        four = requests_per_s(readers)
+        # Independent readers would send 4x; followers send nothing (a little slack for
+        # an election tick or a head re-check).
+        assert four <= one * 1.5 + 2, (one, four)
+        polling = [r for r in readers if r("status")["ok"]["polling"]]
+        assert len(polling) == 1
+        # Another machine (its own buffer) writes; every reader sees it without a LIST.
+        other = litevfs.connect(s3_url, write=True, impl=core, sync_interval=0,
+                                buffer_path=str(tmp_path / "other.wbuf"))
+        try:
+            other.execute("CREATE TABLE m(id INTEGER PRIMARY KEY)")
+            other.execute("INSERT INTO m VALUES (1)")
+            litevfs.sync(other)
+
+            def all_see(n: int, live: list[Repl]) -> float:
+                t0 = time.monotonic()
+                while True:
+                    got = [r("exec", "SELECT count(*) FROM m") for r in live]
+                    if all(g == {"ok": [[n]]} for g in got):
+                        return time.monotonic() - t0
+                    assert time.monotonic() - t0 < 10, got
+                    time.sleep(0.05)
+
+            all_see(1, readers)
+            victim = polling[0]
+            victim.child.proc.send_signal(signal.SIGKILL)
+            victim.child.proc.wait(10)
+            readers.remove(victim)
+            other.execute("INSERT INTO m VALUES (2)")
+            litevfs.sync(other)
+            took = all_see(2, readers)
+            assert took < 3, took  # a few poll intervals (100 ms), on a loaded machine
+            assert sum(r("status")["ok"]["polling"] for r in readers) == 1
+        finally:
+            other.close()
+    finally:
+        for r in readers:
+            r.close()

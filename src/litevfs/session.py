@@ -9,7 +9,8 @@ knows this class. The VFS layer (``vfs/``) holds a Replica per open file.
 
 Order of an open (each step overlaps the LIST already on the wire): storage (metered)
 -> state -> disk cache -> verifier -> views -> reader -> boot set replay -> first view
--> write state (write mode) -> poller -> hydrator. Close runs it backwards; the
+-> write state (write mode), or the read-only member of the machine's shared state ->
+poller -> hydrator. Close runs it backwards; the
 writer's final sync comes first and its error is raised after everything is closed.
 """
 
@@ -20,6 +21,7 @@ import os
 import sys
 import threading
 import time
+from collections.abc import Callable
 from types import ModuleType
 from typing import TYPE_CHECKING
 
@@ -46,6 +48,7 @@ if TYPE_CHECKING:
     from .engine.diskstore import ReplicaDiskCache
     from .engine.hydrate.hydrator import Hydrator
     from .engine.keyahead import KeyAhead
+    from .write.readpoll import ReaderPolls
     from .write.writer import Writer
 
 
@@ -71,6 +74,7 @@ class Replica:
         self.poller: Poller | None = None
         self._hydrator: Hydrator | None = None
         self.writer: Writer | None = None
+        self.joining: Joining | None = None  # a read-only member joining (join_machine)
         self.refcount = 0
         self._attach_lock = threading.Lock()
         self.pid = os.getpid()
@@ -123,10 +127,11 @@ class Replica:
     @hydrator.setter
     def hydrator(self, hydrator: Hydrator | None) -> None:
         """The local copy; the reader serves from it and the writer feeds it."""
-        self._hydrator = hydrator
-        self.reader.hydrator = hydrator
-        if self.writer is not None:
-            self.writer.hydrator = hydrator
+        with self._attach_lock:  # a member may be joining on another thread
+            self._hydrator = hydrator
+            self.reader.hydrator = hydrator
+            if self.writer is not None:
+                self.writer.hydrator = hydrator
 
     def replan(self) -> View:
         return self.views.replan()
@@ -154,13 +159,47 @@ class Replica:
                 self.disk.drop_preloaded()
 
     def attach_writer(self) -> Writer:
-        """Write mode (once): open/recover the buffer, start syncing and compacting."""
+        """Write mode (once): open/recover the buffer, start syncing and compacting; a
+        read-only member of the machine's state (``attach_reader``) is promoted."""
+        self.wait_joined()
         with self._attach_lock:
-            if self.writer is None:
+            if self.writer is None or self.writer.read_only:
                 from .write.attach import attach_writer  # opt-in: not on a read-only open
 
-                self.writer = attach_writer(self.state, self.views, self.hydrator)
+                self.writer = attach_writer(self.state, self.views, self.hydrator,
+                                            member=self.writer)
             return self.writer
+
+    def join_machine(self) -> None:
+        """A read-only open joins the machine's shared state of the replica: the unsynced
+        commits of its writers, and one poller for all (``write/readpoll.py``). When the
+        machine has a log (a writer is or was here), at once: its commits may be newer
+        than the bucket. Otherwise later, keeping its ~7 ms of imports (and a thread's
+        competition for the GIL) off the cold path: at the first poll tick, or at the
+        first read transaction that finds a log a writer has created meanwhile
+        (``vfs/file.py``); until then connections read as before."""
+        from .write.home import buffer_path_for  # light; the member's code is not
+
+        path = buffer_path_for(self.config.replica_url, self.config.buffer_path)
+        if os.path.exists(path):
+            self.attach_reader()
+        else:
+            self.joining = Joining(path, self.attach_reader)
+
+    def attach_reader(self) -> None:
+        """Join as a read-only member now (see ``join_machine``)."""
+        with self._attach_lock:
+            if self.writer is None and not self.inherited:
+                from .write.member import attach_reader  # the write layer: only here
+
+                self.writer = attach_reader(self.state, self.views)
+                if self.writer is not None:
+                    self.writer.hydrator = self._hydrator
+
+    def wait_joined(self) -> None:
+        """Join now if the read-only member is still to come (``join_machine``)."""
+        if self.joining is not None:
+            self.joining.run()
 
     def start_background(self) -> None:
         """Polling, then hydration when configured."""
@@ -190,8 +229,12 @@ class Replica:
     def close(self) -> None:
         if self.inherited:
             return
+        if self.joining is not None:
+            self.joining.cancel()  # never joined: nothing to leave
         try:  # the final upload needs storage; a failure still closes the rest, then raises
             if self.writer is not None:
+                if self.writer.read_only and self.poller is not None:
+                    self.poller.stop()  # its tick reads the member's shared files
                 self.writer.close()
         finally:
             self._close_rest()
@@ -214,25 +257,66 @@ class Replica:
         self.storage.close()
 
 
+class Joining:
+    """A read-only member still to join (``Replica.join_machine``): ``run`` joins in the
+    calling thread (the first caller; the others wait for it), ``cancel`` gives up
+    (close). ``log_path``: the log whose appearance makes a read transaction join."""
+
+    def __init__(self, log_path: str, join: Callable[[], None]) -> None:
+        self.log_path = log_path
+        self.done = threading.Event()
+        self._join = join
+        self._lock = threading.Lock()
+
+    def run(self) -> None:
+        if self.done.is_set():
+            return
+        with self._lock:
+            if not self.done.is_set():
+                try:
+                    self._join()
+                finally:
+                    self.done.set()
+
+    def cancel(self) -> None:
+        with self._lock:
+            self.done.set()
+
+
 class _MachinePolls:
-    """The poller's tick for a replica in write mode: one process of the machine (the
-    one elected to sync) polls the bucket; the others learn new TXIDs from the shared
-    log (their views are extended from its DONE records). After a conflict, or when
-    nobody has the duty, each polls for itself."""
+    """The poller's tick for a replica that joined the machine's shared state: one
+    process of the machine (the one elected to sync) polls the bucket; the others learn
+    new TXIDs from the shared log (their views are extended from its DONE records).
+    When nobody has the duty, read-only members elect one of them to poll and follow
+    its poll board (``write/readpoll.py``); after a conflict a writer polls for itself."""
 
     def __init__(self, freshness: Freshness, replica: Replica) -> None:
         self.freshness = freshness
         self.replica = replica
+        self.readers: ReaderPolls | None = None
 
     @property
     def interval(self) -> float:
+        writer = self.replica.writer
+        if writer is not None and writer.read_only and self.readers is not None:
+            return self.readers.interval(writer)
         return self.freshness.interval
 
     def poll(self) -> bool:
+        if self.replica.joining is not None:
+            self.replica.joining.run()  # a read-only member joins here, off the open's path
         writer = self.replica.writer
         if writer is not None and writer.follows_log():
             self.replica.state.last_poll_ok = time.monotonic()
             return False
+        if writer is not None and writer.read_only:
+            if self.readers is None:
+                from .write.readpoll import ReaderPolls  # only with a read-only member
+
+                readers = self.readers = ReaderPolls(self.freshness, self.replica.state,
+                                                     self.replica.views)
+                writer.before_read = lambda: readers.before_read(writer)
+            return self.readers.poll(writer)
         return self.freshness.poll()
 
     def stats(self) -> dict:
@@ -290,6 +374,8 @@ def open_replica(config: Config, impl: ModuleType = _impl,
             replica.open(listing)
             if config.write:
                 replica.attach_writer()
+            else:
+                replica.join_machine()
         except BaseException:
             replica.close()
             raise

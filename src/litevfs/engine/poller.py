@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 from .._worker import Worker
@@ -22,18 +23,29 @@ from .state import ReplicaState
 from .views import ViewBuilder
 
 if TYPE_CHECKING:
+    from ..storage.fetch import FileIndex
     from .freshness import Freshness
 
 log = logging.getLogger("litevfs.poller")
 
 
-def poll_once(state: ReplicaState, views: ViewBuilder) -> bool:
-    """One poll. Returns True when a new view was published."""
+def poll_once(state: ReplicaState, views: ViewBuilder,
+              board: Sequence[FileIndex] | None = None) -> bool:
+    """One poll. Returns True when a new view was published. ``board``: the files another
+    process of the machine listed, with their indexes (``board.py``): no request unless
+    they do not reach on from this view."""
     view = state.current
-    storage = state.storage
-    l0_future = state.executor.submit(storage.list_level, 0)
-    l1 = storage.list_level(1)
-    l0 = [f for f in l0_future.result() if not is_torn(f)]  # an upload cut short: not
+    known = None
+    if board is None:
+        storage = state.storage
+        l0_future = state.executor.submit(storage.list_level, 0)
+        l1 = storage.list_level(1)
+        l0 = l0_future.result()
+    else:
+        known = {fi.info: fi for fi in board}
+        l0 = [fi.info for fi in board if fi.info.level == 0]
+        l1 = [fi.info for fi in board if fi.info.level == 1]
+    l0 = [f for f in l0 if not is_torn(f)]  # an upload cut short: not
     l1 = [f for f in l1 if not is_torn(f)]  # a commit (plan.py), never waited for
     chain = next_chain(l0 + l1, view.txid)
     newest = max((f.max_txid for f in l0 + l1), default=0)
@@ -48,7 +60,7 @@ def poll_once(state: ReplicaState, views: ViewBuilder) -> bool:
     if not chain and not catch_up:
         state.last_poll_ok = time.monotonic()
         return False
-    indexes = views.fetch_indexes(catch_up + chain)
+    indexes = views.fetch_indexes(catch_up + chain, known)
     new_view = views.extend_view(view, indexes)
     published = state.publish(new_view)
     state.last_poll_ok = time.monotonic()

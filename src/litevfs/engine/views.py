@@ -37,6 +37,8 @@ log = logging.getLogger("litevfs.replica")
 
 PREFILL_MAX_FILE = 1024 * 1024  # whole files up to this size seed the cache at once
 OPEN_RELISTS = 4  # LISTs an open tries when files of its plan keep vanishing
+RECENT_FILES = 32  # indexes fetched lately, kept for the poll board (engine/board.py)
+RECENT_ENTRIES = 1 << 18  # ... up to this many page entries in all (4 MiB encoded)
 
 
 def check_index_bounds(base_commit: int, indexes: Sequence[FileIndex]) -> None:
@@ -65,9 +67,33 @@ class ViewBuilder:
         self._ahead = ahead  # index reads the LIST thread already sent (openahead.py)
         self.reads_adopted = 0  # files whose index reads came from ``ahead``
         self._torn_seen: set[tuple[int, int, int]] = set()
+        self.recent: dict[FileInfo, FileIndex] = {}  # what a poll board publishes
 
-    def fetch_indexes(self, infos: Sequence[FileInfo]) -> list[FileIndex]:
-        """Page indexes of ``infos``, fetched in parallel (one tail read each)."""
+    def fetch_indexes(self, infos: Sequence[FileInfo],
+                      known: Mapping[FileInfo, FileIndex] | None = None) -> list[FileIndex]:
+        """Page indexes of ``infos``, fetched in parallel (one tail read each); those in
+        ``known`` (a poll board's) are taken from there."""
+        if known:
+            have = [known[i] for i in infos if i in known]
+            missing = [i for i in infos if i not in known]
+            got = self.fetch_indexes(missing) if missing else []
+            self._remember(have)
+            return have + got
+        got = self._fetch(infos)
+        self._remember(got)
+        return got
+
+    def _remember(self, indexes: Sequence[FileIndex]) -> None:
+        recent = self.recent
+        for fi in indexes:
+            if len(fi.pgnos) <= RECENT_ENTRIES // 4:  # snapshots are not worth sharing
+                recent.pop(fi.info, None)
+                recent[fi.info] = fi
+        while len(recent) > RECENT_FILES or \
+                sum(len(fi.pgnos) for fi in recent.values()) > RECENT_ENTRIES:
+            del recent[next(iter(recent))]
+
+    def _fetch(self, infos: Sequence[FileInfo]) -> list[FileIndex]:
         state, ahead = self.state, self._ahead
 
         def fetch(info: FileInfo) -> FileIndex:

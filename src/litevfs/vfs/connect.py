@@ -21,7 +21,9 @@ from .registry import register as _register_vfs
 from .file import LiteFile
 
 _hooked = False
-_LITEFILE_NAME = f"{LiteFile.__module__}.{LiteFile.__qualname__}"
+# Named, not imported: the read-only member's class loads the write layer.
+_LITEFILE_NAMES = (f"{LiteFile.__module__}.{LiteFile.__qualname__}",
+                   "litevfs.vfs.member.MemberLiteFile")
 
 
 def _vfs_name_for(impl: ModuleType) -> str:
@@ -34,7 +36,7 @@ def _add_functions_hook(con: apsw.Connection) -> None:
         file_class = con.vfsname("main")
     except apsw.Error:
         return
-    if file_class == _LITEFILE_NAME or con.open_vfs in _registered_names:
+    if file_class in _LITEFILE_NAMES or con.open_vfs in _registered_names:
         register_functions(con)
         try:
             install_planner(con, file_of(con))
@@ -89,13 +91,13 @@ def connect(url: str | None = None, *, impl: ModuleType | None = None, _early: A
             storage.close()
         raise
     replica = open_replica(config, impl, storage, listing, ahead)
-    if config.write and replica.writer is None:  # the replica was opened read-only first
+    if config.write and (replica.writer is None or replica.writer.read_only):  # the replica was opened read-only first
         try:
             replica.attach_writer()
         except BaseException:
             release_replica(replica)
             raise
-    writable = replica.writer is not None
+    writable = replica.writer is not None and not replica.writer.read_only
     token = vfs.prepare(replica)
     try:
         con = apsw.Connection(

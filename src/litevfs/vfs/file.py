@@ -98,6 +98,11 @@ class LiteFile:
         self.scans = ScanTracker(replica.reader, replica.config.read_ahead)
         self.planner: Any = None  # vfs/statements.py, set once the connection exists
         self._closed = False
+        # The replica's read-only member, when it was still joining at this open
+        # (session.Replica.join_machine), and how this connection becomes the member's
+        # once it is there (``registry.py``).
+        self._joining: Any = None
+        self._become_member: Any = None
 
     # -- reads -----------------------------------------------------------------------
     def xRead(self, amount: int, offset: int) -> bytes:
@@ -183,6 +188,10 @@ class LiteFile:
 
     # -- locks -----------------------------------------------------------------------
     def xLock(self, level: int) -> None:
+        if self._joining is not None and level == _SHARED and self.lock_level < _SHARED:
+            if self._join_member():
+                self.xLock(level)  # now MemberLiteFile's
+                return
         if self.replica.inherited:
             raise inherited_error(self.replica)
         if level >= _RESERVED:
@@ -195,6 +204,21 @@ class LiteFile:
                     self.reader.fetches != planner.fetches_seen:
                 planner.arm()
         self.lock_level = level
+
+    def _join_member(self) -> bool:
+        """Before a read transaction while the member is still to join: go on reading
+        alone unless a writer created the machine's log meanwhile (its commits may be
+        unsynced: join now). True when this connection became the member's."""
+        joining = self._joining
+        if not joining.done.is_set():
+            if not os.path.exists(joining.log_path):
+                return False  # no writer on the machine yet: the bucket is the newest
+            joining.run()
+        self._joining = None
+        if self.replica.writer is None:  # the join failed: this process reads alone
+            return False
+        self._become_member(self)
+        return True
 
     def xUnlock(self, level: int) -> None:
         if level < _SHARED and self.lock_level >= _SHARED:

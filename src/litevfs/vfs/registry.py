@@ -68,17 +68,23 @@ class LiteVFS(apsw.VFS):
             if config.log_level is not None:
                 logging.getLogger("litevfs").setLevel(config.log_level)
             replica = open_replica(config, self.impl)
-            if config.write and replica.writer is None:  # opened read-only first
+            if config.write and (replica.writer is None or replica.writer.read_only):  # opened read-only first
                 replica.attach_writer()
         flags[1] = inflags
         with self._lock:
             self._main_names[filename] = self._main_names.get(filename, 0) + 1
-        if replica.writer is not None:
+        if replica.writer is not None and replica.writer.read_only:
+            from .member import MemberLiteFile  # only with the machine's shared state
+
+            file = MemberLiteFile(replica, filename, on_close=self._closed)
+        elif replica.writer is not None:
             from .writable import WritableLiteFile  # write-mode code only for writers
 
             file = WritableLiteFile(replica, filename, on_close=self._closed)
         else:
             file = LiteFile(replica, filename, on_close=self._closed)
+            if replica.joining is not None:  # the member comes: this file becomes its
+                file._joining, file._become_member = replica.joining, _become_member
         self._files[filename] = file
         return file
 
@@ -110,6 +116,12 @@ class LiteVFS(apsw.VFS):
         if pathname.endswith("-journal") and pathname[:-8] in self._main_names:
             return False  # read-only: no journal of ours ever exists
         return super().xAccess(pathname, flags)
+
+
+def _become_member(file: LiteFile) -> None:
+    from .member import become_member  # the write layer is loaded once the member is
+
+    become_member(file)
 
 
 _vfs_by_name: dict[str, LiteVFS] = {}

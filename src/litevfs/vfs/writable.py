@@ -68,7 +68,11 @@ def _translate(exc: BaseException) -> apsw.Error:
 class WritableLiteFile(LiteFile):
     def __init__(self, replica: Replica, filename: str, on_close=None) -> None:
         super().__init__(replica, filename, on_close=on_close)
-        self.writer = replica.writer
+        self._write_state()
+
+    def _write_state(self) -> None:
+        """This connection's part of the replica's write state (vfs/member.py too)."""
+        self.writer = self.replica.writer
         self.owner = id(self)
         self._local: Local | None = None
         self.tx_pages: dict[int, bytes] = {}

@@ -22,9 +22,12 @@ def prepare_connection(con: apsw.Connection) -> None:
     con.execute("PRAGMA journal_mode=MEMORY").fetchall()
 
 
-def _writer(con: apsw.Connection):
-    writer = file_of(con).replica.writer
-    if writer is None:
+def _writer(con: apsw.Connection, *, reading: bool = False):
+    """The write state of ``con``'s replica; ``reading``: a read-only member will do."""
+    replica = file_of(con).replica
+    replica.wait_joined()
+    writer = replica.writer
+    if writer is None or (writer.read_only and not reading):
         raise LiteVFSError("this connection's replica is not in write mode")
     return writer
 
@@ -48,13 +51,16 @@ def write_status(con: apsw.Connection) -> dict[str, Any]:
     process, not yet uploaded), ``buffer_path``, ``syncing`` (this process is the one
     elected to sync the machine's commits), ``conflict`` (the message once another
     writer advanced the replica, else None) and ``last_error`` (the last failed
-    upload, else None)."""
-    w = _writer(con)
+    upload, else None). A read-only connection gets the same view of the machine's
+    shared state (``read_only`` True, ``enabled`` False) when it joined it."""
+    w = _writer(con, reading=True)
     w.refresh()
-    return {"enabled": w.enabled, "txid": w.base_txid,
+    return {"enabled": w.enabled and not w.read_only, "read_only": w.read_only,
+            "txid": w.base_txid,
             "pending_transactions": w.buffer.transactions,
             "buffer_path": w.buffer_path,
             "syncing": bool(w.syncer is not None and w.syncer.duty),
+            "polling": w.polls_for_readers(),
             "conflict": None if w.conflict is None else str(w.conflict),
             "last_error": None if w.last_error is None else str(w.last_error)}
 

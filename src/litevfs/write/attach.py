@@ -5,6 +5,8 @@ where it stands against the replica (``syncer.recover``), then starts the syncer
 thread, which competes for the duty of syncing and, once elected, starts compaction,
 and the keeper that hands the machine's write lock over when another process waits.
 The session calls it once per replica; the writer only knows its collaborators.
+A read-only member (``member.attach_reader``) is promoted here when the process opens
+the replica for writing too.
 """
 
 from __future__ import annotations
@@ -23,14 +25,24 @@ if TYPE_CHECKING:
 
 
 def attach_writer(state: ReplicaState, views: ViewBuilder, hydrator: Hydrator | None = None,
-                  buffer_path: str | None = None) -> Writer:
-    """A started write state for the replica ``state`` describes (see the docstring)."""
-    writer = Writer(state, views, buffer_path=buffer_path)
+                  buffer_path: str | None = None, member: Writer | None = None) -> Writer:
+    """A started write state for the replica ``state`` describes (see the docstring).
+    ``member``: this process's read-only member of the machine's state, promoted (its
+    connections keep it; their own read-only flag still refuses writes)."""
+    if member is not None:
+        member.buffer.ensure_log()
+        member.promote()
+        writer = member
+    else:
+        writer = Writer(state, views, buffer_path=buffer_path)
     writer.hydrator = hydrator
     try:
         recover(writer)
     except BaseException:
-        writer.buffer.close()
+        if member is not None:
+            member.read_only = True
+        else:
+            writer.buffer.close()
         raise
     config = state.config
     writer.head_state.sync_ms = int(config.sync_interval * 1000)  # readers follow it

@@ -36,7 +36,6 @@ import errno
 import fcntl
 import logging
 import os
-import secrets
 import struct
 import time
 import warnings
@@ -136,6 +135,10 @@ class Changes:
 
 
 _NOTHING = Changes()
+
+
+def _new_writer_id() -> str:
+    return os.urandom(8).hex()  # secrets.token_hex(8) without importing secrets (~2 ms)
 
 
 def _xxh(*parts: bytes | memoryview) -> int:
@@ -320,7 +323,7 @@ def _convert_v1(data: bytes, path: str) -> bytes:
         else:
             break
         pos = nxt
-    header = Header(page_size, base, 0, 1, secrets.token_hex(8), url, 0)
+    header = Header(page_size, base, 0, 1, _new_writer_id(), url, 0)
     return encode_header(header) + b"".join(out)
 
 
@@ -364,17 +367,18 @@ class WriteBuffer:
     # -- open / recover ----------------------------------------------------------------
     @classmethod
     def open(cls, path: str, *, url: str, page_size: int, base_txid: int,
-             fsync: bool = False) -> tuple[WriteBuffer, Recovered]:
+             fsync: bool = False, follow: bool = False) -> tuple[WriteBuffer, Recovered]:
         """Open (creating or recovering) the log at ``path`` and join the processes using
         it. An existing log keeps its own page size and base TXID; one of another
-        replica is refused."""
+        replica is refused. ``follow`` (a read-only member): never create the log; until
+        a writer does, the index stays empty (``catch_up`` finds it once published)."""
         parent = os.path.dirname(os.path.abspath(path))
         buf = cls(path, url=url, page_size=page_size, base_txid=base_txid, fsync=fsync)
         try:
             os.makedirs(parent, mode=0o700, exist_ok=True)
             buf.files = SharedFiles.open(path)
             try:
-                rec = buf._join()
+                rec = buf._join(follow)
             finally:
                 if buf.files is not None:
                     buf.files.release_init()
@@ -388,10 +392,15 @@ class WriteBuffer:
             raise
         return buf, rec
 
-    def _join(self) -> Recovered:
+    def _join(self, follow: bool = False) -> Recovered:
         rec = Recovered()
         assert self.files is not None
-        if self.files.alone or not os.path.exists(self.path):
+        exists = os.path.exists(self.path)
+        if follow and not exists:  # no log (yet): nothing to index, nothing created
+            self._seen = self.files.state_word()
+            self._header_url = self.url
+            return rec
+        if self.files.alone or not exists:
             rec.dropped_bytes = self._recover_alone()
         self.catch_up()
         if self.url != self._header_url:
@@ -416,7 +425,7 @@ class WriteBuffer:
         if len(data) < _HEAD.size:
             if data:
                 log.warning("write buffer %s: %d-byte partial header dropped", path, len(data))
-            header = Header(self.page_size, self.base_txid, 0, 1, secrets.token_hex(8),
+            header = Header(self.page_size, self.base_txid, 0, 1, _new_writer_id(),
                             self.url, 0)
             data = encode_header(header)
             self._write_file(data)
@@ -443,6 +452,16 @@ class WriteBuffer:
         self.files.set_rewriting(False)
         self.files.publish(header.gen, pos)
         return dropped
+
+    def ensure_log(self) -> None:
+        """A member that joined without a log (``follow``) starts writing: create it
+        (INIT held, as a first opener does) and index it."""
+        files = self.files
+        assert files is not None
+        with files.holding(INIT, 30.0, "opening it"):
+            if not os.path.exists(self.path):
+                self._recover_alone()
+            self.catch_up()
 
     def _write_file(self, data: bytes) -> None:
         tmp = self.path + ".tmp"
@@ -808,7 +827,7 @@ class WriteBuffer:
             header = Header(page_size or self.page_size,
                             self.base_txid if base_txid is None else base_txid,
                             self.last_seq if discard else self.synced_seq, self.gen + 1,
-                            self.writer_id or secrets.token_hex(8), self.url, 0)
+                            self.writer_id or _new_writer_id(), self.url, 0)
             parts = [encode_header(header)]
             if not discard:
                 parts += [d.raw for d in self.dones if d.raw]

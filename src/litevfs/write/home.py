@@ -22,10 +22,8 @@ import fcntl
 import hashlib
 import logging
 import os
-import shutil
 import stat
 import sys
-import tempfile
 from collections.abc import Mapping
 
 from .._files import makedirs
@@ -62,6 +60,8 @@ def default_buffer_path(replica_url: str, environ: Mapping[str, str] | None = No
 
 def legacy_buffer_path(replica_url: str) -> str:
     """Where litevfs before this version kept the buffer (under the temp directory)."""
+    import tempfile  # not at import: read-only opens load this module on their path
+
     return os.path.join(tempfile.gettempdir(), f"litevfs-{os.getuid()}", "write-buffers",
                         buffer_name(replica_url))
 
@@ -106,15 +106,21 @@ def _makedirs_private(path: str) -> None:
     makedirs(path, 0o700)
 
 
+def buffer_path_for(replica_url: str, configured: str | None = None) -> str:
+    """Where the buffer of ``replica_url`` is (a pure function: nothing is created)."""
+    if configured:
+        return os.path.abspath(os.path.expanduser(configured))
+    return default_buffer_path(replica_url)
+
+
 def resolve_buffer_path(replica_url: str, configured: str | None = None) -> str:
     """The buffer file to open for ``replica_url``: ``configured`` (the ``buffer_path``
     option) or the default, its directory created and checked; a buffer left at the
     old default location is moved to the new one first."""
+    path = buffer_path_for(replica_url, configured)
     if configured:
-        path = os.path.abspath(os.path.expanduser(configured))
         ensure_directory(os.path.dirname(path), strict=False)
         return path
-    path = default_buffer_path(replica_url)
     directory = os.path.dirname(path)
     ensure_directory(directory, strict=True)
     check_directory(os.path.dirname(directory), strict=True)  # .../litevfs itself
@@ -157,7 +163,7 @@ def adopt_legacy_buffer(replica_url: str, path: str) -> bool:
                     "replica)") from None
             raise
         _move_file(old, path)
-        for suffix in (".lock", ".shm", ".bell", ".want"):  # coordination files (shared.py)
+        for suffix in (".lock", ".shm", ".bell", ".want", ".board"):  # coordination (shared.py)
             try:
                 os.unlink(old + suffix)
             except FileNotFoundError:
@@ -178,6 +184,8 @@ def _move_file(src: str, dst: str) -> None:
     except OSError as exc:
         if exc.errno != errno.EXDEV:
             raise
+    import shutil  # a rare cross-device move only (~2 ms to import)
+
     tmp = dst + ".moving"
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, 0o600)
     with os.fdopen(fd, "wb") as out, open(src, "rb") as f:

@@ -10,13 +10,16 @@ A write buffer ``P`` (``buffer.py``, the shared log) comes with three small file
   one without the other), the end an append in progress claims (a crash between the
   write and the commit leaves it behind: the next appender truncates), a flag set while
   the log is being rewritten, and a hint that processes are waiting for the write lock.
-  It is a cache: the first process to open the buffer rebuilds it from the log.
+  It is a cache: the first process to open the buffer rebuilds it from the log. Two
+  more words serve read-only members: the sequence number of the poll board (``P.board``,
+  what the elected reader learned from the bucket) and when that reader last polled.
 * ``P.shm`` also carries the POSIX byte-range locks (``fcntl``), released by the kernel
   when a process dies, which is what makes a crash safe: WRITER (one process appends
   at a time: SQLite's RESERVED..EXCLUSIVE across processes), WAITING (held shared by
   processes waiting for WRITER), SYNC (one upload at a time), DUTY (the process that
-  syncs every interval and compacts), INIT (opening/closing the buffer) and MEMBER
-  (held shared by every process: "am I alone?").
+  syncs every interval and compacts), INIT (opening/closing the buffer), MEMBER
+  (held shared by every process: "am I alone?") and POLL (the read-only process
+  elected to poll the bucket while no process holds DUTY; ``write/readpoll.py``).
 * ``P.bell``: a FIFO; releasing WRITER rings it when someone waits, so a waiter wakes in
   microseconds instead of sleeping SQLite's busy-handler milliseconds. ``P.want``: a
   FIFO a waiter writes to, waking the process that kept WRITER after its last commit
@@ -46,7 +49,8 @@ from .._worker import Worker
 from ..errors import BufferInUseError, WriteBufferError
 
 LOCK_BASE = 8192  # byte-range locks live past the mapped page
-WRITER, WAITING, SYNC, DUTY, INIT, MEMBER = range(6)
+WRITER, WAITING, SYNC, DUTY, INIT, MEMBER, POLL = range(7)
+_BYTES = 7
 _SHARED_BYTES = frozenset((WAITING, MEMBER))
 
 SHM_SIZE = 4096
@@ -55,6 +59,7 @@ _U64 = struct.Struct("<Q")
 _HEAD3 = struct.Struct("<QQQ")  # state, claimed end, rewriting: one read on the hot path
 _PAIR = struct.Struct("<QQ")
 _OFF_MAGIC, _OFF_STATE, _OFF_WRITING, _OFF_REWRITING, _OFF_WAITERS = 0, 8, 16, 24, 32
+OFF_BOARD, _OFF_POLLED = 40, 48  # poll board sequence number; last poll (wall ms)
 END_BITS = 48
 END_MASK = (1 << END_BITS) - 1
 GEN_MASK = 0xFFFF
@@ -88,7 +93,7 @@ class SharedFiles:
         self.path = path
         self.pid = os.getpid()
         self._mutex = threading.Lock()
-        self._counts = [0] * 6
+        self._counts = [0] * _BYTES
         self._shm_fd = -1
         self._lock_fd = -1
         self._bell_fd = -1
@@ -188,7 +193,7 @@ class SharedFiles:
             if _registry.get(self.path) is self:
                 del _registry[self.path]
         if remove:
-            for suffix in (".bell", ".want", ".lock", ".shm"):
+            for suffix in (".board", ".bell", ".want", ".lock", ".shm"):
                 try:
                     os.unlink(self.path + suffix)
                 except FileNotFoundError:
@@ -204,7 +209,7 @@ class SharedFiles:
             if fd >= 0:
                 os.close(fd)
                 setattr(self, name, -1)
-        self._counts = [0] * 6
+        self._counts = [0] * _BYTES
         self._kept = False
 
     def forget_after_fork(self) -> None:
@@ -220,7 +225,7 @@ class SharedFiles:
                 except OSError:
                     pass
                 setattr(self, name, -1)
-        self._counts = [0] * 6
+        self._counts = [0] * _BYTES
 
     # -- byte-range locks ----------------------------------------------------------------
     def _fcntl(self, byte: int, op: int) -> bool:
@@ -366,6 +371,20 @@ class SharedFiles:
 
     def rewriting(self) -> bool:
         return self._u64(_OFF_REWRITING) != 0
+
+    # -- the poll board (read-only members; POLL held to write) ----------------------------
+    def board_seq(self) -> int:
+        return self._u64(OFF_BOARD)
+
+    def set_board_seq(self, seq: int) -> None:
+        self._put(OFF_BOARD, seq)
+
+    def polled_ms(self) -> int:
+        """Wall-clock milliseconds of the elected reader's last successful poll."""
+        return self._u64(_OFF_POLLED)
+
+    def set_polled_ms(self, ms: int) -> None:
+        self._put(_OFF_POLLED, ms)
 
     # -- the bell: waiting for WRITER ------------------------------------------------------
     def waiters_hinted(self) -> bool:

@@ -25,11 +25,12 @@ processes of a machine share the buffer log (``buffer.py``) through ``shared.py`
 from __future__ import annotations
 
 import logging
+import struct
 import threading
 import time
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Iterator
+from typing import TYPE_CHECKING, Callable, Iterator
 
 from .._impl import cache_key
 from ..errors import BufferInUseError, ConflictError, LiteVFSError, TxNotAvailableError
@@ -39,7 +40,7 @@ from ..storage.fetch import FileIndex
 from .buffer import Changes, Done, WriteBuffer
 from .fence import HeadState
 from .home import default_buffer_path, resolve_buffer_path  # noqa: F401 - default_buffer_path: old home
-from .shared import DUTY, STREAK_MAX, SYNC, WriterGate
+from .shared import DUTY, OFF_BOARD, POLL, STREAK_MAX, SYNC, WriterGate
 
 if TYPE_CHECKING:
     from ..engine.hydrate.hydrator import Hydrator
@@ -50,6 +51,7 @@ if TYPE_CHECKING:
     from .syncer import Syncer
 
 log = logging.getLogger("litevfs.writer")
+_STATE_WORD = struct.Struct("<Q")  # the log's committed end in P.shm (shared.py)
 
 DEFAULT_PAGE_SIZE = 4096
 NONE, SHARED, RESERVED, PENDING, EXCLUSIVE = 0, 1, 2, 3, 4
@@ -158,7 +160,7 @@ class Writer:
     the conflict, the locks."""
 
     def __init__(self, state: ReplicaState, views: ViewBuilder, *,
-                 buffer_path: str | None = None) -> None:
+                 buffer_path: str | None = None, follow: bool = False) -> None:
         config = state.config
         self.state = state
         self.views = views
@@ -168,6 +170,13 @@ class Writer:
         self.sync_lock = threading.Lock()  # one sync at a time in this process
         self.synced = threading.Condition(self.lock)  # a DONE was applied
         self.locks = LockTable()
+        # A read-only member (``follow``): reads the machine's log, never appends, never
+        # syncs (it may lack write credentials); ``attach.attach_writer`` promotes it.
+        self.read_only = follow
+        # A member following the poll board (readpoll.py): called at a read transaction's
+        # start when the board's sequence number is not ``board_seen`` any more.
+        self.before_read: Callable[[], None] | None = None
+        self.board_seen = 0
         self.enabled = True
         self.conflict: ConflictError | None = None
         self.last_error: BaseException | None = None
@@ -177,7 +186,7 @@ class Writer:
                                                buffer_path or config.buffer_path)
         self.buffer, self.recovered = WriteBuffer.open(
             self.buffer_path, url=config.replica_url, page_size=page_size,
-            base_txid=view.txid, fsync=config.buffer_fsync)
+            base_txid=view.txid, fsync=config.buffer_fsync, follow=follow)
         assert self.buffer.files is not None
         self.files = self.buffer.files
         self.gate = WriterGate(self.files)
@@ -200,7 +209,7 @@ class Writer:
             self.local = Local(gen=1)
         elif self.buffer.base_txid > view.txid:  # the log knows newer syncs than the LIST
             self._ensure_view(self.buffer.base_txid)
-        if self.recovered.transactions and self.files.alone:
+        if self.recovered.transactions and self.files.alone and not follow:
             log.warning("%s: recovered %d unsynced transactions from %s (base TXID %016x)",
                         state.storage.url, self.recovered.transactions, self.buffer_path,
                         self.base_txid)
@@ -229,7 +238,7 @@ class Writer:
         if self.buffer.fresh():
             return
         with self.lock:
-            changes = self.buffer.catch_up(cow=self.locks.readers_besides(owner))
+            changes = self.buffer.catch_up(cow=self._pinned(owner))
             if changes:
                 self._absorb(changes)
 
@@ -238,10 +247,50 @@ class Writer:
         with self.lock:
             self.locks.lock(owner, SHARED)
             if not self.buffer.fresh():
-                changes = self.buffer.catch_up(cow=self.locks.readers_besides(owner))
+                changes = self.buffer.catch_up(cow=self._pinned(owner))
                 if changes:
                     self._absorb(changes)
             return self.local
+
+    def member_read(self) -> Local:
+        """A read-only member's read transaction: catch up, then the Local it pins. No
+        lock table (a member never writes): its catch-ups always copy the pinned pages."""
+        buf = self.buffer
+        mm = self.files.mm  # buf.fresh(), inlined: every read transaction of a reader
+        if mm is None or _STATE_WORD.unpack_from(mm, 8)[0] != buf._seen:
+            with self.lock:
+                changes = buf.catch_up(cow=True)
+                if changes:
+                    self._absorb(changes)
+        if self.before_read is not None and mm is not None and \
+                _STATE_WORD.unpack_from(mm, OFF_BOARD)[0] != self.board_seen:
+            self.before_read()
+        local = self.local
+        if local.dirty_commit is None and local.frozen is None:
+            return local
+        if self.state.current.txid > buf.base_txid:
+            # The replica moved past what the log builds on (another machine wrote after
+            # a writer here crashed): those commits no longer apply, and a writer that
+            # opens records the conflict. Meanwhile a reader shows the replica.
+            return Local(gen=local.gen)
+        return local
+
+    def promote(self) -> None:
+        """A read-only member starts writing (``attach.attach_writer``). Its connections
+        pinned the pages dict outside the lock table, and commits change that dict in
+        place: they get a copy from now on, and readers join the lock table."""
+        with self.lock:
+            self.refresh()
+            self.buffer.pages = dict(self.buffer.pages)
+            self.local = self._make_local(self.local.gen)
+            self.read_only = False
+            if self.files.held(POLL):  # the syncer's DUTY polls for the machine now
+                self.files.unlock(POLL)
+
+    def _pinned(self, owner: int | None) -> bool:
+        """May connections other than ``owner`` hold the current pages dict? (Then a
+        catch-up copies it first.) Always, in a read-only member (no lock table)."""
+        return self.read_only or self.locks.readers_besides(owner)
 
     def begin_write(self, owner: int, pinned: Local, have_gate: bool) -> None:
         """RESERVED for ``owner`` whose transaction read ``pinned``: one writer per
@@ -385,6 +434,8 @@ class Writer:
 
     # -- commits -------------------------------------------------------------------------
     def check_writable(self) -> None:
+        if self.read_only:
+            raise WriteDisabledError("the replica was opened read-only (write=False)")
         if self.conflict is not None:
             raise self.conflict
         if not self.enabled:
@@ -413,7 +464,7 @@ class Writer:
             with self.lock:
                 if self.buffer.repair():
                     pass
-                changes = self.buffer.catch_up(cow=self.locks.readers_besides(None))
+                changes = self.buffer.catch_up(cow=self._pinned(None))
                 if changes:
                     self._absorb(changes)
                 yield
@@ -503,7 +554,7 @@ class Writer:
         """Drop the synced prefix of the log (a new generation)."""
         with self.appending():
             self.buffer.rewrite()
-            self._absorb(self.buffer.catch_up(cow=self.locks.readers_besides(None)))
+            self._absorb(self.buffer.catch_up(cow=self._pinned(None)))
 
     # -- roles -----------------------------------------------------------------------------
     def follows_log(self) -> bool:
@@ -514,6 +565,10 @@ class Writer:
         files = self.files
         return not files.held(DUTY) and not files.probe_free(DUTY)
 
+    def polls_for_readers(self) -> bool:
+        """Is this read-only member the machine's elected poller (``readpoll.py``)?"""
+        return self.read_only and self.files.held(POLL)
+
     # -- sync entry points -----------------------------------------------------------------
     def sync(self, timeout: float | None = None) -> int:
         """Upload everything committed so far; returns the TXID that holds it."""
@@ -521,7 +576,12 @@ class Writer:
         return self.syncer.sync(timeout)
 
     def close(self) -> None:
-        """Final sync, then stop; raises (buffer kept) if unsynced writes remain."""
+        """Final sync, then stop; raises (buffer kept) if unsynced writes remain. A
+        read-only member just leaves (the last one out removes an empty log)."""
+        if self.read_only:
+            with self.lock:
+                self.buffer.close(remove=True)
+            return
         error: BaseException | None = None
         for worker in (self.syncer, self.compactor, self.keeper):
             if worker is not None:
