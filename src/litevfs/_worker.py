@@ -5,6 +5,7 @@ in-flight fetch's outcome to its waiters)."""
 from __future__ import annotations
 
 import threading
+import time
 
 TYPE_CHECKING = False  # typing stays off the cold-open import path
 if TYPE_CHECKING:
@@ -62,6 +63,22 @@ class Worker:
             self._thread = threading.Thread(target=self._run, name=self.thread_name,
                                             daemon=True)
             self._thread.start()
+
+    def wait_until(self, idle: Callable[[], bool], timeout: float, lock: object = None,
+                   tick: float = 0.005) -> bool:
+        """For tests: until ``idle()`` (called under ``lock`` when given) is true, or
+        ``timeout`` seconds passed (False)."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if lock is None:
+                if idle():
+                    return True
+            else:
+                with lock:  # type: ignore[attr-defined]
+                    if idle():
+                        return True
+            time.sleep(tick)
+        return False
 
     def wake(self) -> None:
         """Run the next step now instead of after the current wait."""

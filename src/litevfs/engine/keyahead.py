@@ -181,13 +181,7 @@ class KeyAhead(Worker):
 
     def wait_idle(self, timeout: float = 10.0) -> bool:
         """For tests: until the queued statement's work is done."""
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            with self._lock:
-                if self._job is None and not self._working:
-                    return True
-            time.sleep(0.005)
-        return False
+        return self.wait_until(lambda: self._job is None and not self._working, timeout, self._lock)
 
     def stats(self) -> dict[str, int]:
         return {"jobs": self.jobs, "batches": self.batches, "pages": self.pages,

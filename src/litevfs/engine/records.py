@@ -15,6 +15,7 @@ Damaged pages give fewer cells, never an error: SQLite reports it when it reads 
 from __future__ import annotations
 
 import struct
+from collections.abc import Callable
 
 from .schema import record_values, varint
 
@@ -102,20 +103,18 @@ def key_before(a: object, b: object) -> bool:
     return ra != 0 and a < b  # type: ignore[operator]
 
 
-def table_child(page: bytes, pgno: int, rowid: int) -> int | None:
-    """The child of a table interior page whose subtree holds ``rowid``; None when the
-    page is not one."""
-    kind, right, ptrs = _pointers(page, pgno)
-    if kind != TABLE_INTERIOR:
-        return None
+def _child_for(page: bytes, right: int, ptrs: tuple[int, ...],
+               before: Callable[[int], bool | None]) -> int | None:
+    """The child left of the first cell for which ``before(ptr)`` is False (the right
+    child when there is none); ``before`` returns None for a cell it cannot read."""
     lo, hi = 0, len(ptrs)
     try:
-        while lo < hi:  # the first cell whose key (largest rowid on its left) >= rowid
+        while lo < hi:
             mid = (lo + hi) // 2
-            key, _ = varint(page, ptrs[mid] + 4)
-            if key >= 1 << 63:
-                key -= 1 << 64
-            if key < rowid:
+            below = before(ptrs[mid])
+            if below is None:
+                return None
+            if below:
                 lo = mid + 1
             else:
                 hi = mid
@@ -124,6 +123,20 @@ def table_child(page: bytes, pgno: int, rowid: int) -> int | None:
         return struct.unpack_from(">I", page, ptrs[lo])[0]
     except (IndexError, struct.error):
         return None
+
+
+def table_child(page: bytes, pgno: int, rowid: int) -> int | None:
+    """The child of a table interior page whose subtree holds ``rowid``; None when the
+    page is not one."""
+    kind, right, ptrs = _pointers(page, pgno)
+    if kind != TABLE_INTERIOR:
+        return None
+
+    def before(ptr: int) -> bool:  # the cell's key: the largest rowid on its left
+        key, _ = varint(page, ptr + 4)
+        return (key - (1 << 64) if key >= 1 << 63 else key) < rowid
+
+    return _child_for(page, right, ptrs, before)
 
 
 def index_child(page: bytes, pgno: int, key: object) -> int | None:
@@ -132,24 +145,13 @@ def index_child(page: bytes, pgno: int, key: object) -> int | None:
     kind, right, ptrs = _pointers(page, pgno)
     if kind != INDEX_INTERIOR:
         return None
-    lo, hi = 0, len(ptrs)
-    try:
-        while lo < hi:  # the first cell whose first column >= key
-            mid = (lo + hi) // 2
-            ptr = ptrs[mid]
-            size, pos = varint(page, ptr + 4)
-            first = _local_record(page, pos, size)[:1]
-            if not first:
-                return None
-            if key_before(first[0], key):
-                lo = mid + 1
-            else:
-                hi = mid
-        if lo == len(ptrs):
-            return right
-        return struct.unpack_from(">I", page, ptrs[lo])[0]
-    except (IndexError, struct.error):
-        return None
+
+    def before(ptr: int) -> bool | None:  # the cell's first column < key
+        size, pos = varint(page, ptr + 4)
+        first = _local_record(page, pos, size)[:1]
+        return key_before(first[0], key) if first else None
+
+    return _child_for(page, right, ptrs, before)
 
 
 def edge_children(page: bytes, pgno: int) -> list[int]:

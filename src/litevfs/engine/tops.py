@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import logging
 import threading
-import time
 from collections import deque
 from concurrent.futures import FIRST_COMPLETED, Future, wait
 from typing import TYPE_CHECKING
@@ -113,13 +112,7 @@ class TreeTops(Worker):
 
     def wait_idle(self, timeout: float = 10.0) -> bool:
         """For tests: until every queued request was handled (its fetches sent)."""
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            with self._lock:
-                if not self._queue and not self._working:
-                    return True
-            time.sleep(0.005)
-        return False
+        return self.wait_until(lambda: not self._queue and not self._working, timeout, self._lock)
 
     def _fetch_schema(self, view: View) -> None:
         reader = self.reader

@@ -531,15 +531,10 @@ class Verifier(Worker):
 
     def wait_idle(self, timeout: float = 30.0) -> bool:
         """For tests: wait until the background queue is drained."""
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            with self._lock:
-                busy = bool(self._queue) or self._check is not None or any(
-                    f not in self._verified and f not in self.failed for f in self._queued)
-            if not busy:
-                return True
-            time.sleep(0.02)
-        return False
+        return self.wait_until(lambda: not (
+            self._queue or self._check is not None or any(
+                f not in self._verified and f not in self.failed for f in self._queued)),
+            timeout, self._lock, tick=0.02)
 
     def close(self) -> None:
         self.stop()
