@@ -264,6 +264,7 @@ class Joining:
 
     def __init__(self, log_path: str, join: Callable[[], None]) -> None:
         self.log_path = log_path
+        self.next_check = 0.0  # vfs/file.py: when a read transaction looks for the log next
         self.done = threading.Event()
         self._join = join
         self._lock = threading.Lock()

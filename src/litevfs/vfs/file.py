@@ -13,6 +13,7 @@ from __future__ import annotations
 import logging
 import os
 import threading
+import time
 from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
@@ -31,6 +32,9 @@ if TYPE_CHECKING:
 log = logging.getLogger("litevfs.vfs")
 
 _SHARED, _RESERVED = apsw.SQLITE_LOCK_SHARED, apsw.SQLITE_LOCK_RESERVED
+# Before the read-only member joined: how often a read transaction looks for a log a
+# writer of the machine created meanwhile (a stat costs as much as a warm query).
+JOIN_CHECK_S = 0.01
 _SALT = int.from_bytes(os.urandom(4), "big")
 READONLY_MESSAGE = ("attempt to write a readonly database: litevfs opened this Litestream "
                     "replica read-only (the primary writes through litestream)")
@@ -86,6 +90,17 @@ def io_error(message: str, code: int = apsw.SQLITE_IOERR_READ,
 
 class LiteFile:
     """One open of a replica's main database by one SQLite connection."""
+
+    # Slots, shared by the subclasses (they add none): a connection opened before the
+    # machine's member joined becomes a MemberLiteFile by a class switch, and with one
+    # slot layout its attribute access stays as fast as a fresh object's (a switched
+    # object with a __dict__ loses CPython's specialised attribute loads for good).
+    __slots__ = ("replica", "reader", "snapshot", "filename", "lock_level", "_on_close",
+                 "_patched_page1", "scans", "planner", "_closed", "_joining",
+                 "_become_member",
+                 # write mode (writable.py) and the read-only member (member.py)
+                 "writer", "owner", "_local", "tx_pages", "tx_commit", "tx_failed", "w_held",
+                 "_plain", "_in_table", "__weakref__")
 
     def __init__(self, replica: Replica, filename: str, on_close=None) -> None:
         self.replica = replica
@@ -211,6 +226,10 @@ class LiteFile:
         unsynced: join now). True when this connection became the member's."""
         joining = self._joining
         if not joining.done.is_set():
+            now = time.monotonic()
+            if now < joining.next_check:
+                return False
+            joining.next_check = now + JOIN_CHECK_S
             if not os.path.exists(joining.log_path):
                 return False  # no writer on the machine yet: the bucket is the newest
             joining.run()

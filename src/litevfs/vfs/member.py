@@ -16,7 +16,12 @@ from ..write.writer import SHARED
 
 
 class MemberLiteFile(WritableLiteFile):
-    _plain = True  # no unsynced layer under this transaction: LiteFile's reads apply
+    __slots__ = ()
+
+    def _write_state(self) -> None:
+        WritableLiteFile._write_state(self)
+        self._plain = True  # no unsynced layer under this transaction: LiteFile's reads apply
+        self._in_table = False  # SHARED taken in the writer's lock table (a promoted member)
 
     def xRead(self, amount: int, offset: int) -> bytes:
         if self._plain:
@@ -27,8 +32,6 @@ class MemberLiteFile(WritableLiteFile):
         if self._plain:
             return LiteFile.xFileSize(self)
         return WritableLiteFile.xFileSize(self)
-
-    _in_table = False  # SHARED taken in the writer's lock table (a promoted member)
 
     def xLock(self, level: int) -> None:
         if level != SHARED or self.lock_level >= SHARED or self.replica.inherited:

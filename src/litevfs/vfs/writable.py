@@ -66,6 +66,8 @@ def _translate(exc: BaseException) -> apsw.Error:
 
 
 class WritableLiteFile(LiteFile):
+    __slots__ = ()
+
     def __init__(self, replica: Replica, filename: str, on_close=None) -> None:
         super().__init__(replica, filename, on_close=on_close)
         self._write_state()
