@@ -304,8 +304,13 @@ class _MachinePolls:
         return self.freshness.interval
 
     def poll(self) -> bool:
-        if self.replica.joining is not None:
-            self.replica.joining.run()  # a read-only member joins here, off the open's path
+        joining = self.replica.joining
+        if joining is not None and not joining.done.is_set():
+            # A read-only member joins here, off the open's path; this tick's poll goes
+            # first, so the join (imports, shared files) does not delay it.
+            changed = self.freshness.poll()
+            joining.run()
+            return changed
         writer = self.replica.writer
         if writer is not None and writer.follows_log():
             self.replica.state.last_poll_ok = time.monotonic()
