@@ -19,7 +19,8 @@ result, for each query shape:
 Readers: ``litevfs-cython``, ``litevfs-python``, ``litestream`` (its VFS in apsw),
 ``local`` (apsw on the local file), and ``baseline-cython`` with ``--baseline-python``
 (another install, for before/after in one run). Rounds interleave the readers
-(``--repeat``, default 3); each JSON line gives a reader's medians: wall time, requests,
+(``--repeat``, default 3); ``litevfs-bootset`` is the compiled core with
+``boot_set=shared`` (not in the default set); each JSON line gives a reader's medians: wall time, requests,
 bytes, peak RSS and sequential request rounds (the longest chain of requests each sent
 after the previous one's answer arrived; whole process and the query alone).
 
@@ -62,7 +63,10 @@ QUERIES = {
     "scan": "SELECT count(*), sum(length(body)), max(score) FROM posts",
 }
 POINT_SQL = "SELECT id, user_id, title FROM posts WHERE id = ?"
-READERS = ("litevfs-cython", "litevfs-python", "litestream", "local")
+READERS = ("litevfs-cython", "litevfs-python", "litevfs-bootset", "litestream", "local")
+# litevfs-bootset: the compiled core with ``boot_set=shared`` (what the replica's earlier
+# readers needed, replayed by a process with no local state; a new machine's first open).
+READER_OPTIONS = {"litevfs-bootset": {"boot_set": "shared"}}
 STATE_VERSION = 1
 
 
@@ -156,6 +160,9 @@ def run_child(bench: Bench, proxy: Any, reader: str, sql: str, *, params: list |
     kind = reader
     if reader.startswith("baseline-"):
         kind = "litevfs-" + reader.split("-", 1)[1]
+    if reader in READER_OPTIONS:
+        kind = "litevfs-cython"
+        options = {**READER_OPTIONS[reader], **(options or {})}
     if kind == "litevfs-python":
         env["LITEVFS_NO_EXTENSIONS"] = "1"
     else:
@@ -586,7 +593,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--size", type=float, default=1024.0, help="database size in MB (scale)")
     p.add_argument("--rtt-ms", type=float, nargs="*", default=[0, 20])
     p.add_argument("--repeat", type=int, default=3)
-    p.add_argument("--readers", nargs="*", default=list(READERS), choices=READERS)
+    p.add_argument("--readers", nargs="*", choices=READERS,
+                   default=[r for r in READERS if r not in READER_OPTIONS])
     p.add_argument("--queries", nargs="*", default=list(QUERIES), choices=list(QUERIES))
     p.add_argument("--only", nargs="*", default=["queries"],
                    choices=["queries", "bytes", "warm", "lag", "gets"])

@@ -137,3 +137,35 @@ def test_the_first_request_waits_for_no_heavy_import(tmp_path: Path) -> None:
                AWS_SECRET_ACCESS_KEY="s")
     subprocess.run([sys.executable, "-c", code], check=True, env=env, timeout=60,
                    cwd=tmp_path)
+
+
+def test_the_shared_boot_set_is_read_next_to_the_list(tmp_path: Path, core: ModuleType) -> None:
+    """boot_set=shared with no local state: the set's GET goes out with the open's LIST
+    (not after the imports), so its frames travel with the index reads."""
+    url = unique_memory_url("aheadboot")
+    make_accounts_db(tmp_path / "p.db", accounts=3000, blob_rows=30).close()
+    FakeLitestream(tmp_path / "p.db", url).sync()
+    sql = "SELECT name, balance FROM accounts WHERE id = 1234"
+    first = litevfs.connect(url, impl=core, poll_interval=0, boot_set="shared")
+    try:
+        want = first.execute(sql).fetchall()
+        boot = litevfs.stats(first)["boot_set"]
+        assert boot["read_with_list"] is True and boot["loaded"] == 0  # none stored yet
+    finally:
+        first.close()  # saves the set under <path>/litevfs/bootset
+    assert MemoryStorage(url.removeprefix("memory://")).get_object("litevfs/bootset")
+    con = litevfs.connect(url, impl=core, poll_interval=0, boot_set="shared", read_ahead=0)
+    try:
+        boot = litevfs.stats(con)["boot_set"]
+        assert boot["read_with_list"] is True and boot["used"] > 0
+        gets = litevfs.stats(con)["gets"]
+        assert con.execute(sql).fetchall() == want
+        assert litevfs.stats(con)["gets"] == gets  # the query's pages came with the open
+    finally:
+        con.close()
+    plain = api.connect(url, impl=core, poll_interval=0, boot_set="shared")  # no LIST ahead
+    try:
+        assert litevfs.stats(plain)["boot_set"]["read_with_list"] is False
+        assert plain.execute(sql).fetchall() == want
+    finally:
+        plain.close()

@@ -11,7 +11,7 @@ import os
 import sys
 
 from .config import Config
-from .engine.openahead import OpenAhead
+from .engine.openahead import SHARED_BOOT_SET, OpenAhead
 from .storage import open_storage_for, start_listing
 
 TYPE_CHECKING = False  # not typing's: importing typing costs ~5 ms on the open's path
@@ -42,6 +42,8 @@ def start_open(url: str | None, options: dict[str, Any]) -> Any:
         listing = start_listing(storage, None if ahead is None else
                                 lambda levels: ahead.start(storage, levels))
         storage.wait_sent(0.05)  # let the LIST thread write its request first
+        if ahead is not None and config.boot_set == "shared":
+            ahead.fetch_object(storage, SHARED_BOOT_SET)  # in the LIST's round trip
         storage.preconnect(2)  # ready for the index reads once the LIST answers
         return config, storage, listing, ahead
     except BaseException:

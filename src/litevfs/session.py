@@ -33,7 +33,7 @@ from .engine.bootset import BootSet, start_boot
 from .engine.diskcache import open_disk_cache
 from .engine.freshness import Freshness
 from .engine.metrics import Metrics
-from .engine.openahead import OpenAhead
+from .engine.openahead import SHARED_BOOT_SET, OpenAhead
 from .engine.poller import Poller
 from .engine.reader import Reader
 from .engine.state import ReplicaState, View
@@ -144,17 +144,18 @@ class Replica:
         """Build and publish the first view (see ``ViewBuilder.open_first``), replaying
         the boot set meanwhile."""
         config = self.config
-        self.boot = start_boot(self.state, self.disk, self.verifier, config.boot_set)
+        self.boot = start_boot(self.state, self.disk, self.verifier, config.boot_set,
+                               self.views.early_object(SHARED_BOOT_SET))
         self.reader.boot = self.boot
         self.metrics.attach(boot=self.boot)
         view = self.views.open_first(listing, wait=config.wait_for_replica,
                                      poll=config.poll_interval, create_empty=config.write)
         if view.txid:
             self.metrics.opened()
+            if self.boot is not None:  # first: the schema fetch below finds its pages
+                self.boot.finish(view)  # waits for the boot loader
             if config.read_ahead:  # the schema's own extra reads, before the first query
                 self.tops.want_schema(view)
-            if self.boot is not None:
-                self.boot.finish(view)  # waits for the boot loader
             if self.disk is not None:
                 self.disk.drop_preloaded()
 

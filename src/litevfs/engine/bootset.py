@@ -30,15 +30,17 @@ from typing import TYPE_CHECKING, Any
 from .._impl import cache_key
 from ..errors import NotFoundError
 from ..ltx.format import FileInfo
+from .openahead import SHARED_BOOT_SET
 from .state import ReplicaState, View
 from .verify import Verifier
 
 if TYPE_CHECKING:
+    from .._pending import Pending
     from .diskstore import ReplicaDiskCache
 
 log = logging.getLogger("litevfs.bootset")
 
-OBJECT_NAME = "litevfs/bootset"
+OBJECT_NAME = SHARED_BOOT_SET
 META_NAME = "bootset"
 MAX_PAGES = 512
 WINDOW_S = 3.0
@@ -88,8 +90,10 @@ class BootSet:
     """Per replica: replays the last boot set at open, records the next one."""
 
     def __init__(self, state: ReplicaState, disk: ReplicaDiskCache | None,
-                 verifier: Verifier, mode: str) -> None:
+                 verifier: Verifier, mode: str, early: Pending | None = None) -> None:
         self.state = state
+        self._early = early  # the shared set's GET, sent next to the open's LIST
+        self.read_with_list = False
         self.disk = disk
         self.verifier = verifier
         self.mode = mode
@@ -114,8 +118,11 @@ class BootSet:
         disk = self.disk
         data = disk.get_meta(META_NAME) if disk is not None else None
         if data is None and self.mode == "shared":
+            early, self._early = self._early, None
+            self.read_with_list = early is not None
             try:
-                data = self.state.storage.get_object(OBJECT_NAME)
+                data = (early.result(WAIT_S) if early is not None
+                        else self.state.storage.get_object(OBJECT_NAME))
             except NotFoundError:
                 return None
         return data
@@ -239,7 +246,8 @@ class BootSet:
     def stats(self) -> dict[str, Any]:
         return {"mode": self.mode, "loaded": len(self.loaded_pages),
                 "prefetched": self.prefetched, "used": self.used, "requests": self.requests,
-                "recorded": len(self._recorded), "recording": self.recording}
+                "recorded": len(self._recorded), "recording": self.recording,
+                "read_with_list": self.read_with_list}
 
 
 def _coalesce(frames: list[Frame]) -> list[list[Frame]]:
@@ -253,11 +261,11 @@ def _coalesce(frames: list[Frame]) -> list[list[Frame]]:
 
 
 def start_boot(state: ReplicaState, disk: ReplicaDiskCache | None, verifier: Verifier,
-               mode: str) -> BootSet | None:
+               mode: str, early: Pending | None = None) -> BootSet | None:
     """Start replaying the replica's boot set (None when the feature is off or has
-    nowhere to keep the set)."""
+    nowhere to keep the set); ``early``: the shared set's GET already in flight."""
     if mode == "off" or (mode == "local" and disk is None):
         return None
-    boot = BootSet(state, disk, verifier, mode)
+    boot = BootSet(state, disk, verifier, mode, early)
     boot.start()
     return boot

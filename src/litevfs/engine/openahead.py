@@ -28,6 +28,7 @@ if TYPE_CHECKING:
     from ..storage.base import StorageClient
 
 MAX_FILES = 8  # plans longer than this (many L0 files) read the rest the usual way
+SHARED_BOOT_SET = "litevfs/bootset"  # engine/bootset.py: what earlier readers needed
 
 ObjectKey = tuple[int, int, int, int]
 THREAD = "litevfs-openahead"
@@ -42,6 +43,7 @@ class OpenAhead:
 
     def __init__(self) -> None:
         self._reads: dict[ObjectKey, tuple[Pending, Pending | None]] = {}
+        self._objects: dict[str, Pending] = {}
         self._lock = threading.Lock()
         self.started = 0
 
@@ -60,6 +62,16 @@ class OpenAhead:
                 self.started += 1
         except Exception:  # noqa: BLE001 - the open plans again and raises what it finds
             return
+
+    def fetch_object(self, storage: StorageClient, name: str) -> None:
+        """GET the small object ``name`` under the replica prefix now, next to the LIST
+        (the shared boot set: its frames can then go out with the index reads, one
+        round trip earlier than if the open asked for it after its imports)."""
+        self._objects[name] = run_on_thread(storage.get_object, name, name=THREAD)
+
+    def take_object(self, name: str) -> Pending | None:
+        """The in-flight GET of ``name`` (its result or NotFoundError), once."""
+        return self._objects.pop(name, None)
 
     def take(self, info: FileInfo) -> tuple[Pending, Pending | None] | None:
         """The in-flight (tail, head) reads of exactly this object, once."""

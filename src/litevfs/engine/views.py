@@ -93,6 +93,10 @@ class ViewBuilder:
                 sum(len(fi.pgnos) for fi in recent.values()) > RECENT_ENTRIES:
             del recent[next(iter(recent))]
 
+    def early_object(self, name: str) -> Pending | None:
+        """The open's GET of a small object sent next to its LIST (``openahead.py``)."""
+        return self._ahead.take_object(name) if self._ahead is not None else None
+
     def _fetch(self, infos: Sequence[FileInfo]) -> list[FileIndex]:
         state, ahead = self.state, self._ahead
 
