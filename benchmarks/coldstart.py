@@ -119,11 +119,19 @@ def _counting_proxy(target_port: int, delay_s: float) -> Any:
     return CountingProxy(target_port, delay_s).start()
 
 
-def _run_reader(reader: str, *, url: str, env: dict[str, str], proxy: Any, ids: list[int],
-                count: bool, local_db: Path, timeout: float, idle_s: float = 0.0,
-                scan: bool = False, python: str | None = None) -> dict[str, Any]:
-    """One fresh reader process. ``python``: another interpreter (a venv with another
-    litevfs installed, for before/after comparisons in one run)."""
+def _run_reader(reader: str, *, env: dict[str, str], **kw: Any) -> dict[str, Any]:
+    """One fresh reader process on a new machine (its own empty state home: no page
+    index another process of the machine kept). ``python``: another interpreter (a venv
+    with another litevfs installed, for before/after comparisons in one run)."""
+    from tests.rig.machine import new_machine
+
+    with new_machine(env) as machine_env:
+        return _run_reader_on(reader, env=machine_env, **kw)
+
+
+def _run_reader_on(reader: str, *, url: str, env: dict[str, str], proxy: Any, ids: list[int],
+                   count: bool, local_db: Path, timeout: float, idle_s: float = 0.0,
+                   scan: bool = False, python: str | None = None) -> dict[str, Any]:
     child_env = dict(env)
     child_env["PYTHONPATH"] = str(REPO)
     child_env.pop("AWS_CA_BUNDLE", None)

@@ -124,9 +124,18 @@ def _percentiles(result: dict[str, Any]) -> None:
             result[f"{key}_p99_ms"] = values[min(len(values) - 1, int(len(values) * .99))] * 1000
 
 
-def _run_reader(reader: str, args: argparse.Namespace, *, url: str, env: dict[str, str],
-                proxy: Any, ids: list[int], python: str | None = None) -> dict[str, Any]:
-    """One reader process; ``python``: another interpreter (a baseline install)."""
+def _run_reader(reader: str, args: argparse.Namespace, *, env: dict[str, str],
+                **kw: Any) -> dict[str, Any]:
+    """One reader process on a new machine (an empty state home); ``python``: another
+    interpreter (a baseline install)."""
+    from tests.rig.machine import new_machine
+
+    with new_machine(env) as machine_env:
+        return _run_reader_on(reader, args, env=machine_env, **kw)
+
+
+def _run_reader_on(reader: str, args: argparse.Namespace, *, url: str, env: dict[str, str],
+                   proxy: Any, ids: list[int], python: str | None = None) -> dict[str, Any]:
     child_env = dict(env)
     child_env["PYTHONPATH"] = str(REPO)
     child_env["AWS_EC2_METADATA_DISABLED"] = "true"
@@ -179,6 +188,9 @@ def _processes(args: argparse.Namespace, *, url: str, env: dict[str, str], proxy
         child_env = dict(env, PYTHONPATH=str(REPO), AWS_EC2_METADATA_DISABLED="true")
         child_env.pop("AWS_CA_BUNDLE", None)
         child_env.pop("LITEVFS_NO_EXTENSIONS", None)
+        home = os.path.join(tmp, "state")  # the processes of one new machine (removed below)
+        os.mkdir(home, 0o700)
+        child_env["XDG_STATE_HOME"] = home
         down0, req0 = proxy.bytes_down, proxy.requests
         t0 = time.perf_counter()
         procs = []

@@ -20,7 +20,9 @@ Readers: ``litevfs-cython``, ``litevfs-python``, ``litestream`` (its VFS in apsw
 ``local`` (apsw on the local file), and ``baseline-cython`` with ``--baseline-python``
 (another install, for before/after in one run). Rounds interleave the readers
 (``--repeat``, default 3); ``litevfs-bootset`` is the compiled core with
-``boot_set=shared`` (not in the default set); each JSON line gives a reader's medians: wall time, requests,
+``boot_set=shared`` and ``litevfs-machine`` a second process of a machine whose first
+process opened the replica before (neither in the default set); every other child runs
+on a new machine (its own empty state home); each JSON line gives a reader's medians: wall time, requests,
 bytes, peak RSS and sequential request rounds (the longest chain of requests each sent
 after the previous one's answer arrived; whole process and the query alone).
 
@@ -38,6 +40,7 @@ import argparse
 import json
 import os
 import random
+import shutil
 import statistics
 import subprocess
 import sys
@@ -63,10 +66,13 @@ QUERIES = {
     "scan": "SELECT count(*), sum(length(body)), max(score) FROM posts",
 }
 POINT_SQL = "SELECT id, user_id, title FROM posts WHERE id = ?"
-READERS = ("litevfs-cython", "litevfs-python", "litevfs-bootset", "litestream", "local")
+READERS = ("litevfs-cython", "litevfs-python", "litevfs-bootset", "litevfs-machine",
+           "litestream", "local")
 # litevfs-bootset: the compiled core with ``boot_set=shared`` (what the replica's earlier
 # readers needed, replayed by a process with no local state; a new machine's first open).
-READER_OPTIONS = {"litevfs-bootset": {"boot_set": "shared"}}
+# litevfs-machine: the compiled core in a second process of a machine whose first process
+# already opened the replica (it finds the big page indexes that one kept: no index read).
+READER_OPTIONS = {"litevfs-bootset": {"boot_set": "shared"}, "litevfs-machine": {}}
 STATE_VERSION = 1
 
 
@@ -147,11 +153,22 @@ class Bench:
 # -- one child process --------------------------------------------------------------------
 
 
-def run_child(bench: Bench, proxy: Any, reader: str, sql: str, *, params: list | None = None,
-              options: dict[str, Any] | None = None, python: str | None = None,
-              timeout: float = 600.0, env_extra: dict[str, str] | None = None,
-              path: str = "db") -> dict[str, Any]:
-    """One fresh reader process; the proxy's timeline is cut at each phase."""
+def run_child(bench: Bench, proxy: Any, reader: str, sql: str, **kw: Any) -> dict[str, Any]:
+    """One fresh reader process on a new machine (an empty state home, unless
+    ``env_extra`` names one); the proxy's timeline is cut at each phase."""
+    from tests.rig.machine import new_machine
+
+    if "XDG_STATE_HOME" in (kw.get("env_extra") or {}):
+        return _run_child_on(bench, proxy, reader, sql, **kw)
+    with new_machine({}) as machine:
+        kw["env_extra"] = {**machine, **(kw.get("env_extra") or {})}
+        return _run_child_on(bench, proxy, reader, sql, **kw)
+
+
+def _run_child_on(bench: Bench, proxy: Any, reader: str, sql: str, *,
+                  params: list | None = None, options: dict[str, Any] | None = None,
+                  python: str | None = None, timeout: float = 600.0,
+                  env_extra: dict[str, str] | None = None, path: str = "db") -> dict[str, Any]:
     env = bench.server.env()
     env["PYTHONPATH"] = str(REPO)
     env.pop("AWS_CA_BUNDLE", None)
@@ -255,6 +272,25 @@ def queries(args: argparse.Namespace, bench: Bench, proxy: Any, rtt: float,
     rng = random.Random(11)
     max_post = bench.max_post()
     runs: dict[tuple[str, str], list[dict[str, Any]]] = {}
+    machine = None
+    if "litevfs-machine" in readers:  # the machine's first process, not measured
+        machine = {"XDG_STATE_HOME": tempfile.mkdtemp(prefix="litevfs-machine-")}
+        run_child(bench, proxy, "litevfs-cython", "SELECT 1", env_extra=machine)
+    try:
+        _queries(args, bench, proxy, rtt, readers, rng, max_post, runs, machine)
+    finally:
+        if machine is not None:
+            shutil.rmtree(machine["XDG_STATE_HOME"], ignore_errors=True)
+    for (name, reader), rs in runs.items():
+        rec = medians(rs)
+        rec.update(experiment="query", size_mb=args.size)
+        results.append(rec)
+        emit(args, rec)
+
+
+def _queries(args: argparse.Namespace, bench: Bench, proxy: Any, rtt: float, readers: list[str],
+             rng: random.Random, max_post: int, runs: dict[tuple[str, str], list[dict[str, Any]]],
+             machine: dict[str, str] | None) -> None:
     for i in range(args.repeat):
         for name in args.queries:
             for reader in readers:
@@ -265,17 +301,13 @@ def queries(args: argparse.Namespace, bench: Bench, proxy: Any, rtt: float,
                 params = [[rng.randint(1, max_post)]] if "?" in QUERIES[name] else None
                 python = args.baseline_python if reader.startswith("baseline") else None
                 r = run_child(bench, proxy, reader, QUERIES[name], params=params,
-                              python=python, timeout=args.timeout)
+                              python=python, timeout=args.timeout,
+                              env_extra=machine if reader == "litevfs-machine" else None)
                 r.update(query=name, rtt_ms=rtt)
                 log(f"{name} {reader} rtt={rtt}: " + json.dumps(
                     {k: r.get(k) for k in ("wall_s", "requests", "rounds", "query_rounds",
                                            "bytes", "peak_rss_mb", "rows", "error")}))
                 runs.setdefault((name, reader), []).append(r)
-    for (name, reader), rs in runs.items():
-        rec = medians(rs)
-        rec.update(experiment="query", size_mb=args.size)
-        results.append(rec)
-        emit(args, rec)
 
 
 def frame_sizes(bench: Bench, proxy: Any, pages: list[int]) -> tuple[int, int]:

@@ -24,7 +24,7 @@ import pytest
 SRC = Path(__file__).resolve().parents[1] / "src"
 
 LAYERS: list[tuple[str, tuple[str, ...]]] = [
-    ("base", ("errors", "config", "options", "redact", "_version", "_worker", "_pending",
+    ("base", ("errors", "config", "options", "redact", "_version", "_worker", "_pending", "_homes",
               "_impl", "_fsync", "_files", "_pagecache_py", "_pagecache")),
     ("ltx", ("ltx",)),
     ("storage", ("storage",)),

@@ -11,6 +11,7 @@ import os
 import sys
 
 from .config import Config
+from .engine.machineindex import MachineIndexes
 from .engine.openahead import SHARED_BOOT_SET, OpenAhead
 from .storage import open_storage_for, start_listing
 
@@ -38,7 +39,8 @@ def start_open(url: str | None, options: dict[str, Any]) -> Any:
         # The LIST's thread sends the plan's index reads as soon as it answers (they
         # would otherwise wait for the imports that follow); a persistent cache may hold
         # the indexes already, so with one the open reads them the usual way.
-        ahead = OpenAhead() if config.cache_dir is None else None
+        ahead = OpenAhead(MachineIndexes.for_config(config)) if config.cache_dir is None \
+            else None
         listing = start_listing(storage, None if ahead is None else
                                 lambda levels: ahead.start(storage, levels))
         storage.wait_sent(0.05)  # let the LIST thread write its request first

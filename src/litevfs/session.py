@@ -33,6 +33,7 @@ from .engine.bootset import BootSet, start_boot
 from .engine.diskcache import open_disk_cache
 from .engine.freshness import Freshness
 from .engine.metrics import Metrics
+from .engine.machineindex import MachineIndexes
 from .engine.openahead import SHARED_BOOT_SET, OpenAhead
 from .engine.poller import Poller
 from .engine.reader import Reader
@@ -62,7 +63,10 @@ class Replica:
         self.state = ReplicaState(config, self.storage, impl)
         self.disk: ReplicaDiskCache | None = open_disk_cache(config, storage.url)
         self.verifier = Verifier(self.state, self.disk)
-        self.views = ViewBuilder(self.state, self.verifier, self.disk, ahead)
+        # without a cache_dir, big page indexes are kept for the machine (machineindex.py)
+        machine = None if self.disk is not None else (
+            ahead.indexes if ahead is not None else MachineIndexes.for_config(config))
+        self.views = ViewBuilder(self.state, self.verifier, self.disk, ahead, machine)
         self.reader = Reader(self.state, self.verifier, self.disk)
         self.verifier.busy = self.reader.busy  # background checks yield to queries
         self.verifier.query_bytes = lambda: self.reader.bytes_fetched  # and spend a share

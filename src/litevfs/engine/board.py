@@ -3,7 +3,7 @@ in one small file the other read-only processes build their views from without a
 request (``write/readpoll.py`` elects the poller and tells the others when it changes).
 
 The file holds the poller's TXID and the LTX files it applied in its recent polls,
-each with its header and page index (``diskstore.pack_index``'s encoding), so a
+each with its header and page index (``storage.fetch.pack_index``'s encoding), so a
 follower needs neither the LIST nor the index reads. It is written to a temporary
 name and renamed (a reader never sees half of it) and ends with a CRC of the rest.
 """
@@ -18,7 +18,7 @@ from typing import NamedTuple
 
 from ..ltx.format import FileInfo
 from ..storage.fetch import FileIndex
-from .diskstore import pack_index, unpack_index
+from ..storage.fetch import pack_index, unpack_index
 
 MAGIC = b"LVBOARD1"
 _HEAD = struct.Struct("<8sQI")  # magic, TXID, file count

@@ -31,7 +31,6 @@ import logging
 import os
 import queue
 import sqlite3
-import struct
 import threading
 import time
 from array import array
@@ -41,7 +40,8 @@ from typing import Any
 import xxhash
 
 from .._worker import Worker
-from ..ltx.format import HEADER_SIZE, FileInfo, Header
+from ..ltx.format import FileInfo, Header
+from ..storage.fetch import pack_index, unpack_index  # noqa: F401 - used by callers too
 
 log = logging.getLogger("litevfs.diskcache")
 
@@ -480,35 +480,6 @@ class DiskStore(Worker):
 
 
 # -- per replica -------------------------------------------------------------------------
-
-_INDEX_HEAD = struct.Struct("<4sIII")  # magic, entries, offset typecode size, reserved
-_INDEX_MAGIC = b"LVX1"
-
-
-def pack_index(header_raw: bytes, pgnos: array, offsets: array, sizes: array) -> bytes:
-    n = len(pgnos)
-    return b"".join((_INDEX_HEAD.pack(_INDEX_MAGIC, n, offsets.itemsize, 0), header_raw,
-                     array("I", pgnos).tobytes(), array("Q", offsets).tobytes(),
-                     array("I", sizes).tobytes()))
-
-
-def unpack_index(blob: bytes) -> tuple[Header, array, array, array] | None:
-    if len(blob) < _INDEX_HEAD.size + HEADER_SIZE:
-        return None
-    magic, n, _, _ = _INDEX_HEAD.unpack_from(blob)
-    if magic != _INDEX_MAGIC or len(blob) != _INDEX_HEAD.size + HEADER_SIZE + n * 16:
-        return None
-    pos = _INDEX_HEAD.size
-    header = Header.unpack(blob[pos:pos + HEADER_SIZE])
-    pos += HEADER_SIZE
-    pgnos, offsets, sizes = array("I"), array("Q"), array("I")
-    pgnos.frombytes(blob[pos:pos + 4 * n])
-    pos += 4 * n
-    offsets.frombytes(blob[pos:pos + 8 * n])
-    pos += 8 * n
-    sizes.frombytes(blob[pos:pos + 4 * n])
-    return header, pgnos, offsets, sizes
-
 
 PRELOAD_WAIT_S = 2.0  # longest an open waits for a preload of the index it wants
 

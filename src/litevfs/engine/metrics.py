@@ -89,6 +89,8 @@ class Metrics:
         out["boot_set"] = boot.stats() if boot is not None else None
         out["freshness"] = fresh.stats() if fresh is not None else None
         out["open_reads_ahead"] = views.reads_adopted if views is not None else 0
+        machine = views.machine if views is not None else None
+        out["machine_indexes"] = machine.stats() if machine is not None else None
         tops = src.get("tops")
         out["plan_prefetch"] = tops.stats() if tops is not None else None
         keyahead = src.get("keyahead")

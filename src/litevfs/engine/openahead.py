@@ -26,6 +26,7 @@ if TYPE_CHECKING:
     from collections.abc import Mapping, Sequence
 
     from ..storage.base import StorageClient
+    from .machineindex import MachineIndexes
 
 MAX_FILES = 8  # plans longer than this (many L0 files) read the rest the usual way
 SHARED_BOOT_SET = "litevfs/bootset"  # engine/bootset.py: what earlier readers needed
@@ -41,8 +42,9 @@ def object_key(info: FileInfo) -> ObjectKey:
 class OpenAhead:
     """The plan's index reads, in flight; filled by the listing thread."""
 
-    def __init__(self) -> None:
-        self._reads: dict[ObjectKey, tuple[Pending, Pending | None]] = {}
+    def __init__(self, indexes: MachineIndexes | None = None) -> None:
+        self.indexes = indexes  # page indexes the machine already has (machineindex.py)
+        self._reads: dict[ObjectKey, tuple[Pending | None, Pending | None]] = {}
         self._objects: dict[str, Pending] = {}
         self._lock = threading.Lock()
         self.started = 0
@@ -51,10 +53,13 @@ class OpenAhead:
         """Called with the LIST's answer: send the latest plan's index reads. Any trouble
         (an empty or gapped replica) just means no reads ahead: the open reports it."""
         try:
+            indexes = self.indexes
             for info in calc_restore_plan(levels)[:MAX_FILES]:
                 tail = tail_size_for(info)
                 head = head_size_for(info, tail)
-                reads = (run_on_thread(storage.read_tail, info, tail, name=THREAD),
+                stored = indexes is not None and indexes.has(info)  # no index read then
+                reads = (None if stored else
+                         run_on_thread(storage.read_tail, info, tail, name=THREAD),
                          run_on_thread(storage.read_range, info, 0, head, name=THREAD)
                          if head else None)
                 with self._lock:
@@ -73,7 +78,8 @@ class OpenAhead:
         """The in-flight GET of ``name`` (its result or NotFoundError), once."""
         return self._objects.pop(name, None)
 
-    def take(self, info: FileInfo) -> tuple[Pending, Pending | None] | None:
-        """The in-flight (tail, head) reads of exactly this object, once."""
+    def take(self, info: FileInfo) -> tuple[Pending | None, Pending | None] | None:
+        """The in-flight (tail, head) reads of exactly this object, once (tail None: its
+        index was on the machine, only the head was read)."""
         with self._lock:
             return self._reads.pop(object_key(info), None)

@@ -12,18 +12,20 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import replace
 
 from .._pending import Pending
 from ..errors import (
     BucketNotFoundError, EmptyReplicaError, LTXFormatError, NotFoundError, TxNotAvailableError,
 )
 from ..ltx.decoder import decode_file
-from ..ltx.format import FileInfo, is_valid_page_size, lock_pgno
+from ..ltx.format import HEADER_SIZE, FileInfo, is_valid_page_size, lock_pgno
 from ..storage import empty_replica_message
 from ..storage.fetch import FileIndex, fetch_file_index
 from .._impl import cache_key
 from .diskcache import fetch_index_cached
 from ..storage.readsize import HEAD_READ, tail_size_for
+from .machineindex import MachineIndexes
 from .openahead import OpenAhead
 from .plan import calc_restore_plan, torn_files
 from .state import ReplicaState, View
@@ -58,12 +60,37 @@ def check_index_bounds(base_commit: int, indexes: Sequence[FileIndex]) -> None:
                 f"hold {entries} page entries (corrupt or hostile file)")
 
 
+def _from_machine(machine: MachineIndexes, info: FileInfo,
+                  started: tuple[Pending | None, Pending | None] | None) -> FileIndex | None:
+    """``info``'s index as the machine keeps it, with the head read the LIST's thread
+    sent (page 1 and its neighbours); None when not kept, unusable, or when that head
+    shows another object under the same name (the stored copy is then dropped)."""
+    fi = machine.get(info)
+    if fi is None:
+        return None
+    head = None
+    if started is not None and started[1] is not None:
+        try:
+            head = started[1].result()
+        except Exception:  # noqa: BLE001 - the pages are read on demand instead
+            head = None
+        if head is not None and head[:HEADER_SIZE] != fi.header.pack():
+            machine.forget(info)
+            return None
+    machine.hits += 1
+    if head is not None and len(head) > HEADER_SIZE:
+        return replace(fi, head=head)
+    return fi
+
+
 class ViewBuilder:
     def __init__(self, state: ReplicaState, verifier: Verifier,
-                 disk: ReplicaDiskCache | None = None, ahead: OpenAhead | None = None) -> None:
+                 disk: ReplicaDiskCache | None = None, ahead: OpenAhead | None = None,
+                 machine: MachineIndexes | None = None) -> None:
         self.state = state
         self.verifier = verifier
         self.disk = disk
+        self.machine = machine  # big indexes kept for the machine's next opens
         self._ahead = ahead  # index reads the LIST thread already sent (openahead.py)
         self.reads_adopted = 0  # files whose index reads came from ``ahead``
         self._torn_seen: set[tuple[int, int, int]] = set()
@@ -100,13 +127,24 @@ class ViewBuilder:
     def _fetch(self, infos: Sequence[FileInfo]) -> list[FileIndex]:
         state, ahead = self.state, self._ahead
 
+        machine = self.machine
+
         def fetch(info: FileInfo) -> FileIndex:
             started = ahead.take(info) if ahead is not None else None
+            if machine is not None:
+                stored = _from_machine(machine, info, started)
+                if stored is not None:
+                    return stored
+            if started is not None and started[0] is None:
+                started = None  # only the head went ahead (the machine's copy was bad)
             if started is not None:
                 self.reads_adopted += 1
-            return fetch_file_index(state.storage, info, tail_size=tail_size_for(info),
-                                    executor=state.executor, impl=state.impl,
-                                    head_size=HEAD_READ, started=started)
+            fi = fetch_file_index(state.storage, info, tail_size=tail_size_for(info),
+                                  executor=state.executor, impl=state.impl,
+                                  head_size=HEAD_READ, started=started)
+            if machine is not None and info.size >= machine.min_object:
+                state.executor.submit(machine.put, fi)  # off the open's path
+            return fi
 
         def one(info: FileInfo) -> FileIndex:  # decoded indexes persist in the disk cache
             return fetch_index_cached(self.disk, info, fetch)

@@ -6,6 +6,8 @@ fetched concurrently, and a second read only when the index is larger than the t
 from __future__ import annotations
 
 from concurrent.futures import Executor, Future
+import struct
+from array import array
 from dataclasses import dataclass
 from types import ModuleType
 from typing import TYPE_CHECKING
@@ -112,3 +114,33 @@ def fetch_file_index(
         raise LTXFormatError(f"{info.name}: page {pgnos[-1]} beyond commit {header.commit}")
     return FileIndex(info, header, pgnos, offsets, sizes, tail if whole else None,
                      head if head is not None and len(head) > HEADER_SIZE else None)
+
+
+# A decoded index as one blob (the disk cache and the machine's shared indexes keep it):
+_INDEX_HEAD = struct.Struct("<4sIII")  # magic, entries, offset typecode size, reserved
+_INDEX_MAGIC = b"LVX1"
+
+
+def pack_index(header_raw: bytes, pgnos: array, offsets: array, sizes: array) -> bytes:
+    n = len(pgnos)
+    return b"".join((_INDEX_HEAD.pack(_INDEX_MAGIC, n, offsets.itemsize, 0), header_raw,
+                     array("I", pgnos).tobytes(), array("Q", offsets).tobytes(),
+                     array("I", sizes).tobytes()))
+
+
+def unpack_index(blob: bytes) -> tuple[Header, array, array, array] | None:
+    if len(blob) < _INDEX_HEAD.size + HEADER_SIZE:
+        return None
+    magic, n, _, _ = _INDEX_HEAD.unpack_from(blob)
+    if magic != _INDEX_MAGIC or len(blob) != _INDEX_HEAD.size + HEADER_SIZE + n * 16:
+        return None
+    pos = _INDEX_HEAD.size
+    header = Header.unpack(blob[pos:pos + HEADER_SIZE])
+    pos += HEADER_SIZE
+    pgnos, offsets, sizes = array("I"), array("Q"), array("I")
+    pgnos.frombytes(blob[pos:pos + 4 * n])
+    pos += 4 * n
+    offsets.frombytes(blob[pos:pos + 8 * n])
+    pos += 8 * n
+    sizes.frombytes(blob[pos:pos + 4 * n])
+    return header, pgnos, offsets, sizes

@@ -19,43 +19,18 @@ from __future__ import annotations
 
 import errno
 import fcntl
-import hashlib
 import logging
 import os
 import stat
-import sys
-from collections.abc import Mapping
 
 from .._files import makedirs
+from .._homes import (  # noqa: F401 - the paths are public here too
+    buffer_dir, buffer_name, buffer_path_for, default_buffer_path, state_home)
 from ..errors import BufferInUseError, WriteBufferError
 
 log = logging.getLogger("litevfs.writer")
 
 OPTION = "buffer_path (LITEVFS_BUFFER_PATH)"
-
-
-def state_home(environ: Mapping[str, str] | None = None) -> str:
-    """The platform's per-user state directory (XDG base directory spec on Linux)."""
-    env = os.environ if environ is None else environ
-    if sys.platform == "darwin":
-        return os.path.expanduser("~/Library/Application Support")
-    xdg = env.get("XDG_STATE_HOME", "")
-    if xdg and os.path.isabs(xdg):  # the spec: relative values are invalid, ignore them
-        return xdg
-    return os.path.join(os.path.expanduser("~"), ".local", "state")
-
-
-def buffer_dir(environ: Mapping[str, str] | None = None) -> str:
-    return os.path.join(state_home(environ), "litevfs", "write-buffers")
-
-
-def buffer_name(replica_url: str) -> str:
-    return hashlib.sha256(replica_url.encode()).hexdigest()[:24] + ".wbuf"
-
-
-def default_buffer_path(replica_url: str, environ: Mapping[str, str] | None = None) -> str:
-    """The default buffer of ``replica_url`` (a pure function: nothing is created)."""
-    return os.path.join(buffer_dir(environ), buffer_name(replica_url))
 
 
 def legacy_buffer_path(replica_url: str) -> str:
@@ -104,13 +79,6 @@ def ensure_directory(path: str, *, strict: bool) -> None:
 
 def _makedirs_private(path: str) -> None:
     makedirs(path, 0o700)
-
-
-def buffer_path_for(replica_url: str, configured: str | None = None) -> str:
-    """Where the buffer of ``replica_url`` is (a pure function: nothing is created)."""
-    if configured:
-        return os.path.abspath(os.path.expanduser(configured))
-    return default_buffer_path(replica_url)
 
 
 def resolve_buffer_path(replica_url: str, configured: str | None = None) -> str:
