@@ -175,14 +175,9 @@ import json, sys
 import litevfs
 con = litevfs.connect(sys.argv[1], poll_interval=0)
 rows = con.execute("SELECT count(*), sum(length(b)), hex(max(b)) FROM t").fetchall()
-import time
-deadline = time.monotonic() + 5  # the index is stored off the open's path
-while not any(litevfs.stats(con)["machine_indexes"][k] for k in ("stored", "hits")) \
-        and time.monotonic() < deadline:
-    time.sleep(0.01)
 print(json.dumps({"rows": [list(r) for r in rows], "core": litevfs.IMPLEMENTATION,
                   "machine": litevfs.stats(con)["machine_indexes"]}))
-con.close()
+con.close()  # at once: the index is still kept (written before the interpreter exits)
 """
 
 
@@ -228,6 +223,6 @@ def test_processes_share_indexes_of_a_litestream_replica(
     (first, first_bytes), (second, second_bytes) = runs
     assert first["core"] == second["core"] == ("python" if "_py" in core.__name__ else "cython")
     assert second["rows"] == first["rows"] and first["rows"][0][0] == 2000
-    assert first["machine"]["stored"] == 1 and first["machine"]["hits"] == 0
+    assert first["machine"]["hits"] == 0
     assert second["machine"]["hits"] == 1 and second["machine"]["rejected"] == 0
     assert second_bytes < first_bytes - 32 * 1024  # the index read (>= 32 KiB) was not sent

@@ -10,6 +10,7 @@ that came back whole with their index read are verified and seed the caches.
 from __future__ import annotations
 
 import logging
+import threading
 import time
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import replace
@@ -143,7 +144,11 @@ class ViewBuilder:
                                   executor=state.executor, impl=state.impl,
                                   head_size=HEAD_READ, started=started)
             if machine is not None and info.size >= machine.min_object:
-                state.executor.submit(machine.put, fi)  # off the open's path
+                # off the open's path, on a thread the interpreter waits for at exit (a
+                # short-lived process still leaves it for the next one; the pool's queued
+                # work is cancelled when the replica closes)
+                threading.Thread(target=machine.put, args=(fi,), name="litevfs-keep-index",
+                                 daemon=False).start()
             return fi
 
         def one(info: FileInfo) -> FileIndex:  # decoded indexes persist in the disk cache
