@@ -108,7 +108,7 @@ class MachineIndexes:
         blob = memoryview(data)[head:]
         if xxhash.xxh3_64_intdigest(blob) != int.from_bytes(data[len(MAGIC):head], "big"):
             return None
-        parsed = unpack_index(bytes(blob))
+        parsed = unpack_index(blob)
         if parsed is None:
             return None
         header, pgnos, offsets, sizes = parsed
@@ -136,10 +136,14 @@ class MachineIndexes:
         import xxhash
 
         from .._files import makedirs
-        from ..storage.fetch import pack_index
+        from ..storage.fetch import index_parts
 
-        blob = pack_index(fi.header.pack(), fi.pgnos, fi.offsets, fi.sizes)
-        data = MAGIC + xxhash.xxh3_64_intdigest(blob).to_bytes(8, "big") + blob
+        # hashed and written piece by piece: no copy of a 4 MB index in memory
+        parts = index_parts(fi.header.pack(), fi.pgnos, fi.offsets, fi.sizes)
+        digest = xxhash.xxh3_64()
+        for part in parts:
+            digest.update(part)
+        parts[:0] = [MAGIC + digest.intdigest().to_bytes(8, "big")]
         path = self.path(info)
         tmp = f"{path}.{os.getpid()}.tmp"
         try:
@@ -148,9 +152,10 @@ class MachineIndexes:
                 return
             fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
             try:
-                view = memoryview(data)
-                while view:
-                    view = view[os.write(fd, view):]
+                for part in parts:
+                    view = memoryview(part).cast("B")
+                    while view:
+                        view = view[os.write(fd, view):]
             finally:
                 os.close(fd)
             os.replace(tmp, path)
