@@ -63,6 +63,7 @@ class Replica:
         self.disk: ReplicaDiskCache | None = open_disk_cache(config, storage.url)
         self.verifier = Verifier(self.state, self.disk)
         self.views = ViewBuilder(self.state, self.verifier, self.disk, ahead)
+        self.verifier.hints = self.views.hints  # it publishes what the views learned
         self.reader = Reader(self.state, self.verifier, self.disk)
         self.verifier.busy = self.reader.busy  # background checks yield to queries
         self.verifier.query_bytes = lambda: self.reader.bytes_fetched  # and spend a share

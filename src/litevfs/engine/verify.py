@@ -247,6 +247,7 @@ class Verifier(Worker):
         # explicitly unbounded bandwidth means run to the end).
         self.share: float = cfg.verify_share if self.bandwidth else 0.0
         self.record = SharedRecord(state.storage, write=cfg.verify_record == "shared")
+        self.hints: Any = None  # the views' HintBook: learned index lengths to publish
         self._check: StreamCheck | None = None  # the background check in progress
         self.bytes_read = 0  # bytes this verifier read (its own budget counts them)
         self.waiting_budget = False
@@ -467,6 +468,10 @@ class Verifier(Worker):
         if not self.record.loaded:
             self.record.load()
             return 0.0
+        hints = self.hints
+        if hints is not None and hints.pending and self.record.write:
+            hints.publish(self.state.storage)  # sized reads for the next processes
+            return 0.0
         check = self._check
         if check is None:
             with self._lock:
@@ -543,6 +548,9 @@ class Verifier(Worker):
             self._save_progress(check)
         if self.record.dirty:  # an unfinished check goes on in the next process
             self.record.save()
+        hints = self.hints
+        if hints is not None and hints.pending and self.record.write:
+            hints.publish(self.state.storage)
 
     def stats(self) -> dict[str, Any]:
         check = self._check
@@ -552,4 +560,5 @@ class Verifier(Worker):
                 "in_progress": None if check is None else {
                     "file": check.info.name, "offset": check.pos, "size": check.info.size,
                     "waiting_for_budget": self.waiting_budget},
-                "shared_record": self.record.stats()}
+                "shared_record": self.record.stats(),
+                "index_hints": self.hints.stats() if self.hints is not None else None}

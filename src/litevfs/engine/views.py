@@ -23,6 +23,7 @@ from ..storage import empty_replica_message
 from ..storage.fetch import FileIndex, fetch_file_index
 from .._impl import cache_key
 from .diskcache import fetch_index_cached
+from .indexhint import HintBook
 from ..storage.readsize import HEAD_READ, tail_size_for
 from .openahead import OpenAhead
 from .plan import calc_restore_plan, torn_files
@@ -65,6 +66,7 @@ class ViewBuilder:
         self.verifier = verifier
         self.disk = disk
         self._ahead = ahead  # index reads the LIST thread already sent (openahead.py)
+        self.hints = HintBook(disk)  # exact index read sizes learned earlier (indexhint.py)
         self.reads_adopted = 0  # files whose index reads came from ``ahead``
         self._torn_seen: set[tuple[int, int, int]] = set()
         self.recent: dict[FileInfo, FileIndex] = {}  # what a poll board publishes
@@ -94,15 +96,21 @@ class ViewBuilder:
             del recent[next(iter(recent))]
 
     def _fetch(self, infos: Sequence[FileInfo]) -> list[FileIndex]:
-        state, ahead = self.state, self._ahead
+        state, ahead, hints = self.state, self._ahead, self.hints
 
         def fetch(info: FileInfo) -> FileIndex:
             started = ahead.take(info) if ahead is not None else None
             if started is not None:
                 self.reads_adopted += 1
-            return fetch_file_index(state.storage, info, tail_size=tail_size_for(info),
-                                    executor=state.executor, impl=state.impl,
-                                    head_size=HEAD_READ, started=started)
+                hints.count_listed(info)  # the LIST thread sized them by the same hints
+                tail_size = 0  # unused: the reads are in flight already
+            else:
+                tail_size = tail_size_for(info, hints.index_len(info))
+            fi = fetch_file_index(state.storage, info, tail_size=tail_size,
+                                  executor=state.executor, impl=state.impl,
+                                  head_size=HEAD_READ, started=started)
+            hints.learn(info, fi.index_len)
+            return fi
 
         def one(info: FileInfo) -> FileIndex:  # decoded indexes persist in the disk cache
             return fetch_index_cached(self.disk, info, fetch)
@@ -213,6 +221,8 @@ class ViewBuilder:
     def latest_view(self, levels: Mapping[int, Sequence[FileInfo]] | None = None) -> View:
         """Build a fresh view from Litestream's latest restore plan."""
         levels = self.list_levels() if levels is None else levels
+        self.hints.from_listing(self.state.storage.side_names,
+                                [i for files in levels.values() for i in files])
         plan = calc_restore_plan(levels)
         self._warn_torn(levels)
         return self.build_view(plan)
