@@ -209,6 +209,7 @@ def _verified_mark(info: FileInfo) -> str:
 
 START_DELAY = 0.5  # seconds after open before background verification reads anything
 BUDGET_WAIT = 0.5  # seconds between looks at the byte budget while it is spent
+SHARE_EVERY = 5.0  # seconds between saves of an unfinished check's progress to the record
 BUSY_WAIT = 0.05  # seconds between looks while the queries' own fetches are in flight
 MIN_PIECE = 64 * 1024  # smallest background read worth a request (the tail may be less)
 
@@ -269,6 +270,7 @@ class Verifier(Worker):
         # The first queries of a cold open should not share the CPU and the connections
         # with a background CRC stream: it starts a little later.
         self._not_before = time.monotonic() + START_DELAY
+        self._shared_at = 0.0  # when progress last went to the shared record
 
     # -- state -----------------------------------------------------------------------
     def is_verified(self, file_id: int) -> bool:
@@ -451,6 +453,16 @@ class Verifier(Worker):
             disk.put_meta(_progress_mark(check.info), ",".join(map(str, check.state)).encode())
         self.record.add_progress(check.info, check.state)
 
+    def _share_progress(self) -> None:
+        """Many processes exit without closing their connections (close() saves too):
+        while the check waits for budget, its progress goes to the shared record now and
+        then, so the next process goes on from there instead of checking those bytes
+        again (a GET and a PUT of the small record, at most every SHARE_EVERY s)."""
+        now = time.monotonic()
+        if self.record.dirty and now - self._shared_at >= SHARE_EVERY:
+            self._shared_at = now
+            self.record.save()
+
     def budget(self) -> int:
         """Bytes the background check may read now: ``share`` of the page bytes the
         queries read so far (``query_bytes``), less what it read already."""
@@ -494,6 +506,7 @@ class Verifier(Worker):
         offset, length = check.next_range(min(self._chunk(), budget))
         if length > budget or (length < budget and budget < MIN_PIECE and not check.in_tail
                                and offset + length < info.size):
+            self._share_progress()
             self.waiting_budget = True
             return BUDGET_WAIT  # the queries have not read enough yet to pay for this
         self.waiting_budget = False
