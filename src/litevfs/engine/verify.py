@@ -455,9 +455,10 @@ class Verifier(Worker):
 
     def _share_progress(self) -> None:
         """Many processes exit without closing their connections (close() saves too):
-        while the check waits for budget, its progress goes to the shared record now and
-        then, so the next process goes on from there instead of checking those bytes
-        again (a GET and a PUT of the small record, at most every SHARE_EVERY s)."""
+        as the check advances (and when it waits for budget), its progress goes to the
+        shared record now and then, so the next process goes on from there instead of
+        checking those bytes again (a GET and a PUT of the small record, at most every
+        SHARE_EVERY s)."""
         now = time.monotonic()
         if self.record.dirty and now - self._shared_at >= SHARE_EVERY:
             self._shared_at = now
@@ -528,6 +529,7 @@ class Verifier(Worker):
             check.feed(data, self._chunk())
         if not check.done:
             self._save_progress(check)
+            self._share_progress()
             if not self.bandwidth:
                 return 0.0
             # the rate bound counts the larger of the bytes read and the bytes hashed
