@@ -246,3 +246,29 @@ def test_damage_after_a_saved_offset_is_still_found(tmp_path: Path, core: Module
     finally:
         con.close()
     assert not open_replicas()
+
+
+def test_progress_is_shared_without_a_close(tmp_path: Path, core: ModuleType,
+                                            monkeypatch: pytest.MonkeyPatch) -> None:
+    """Processes that exit without closing their connections still leave their progress:
+    the check saves it to the shared record while it waits for budget."""
+    from litevfs.engine import verify
+
+    monkeypatch.setattr(verify, "SHARE_EVERY", 0.0)
+    url, opts = _replica(tmp_path)
+    big = _big(url)
+    storage = MemoryStorage(url.removeprefix("memory://"))
+    con = litevfs.connect(url, impl=core, verify_bandwidth="1GiB", verify_share=0.2, **opts)
+    try:
+        verifier = _verifier(con)
+        verifier._not_before = 0
+        con.execute("SELECT sum(length(data)) FROM blobs WHERE id % 7 = 1").fetchall()
+        verifier.wake()
+        _settle(verifier)
+        assert verifier.waiting_budget and verifier.files_verified == 0
+        record = SharedRecord(storage)  # read while the connection is still open
+        record.load()
+        progress = record.progress(big)
+        assert progress is not None and progress[0] > 0
+    finally:
+        con.close()

@@ -284,7 +284,7 @@ FIELDS: tuple[Field, ...] = (
           "Bytes per second the background verification of large files may read or hash "
           "(0: unbounded, and verify_share does not apply either; unset: 16 MiB/s with the "
           "compiled core, 2 MiB/s with the pure one, whose CRC-64 runs at ~15 MB/s)."),
-    Field("verify_share", parse_share, 0.25, ("LITEVFS_VERIFY_SHARE",),
+    Field("verify_share", parse_share, 0.15, ("LITEVFS_VERIFY_SHARE",),
           "Background verification reads at most this many bytes per byte the process's "
           "queries read (0: no such bound); it goes on where earlier processes stopped."),
     Field("verify_record", parse_verify_record, "shared", ("LITEVFS_VERIFY_RECORD",),

@@ -67,6 +67,7 @@ class Replica:
         machine = None if self.disk is not None else (
             ahead.indexes if ahead is not None else MachineIndexes.for_config(config))
         self.views = ViewBuilder(self.state, self.verifier, self.disk, ahead, machine)
+        self.verifier.hints = self.views.hints  # it publishes what the views learned
         self.reader = Reader(self.state, self.verifier, self.disk)
         self.verifier.busy = self.reader.busy  # background checks yield to queries
         self.verifier.query_bytes = lambda: self.reader.bytes_fetched  # and spend a share

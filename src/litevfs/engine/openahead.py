@@ -19,6 +19,7 @@ import threading
 from .._pending import Pending, run_on_thread
 from ..ltx.format import FileInfo
 from ..storage.readsize import head_size_for, tail_size_for
+from .indexhint import hint_key, parse_hints
 from .plan import calc_restore_plan
 
 TYPE_CHECKING = False  # not typing's: importing typing costs ~5 ms on the open's path
@@ -54,8 +55,10 @@ class OpenAhead:
         (an empty or gapped replica) just means no reads ahead: the open reports it."""
         try:
             indexes = self.indexes
+            # Index lengths earlier processes recorded came with this very listing.
+            hints = parse_hints(storage.side_names)
             for info in calc_restore_plan(levels)[:MAX_FILES]:
-                tail = tail_size_for(info)
+                tail = tail_size_for(info, hints.get(hint_key(info)))
                 head = head_size_for(info, tail)
                 stored = indexes is not None and indexes.has(info)  # no index read then
                 reads = (None if stored else

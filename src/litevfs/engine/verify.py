@@ -209,6 +209,7 @@ def _verified_mark(info: FileInfo) -> str:
 
 START_DELAY = 0.5  # seconds after open before background verification reads anything
 BUDGET_WAIT = 0.5  # seconds between looks at the byte budget while it is spent
+SHARE_EVERY = 5.0  # seconds between saves of an unfinished check's progress to the record
 BUSY_WAIT = 0.05  # seconds between looks while the queries' own fetches are in flight
 MIN_PIECE = 64 * 1024  # smallest background read worth a request (the tail may be less)
 
@@ -247,6 +248,7 @@ class Verifier(Worker):
         # explicitly unbounded bandwidth means run to the end).
         self.share: float = cfg.verify_share if self.bandwidth else 0.0
         self.record = SharedRecord(state.storage, write=cfg.verify_record == "shared")
+        self.hints: Any = None  # the views' HintBook: learned index lengths to publish
         self._check: StreamCheck | None = None  # the background check in progress
         self.bytes_read = 0  # bytes this verifier read (its own budget counts them)
         self.waiting_budget = False
@@ -268,6 +270,7 @@ class Verifier(Worker):
         # The first queries of a cold open should not share the CPU and the connections
         # with a background CRC stream: it starts a little later.
         self._not_before = time.monotonic() + START_DELAY
+        self._shared_at = 0.0  # when progress last went to the shared record
 
     # -- state -----------------------------------------------------------------------
     def is_verified(self, file_id: int) -> bool:
@@ -450,6 +453,17 @@ class Verifier(Worker):
             disk.put_meta(_progress_mark(check.info), ",".join(map(str, check.state)).encode())
         self.record.add_progress(check.info, check.state)
 
+    def _share_progress(self) -> None:
+        """Many processes exit without closing their connections (close() saves too):
+        as the check advances (and when it waits for budget), its progress goes to the
+        shared record now and then, so the next process goes on from there instead of
+        checking those bytes again (a GET and a PUT of the small record, at most every
+        SHARE_EVERY s)."""
+        now = time.monotonic()
+        if self.record.dirty and now - self._shared_at >= SHARE_EVERY:
+            self._shared_at = now
+            self.record.save()
+
     def budget(self) -> int:
         """Bytes the background check may read now: ``share`` of the page bytes the
         queries read so far (``query_bytes``), less what it read already."""
@@ -466,6 +480,10 @@ class Verifier(Worker):
         next piece of the next queued file, within the byte budget and the bandwidth."""
         if not self.record.loaded:
             self.record.load()
+            return 0.0
+        hints = self.hints
+        if hints is not None and hints.pending and self.record.write:
+            hints.publish(self.state.storage)  # sized reads for the next processes
             return 0.0
         check = self._check
         if check is None:
@@ -489,6 +507,7 @@ class Verifier(Worker):
         offset, length = check.next_range(min(self._chunk(), budget))
         if length > budget or (length < budget and budget < MIN_PIECE and not check.in_tail
                                and offset + length < info.size):
+            self._share_progress()
             self.waiting_budget = True
             return BUDGET_WAIT  # the queries have not read enough yet to pay for this
         self.waiting_budget = False
@@ -510,6 +529,7 @@ class Verifier(Worker):
             check.feed(data, self._chunk())
         if not check.done:
             self._save_progress(check)
+            self._share_progress()
             if not self.bandwidth:
                 return 0.0
             # the rate bound counts the larger of the bytes read and the bytes hashed
@@ -543,6 +563,9 @@ class Verifier(Worker):
             self._save_progress(check)
         if self.record.dirty:  # an unfinished check goes on in the next process
             self.record.save()
+        hints = self.hints
+        if hints is not None and hints.pending and self.record.write:
+            hints.publish(self.state.storage)
 
     def stats(self) -> dict[str, Any]:
         check = self._check
@@ -552,4 +575,5 @@ class Verifier(Worker):
                 "in_progress": None if check is None else {
                     "file": check.info.name, "offset": check.pos, "size": check.info.size,
                     "waiting_for_budget": self.waiting_budget},
-                "shared_record": self.record.stats()}
+                "shared_record": self.record.stats(),
+                "index_hints": self.hints.stats() if self.hints is not None else None}

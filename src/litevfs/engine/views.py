@@ -25,6 +25,7 @@ from ..storage import empty_replica_message
 from ..storage.fetch import FileIndex, fetch_file_index
 from .._impl import cache_key
 from .diskcache import fetch_index_cached
+from .indexhint import HintBook
 from ..storage.readsize import HEAD_READ, tail_size_for
 from .machineindex import MachineIndexes
 from .openahead import OpenAhead
@@ -93,6 +94,7 @@ class ViewBuilder:
         self.disk = disk
         self.machine = machine  # big indexes kept for the machine's next opens
         self._ahead = ahead  # index reads the LIST thread already sent (openahead.py)
+        self.hints = HintBook(disk)  # exact index read sizes learned earlier (indexhint.py)
         self.reads_adopted = 0  # files whose index reads came from ``ahead``
         self._torn_seen: set[tuple[int, int, int]] = set()
         self.recent: dict[FileInfo, FileIndex] = {}  # what a poll board publishes
@@ -126,7 +128,7 @@ class ViewBuilder:
         return self._ahead.take_object(name) if self._ahead is not None else None
 
     def _fetch(self, infos: Sequence[FileInfo]) -> list[FileIndex]:
-        state, ahead = self.state, self._ahead
+        state, ahead, hints = self.state, self._ahead, self.hints
 
         machine = self.machine
 
@@ -140,9 +142,14 @@ class ViewBuilder:
                 started = None  # only the head went ahead (the machine's copy was bad)
             if started is not None:
                 self.reads_adopted += 1
-            fi = fetch_file_index(state.storage, info, tail_size=tail_size_for(info),
+                hints.count_listed(info)  # the LIST thread sized them by the same hints
+                tail_size = 0  # unused: the reads are in flight already
+            else:
+                tail_size = tail_size_for(info, hints.index_len(info))
+            fi = fetch_file_index(state.storage, info, tail_size=tail_size,
                                   executor=state.executor, impl=state.impl,
                                   head_size=HEAD_READ, started=started)
+            hints.learn(info, fi.index_len)
             if machine is not None and info.size >= machine.min_object:
                 # off the open's path, on a thread the interpreter waits for at exit (a
                 # short-lived process still leaves it for the next one; the pool's queued
@@ -260,6 +267,8 @@ class ViewBuilder:
     def latest_view(self, levels: Mapping[int, Sequence[FileInfo]] | None = None) -> View:
         """Build a fresh view from Litestream's latest restore plan."""
         levels = self.list_levels() if levels is None else levels
+        self.hints.from_listing(self.state.storage.side_names,
+                                [i for files in levels.values() for i in files])
         plan = calc_restore_plan(levels)
         self._warn_torn(levels)
         return self.build_view(plan)

@@ -56,6 +56,10 @@ class StorageClient(ABC):
 
     #: The URL the client was opened with, credentials removed (safe to log).
     url: str
+    #: Names of the side objects under ``litevfs/`` that the latest ``list_all`` returned
+    #: along with the LTX files (the S3 listing covers the whole prefix), or None when it
+    #: did not reach them. Index hints travel this way (``engine/indexhint.py``).
+    side_names: tuple[str, ...] | None = None
 
     def __init__(self) -> None:
         self.stats = StorageStats()

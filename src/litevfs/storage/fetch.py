@@ -39,6 +39,7 @@ class FileIndex:
     sizes: array
     data: bytes | None = None  # the whole file, when the tail read returned all of it
     head: bytes | None = None  # the file's first bytes (header, then the lowest pages)
+    index_len: int = 0  # bytes of the encoded page index (0: not known, from a cache)
 
 
 def _check_header(info: FileInfo, raw: bytes) -> Header:
@@ -113,7 +114,8 @@ def fetch_file_index(
     if len(pgnos) and (pgnos[-1] > header.commit):
         raise LTXFormatError(f"{info.name}: page {pgnos[-1]} beyond commit {header.commit}")
     return FileIndex(info, header, pgnos, offsets, sizes, tail if whole else None,
-                     head if head is not None and len(head) > HEADER_SIZE else None)
+                     head if head is not None and len(head) > HEADER_SIZE else None,
+                     loc.end - loc.start)
 
 
 # A decoded index as one blob (the disk cache and the machine's shared indexes keep it):

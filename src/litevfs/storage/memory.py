@@ -153,6 +153,13 @@ class MemoryStorage(StorageClient):
             return [FileInfo(level, lo, hi, len(data), created)
                     for (lo, hi), (data, created) in sorted(files.items())]
 
+    def list_all(self) -> dict[int, list[FileInfo]]:
+        levels = super().list_all()
+        with self.store.lock:  # side objects come with the listing, as from S3
+            self.side_names = tuple(sorted(n for n in self.store.objects
+                                           if n.startswith("litevfs/")))
+        return levels
+
     def _get_ltx(self, info: FileInfo) -> bytes:
         with self.store.lock:
             entry = self.store.ltx.get(info.level, {}).get((info.min_txid, info.max_txid))

@@ -61,6 +61,10 @@ class MeteredStorage(StorageClient):
     def __getattr__(self, name: str) -> Any:
         return getattr(self.inner, name)
 
+    @property
+    def side_names(self) -> tuple[str, ...] | None:  # type: ignore[override]
+        return self.inner.side_names
+
     def list_level(self, level: int) -> list[FileInfo]:
         return self.timer.time(self.inner.list_level, level)
 

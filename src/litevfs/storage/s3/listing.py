@@ -53,6 +53,7 @@ def list_all_s3(storage: S3Storage) -> dict[int, list[FileInfo]]:
     if prefix in ("", ".") or prefix.startswith("/"):
         # Odd roots (keys starting with "/" or "./"): servers disagree on them; the
         # per-level listing already copes, so use it.
+        storage.side_names = None
         return _per_level(storage, range(MAX_LEVEL + 1), levels)
     list_prefix = f"{prefix}/"
     past_levels = f"{prefix}/{MAX_LEVEL + 1:04x}"  # first key that sorts after every level
@@ -63,6 +64,8 @@ def list_all_s3(storage: S3Storage) -> dict[int, list[FileInfo]]:
     page = storage._request("lists", what, lambda: storage._list_page(args))
     last_level = -1
     last_key = ""
+    side_prefix = f"{prefix.lstrip('/')}/litevfs/"
+    side: list[str] = []
     for obj in page.get("Contents", ()):
         key = obj["Key"]
         last_key = key
@@ -70,12 +73,18 @@ def list_all_s3(storage: S3Storage) -> dict[int, list[FileInfo]]:
         if info is not None:
             levels[info.level].append(info)
             last_level = info.level
+        elif key.lstrip("/").startswith(side_prefix):
+            side.append(key.lstrip("/")[len(prefix.lstrip("/")) + 1:])
     truncated = bool(page.get("IsTruncated")) and bool(page.get("NextContinuationToken"))
     if truncated and last_key.lstrip("/") < past_levels:
         # A big listing: finish the level the page stopped in and the ones after it
         # in parallel (one round trip) rather than page after page in sequence.
         unfinished = range(max(last_level, 0), MAX_LEVEL + 1)
+        storage.side_names = None
         return _per_level(storage, unfinished, levels)
+    # Side objects sort after the levels: a page that got past them holds them all (a
+    # page cut inside them holds the first ones, which is fine for hints).
+    storage.side_names = tuple(side)
     for files in levels.values():
         files.sort(key=lambda i: (i.min_txid, i.max_txid))
     return levels
