@@ -84,6 +84,9 @@ class ViewBuilder:
         return got
 
     def _remember(self, indexes: Sequence[FileIndex]) -> None:
+        expect = self.verifier.expect  # a stored copy of the object must match (objstore.py)
+        for fi in indexes:
+            expect(fi.info, fi.header)
         recent = self.recent
         for fi in indexes:
             if len(fi.pgnos) <= RECENT_ENTRIES // 4:  # snapshots are not worth sharing
