@@ -129,12 +129,15 @@ class ObjectStore:
             pass
 
     # -- writing -------------------------------------------------------------------------
-    def put(self, info: FileInfo, data: bytes) -> bool:
+    def put(self, info: FileInfo, data: bytes, *, replace: bool = True) -> bool:
         """Store ``data`` (the object's exact, checked bytes) as ``info``; best effort
-        (a full disk or a removed directory only costs the others a GET)."""
+        (a full disk or a removed directory only costs the others a GET). ``replace``
+        False: keep a copy already there (readers check it anyway)."""
         if info.size > MAX_OBJECT or len(data) != info.size:
             return False
         final = self.path(info)
+        if not replace and os.path.exists(final):
+            return False
         tmp = f"{final}.{os.getpid()}.{threading.get_ident()}.tmp"
         try:
             makedirs(self.dir, 0o700)

@@ -162,6 +162,9 @@ class ViewBuilder:
                 self.verifier.mark_failed(fid, str(exc))
                 raise LTXFormatError(f"{fi.info.name}: {exc}") from None
             self.verifier.mark_verified(fid)
+            store = self.verifier.store
+            if store is not None:  # the machine's other processes read it from there
+                store.put(fi.info, fi.data, replace=False)
             frames, pages = [], {}
             for pgno, page in decoded.pages:
                 entry = view.index.lookup(pgno)
