@@ -60,15 +60,15 @@ def test_a_fetched_object_is_stored_and_read_back(replica, core):
     store = verifier.store
     assert store is not None and store.dir == store_dir(default_buffer_path(url))
     info = _newest_l0(rep)
-    fetched = verifier.store_fetches
+    fetched = verifier.whole_fetches
     pages = verifier.read_whole(info)
     stored = os.path.join(store.dir, object_name(info))
-    if verifier.store_fetches == fetched:  # the query above had fetched it already
+    if verifier.whole_fetches == fetched:  # the query above had fetched it already
         assert store.hits >= 1
     assert open(stored, "rb").read() == rep.storage.read_range(info, 0, info.size)
-    before = verifier.store_fetches
+    before = verifier.whole_fetches
     assert verifier.read_whole(info) == pages == _bucket_pages(rep, info, core)
-    assert verifier.store_fetches == before  # from the store: no GET
+    assert verifier.whole_fetches == before  # from the store: no GET
 
 
 @pytest.mark.parametrize("damage", ["truncated", "flipped", "other-object", "empty",
@@ -106,9 +106,9 @@ def test_a_bad_stored_copy_is_never_served(replica, core, damage):
     else:
         with open(path, "wb") as f:
             f.write(bad)
-    rejected, fetched = store.rejected, verifier.store_fetches
+    rejected, fetched = store.rejected, verifier.whole_fetches
     assert verifier.read_whole(info) == truth
-    assert verifier.store_fetches == fetched + 1  # read from the bucket instead
+    assert verifier.whole_fetches == fetched + 1  # read from the bucket instead
     if damage != "missing-dir":
         assert store.rejected == rejected + 1
     assert open(path, "rb").read() == good  # replaced by the object's own bytes

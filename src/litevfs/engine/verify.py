@@ -45,7 +45,8 @@ if TYPE_CHECKING:
 log = logging.getLogger("litevfs.verify")
 
 STREAM_CHUNK = 4 * 1024 * 1024  # bytes of frames per ranged GET when streaming
-EXPECTED_MAX = 8192  # identities of objects remembered for checking stored copies
+EXPECTED_MAX = 2048  # identities (headers) remembered to check stored copies against: a
+# view refers to far fewer objects (a snapshot, level-1 files, recent L0 files)
 _ZERO_PAGE_HEADER = b"\0" * PAGE_HEADER_SIZE
 
 
@@ -271,7 +272,7 @@ class Verifier(Worker):
         self.store: ObjectStore | None = None
         self._expected: OrderedDict[tuple[int, int, int, int],
                                     tuple[Header | None, int | None]] = OrderedDict()
-        self.store_fetches = 0  # small objects this process fetched from the bucket whole
+        self.whole_fetches = 0  # small objects this process fetched from the bucket whole
         self.files_verified = 0
         self.bytes_verified = 0
         self.files_remembered = 0  # verified by an earlier process (the disk cache says)
@@ -379,7 +380,7 @@ class Verifier(Worker):
 
     def _fetch_bytes(self, info: FileInfo) -> bytes:
         data = self.state.storage.read_range(info, 0, info.size)
-        self.store_fetches += 1
+        self.whole_fetches += 1
         if len(data) != info.size:
             raise StorageError(f"short read of {info.name}: {len(data)} bytes")
         return data
@@ -610,7 +611,7 @@ class Verifier(Worker):
         return {"files_verified": self.files_verified, "bytes_verified": self.bytes_verified,
                 "files_remembered": self.files_remembered, "files_failed": len(self.failed),
                 "bytes_read": self.bytes_read, "share": self.share,
-                "whole_fetches": self.store_fetches,
+                "whole_fetches": self.whole_fetches,
                 "object_store": None if self.store is None else self.store.stats(),
                 "in_progress": None if check is None else {
                     "file": check.info.name, "offset": check.pos, "size": check.info.size,
