@@ -188,3 +188,24 @@ def test_a_killed_lock_holder_blocks_nobody(replica, core):
         if holder.poll() is None:
             holder.kill()
             holder.wait(10)
+
+
+def test_pages_evicted_from_memory_are_read_again_from_the_store(replica, core):
+    """A verified object's pages that left the memory cache come back from the machine's
+    copy, not with a ranged GET."""
+    url, con, rep = replica
+    assert con.execute("SELECT x FROM t ORDER BY rowid").fetchall() == [
+        ("row0",), ("row1",), ("row2",)]
+    for info in rep.storage.list_level(0):
+        rep.verifier.read_whole(info)  # every L0 object is in the store now
+    rep.state.cache.clear()
+    rep.state.interior.clear()
+    gets, hits = rep.storage.stats.gets, rep.verifier.store.hits
+    fresh = litevfs.connect(url, impl=core)  # same replica state, no SQLite page cache
+    try:
+        assert fresh.execute("SELECT x FROM t ORDER BY rowid").fetchall() == [
+            ("row0",), ("row1",), ("row2",)]
+    finally:
+        fresh.close()
+    assert rep.verifier.store.hits > hits
+    assert rep.storage.stats.gets == gets  # nothing from the bucket

@@ -45,6 +45,12 @@ if TYPE_CHECKING:
 log = logging.getLogger("litevfs.verify")
 
 STREAM_CHUNK = 4 * 1024 * 1024  # bytes of frames per ranged GET when streaming
+# A verified object's pages evicted from memory are read again from the machine's store
+# (no lock, no GET) when the object is at most this big: checking it whole again (CRC-64
+# and decode) then costs less than an object-storage GET (measured: ~3.5 ms for 1 MiB
+# compiled; the pure core ~12 ms for 32 KiB, ~50 ms for 128 KiB); bigger ones are read
+# by ranges.
+STORED_AGAIN_MAX = {"compiled": 1024 * 1024, "python": 32 * 1024}
 EXPECTED_MAX = 2048  # identities (headers) remembered to check stored copies against: a
 # view refers to far fewer objects (a snapshot, level-1 files, recent L0 files)
 _ZERO_PAGE_HEADER = b"\0" * PAGE_HEADER_SIZE
@@ -226,10 +232,14 @@ COMPILED_BANDWIDTH = 16 * 1024**2
 PURE_BANDWIDTH = 2 * 1024**2  # the pure CRC-64 runs at ~15 MB/s: keep it to a small share
 
 
+def _pure(impl: Any) -> bool:
+    name = getattr(impl, "IMPLEMENTATION", None) or getattr(impl, "IMPLEMENTATION_NAME", "")
+    return name == "python"
+
+
 def default_bandwidth(impl: Any) -> int:
     """The background check's budget when the user set none, by core implementation."""
-    name = getattr(impl, "IMPLEMENTATION", None) or getattr(impl, "IMPLEMENTATION_NAME", "")
-    return PURE_BANDWIDTH if name == "python" else COMPILED_BANDWIDTH
+    return PURE_BANDWIDTH if _pure(impl) else COMPILED_BANDWIDTH
 
 
 class Verifier(Worker):
@@ -377,6 +387,18 @@ class Verifier(Worker):
             pages = dict(decode_file(data, verify=True, impl=self.state.impl).pages)
             store.put(info, data)  # checked: only the object's own bytes are stored
             return pages
+
+    def stored_pages(self, file_id: int) -> dict[int, bytes] | None:
+        """The pages of a small object from the machine's store, checked as at first
+        (for pages of a verified object that left the memory cache), or None: read the
+        ranges from the bucket."""
+        store = self.store
+        if store is None:
+            return None
+        info = self.state.file_info(file_id)
+        if info.size > STORED_AGAIN_MAX["python" if _pure(self.state.impl) else "compiled"]:
+            return None
+        return self._stored(store, info)
 
     def _fetch_bytes(self, info: FileInfo) -> bytes:
         data = self.state.storage.read_range(info, 0, info.size)
