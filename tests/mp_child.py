@@ -21,8 +21,8 @@ equals ``ctr.n`` for every writer and the sum is TOTAL.
   <m>``.
 
 ``repl`` takes ``--interval=D`` (the sync interval) and ``--read-only`` (a read-only
-process; ``["requests"]`` answers the bucket requests it sent; ``MP_POLL`` sets its
-poll interval).
+process; ``["requests"]`` answers the bucket requests it sent, ``["fetches"]`` its
+whole-object GETs and object-store counts; ``MP_POLL`` sets its poll interval).
 """
 
 from __future__ import annotations
@@ -148,6 +148,9 @@ def repl(url: str, interval: str = "300ms", read_only: bool = False) -> None:
                 stats = litevfs.stats(con)
                 result = sum(int(stats.get(k, 0) or 0) for k in ("lists", "gets", "puts",
                                                                  "deletes"))
+            elif cmd == "fetches":  # whole-object GETs, and the shared object store's counts
+                ver = litevfs.stats(con)["verification"]
+                result = {"whole": ver["whole_fetches"], "store": ver["object_store"]}
             elif cmd == "export":
                 result = litevfs.export_unsynced(con, args[0])
             elif cmd == "discard":

@@ -527,3 +527,122 @@ def test_read_only_processes_alone_share_one_poller(seaweed, s3_url, tmp_path, c
     finally:
         for r in readers:
             r.close()
+
+
+OBJECTS = 5  # new L0 objects per phase of the object-store tests
+
+
+def _whole_fetches(readers: list[Repl]) -> tuple[int, int]:
+    """(whole-object GETs, object-store hits) summed over ``readers``."""
+    got = [r("fetches")["ok"] for r in readers]
+    return (sum(g["whole"] for g in got),
+            sum((g["store"] or {}).get("hits", 0) for g in got))
+
+
+def _read_new_objects(readers: list[Repl], commit_and_sync, first: int) -> None:
+    """OBJECTS times: one row committed and synced (a new L0 object), then every reader
+    reads it (its page is in that object only)."""
+    for i in range(first, first + OBJECTS):
+        commit_and_sync(i)
+        for r in readers:
+            deadline = time.monotonic() + 15
+            while r("exec", "SELECT max(id) FROM m") != {"ok": [[i]]}:
+                assert time.monotonic() < deadline, r("exec", "SELECT max(id) FROM m")
+                time.sleep(0.02)
+
+
+def test_readers_fetch_each_new_object_once_per_machine(seaweed, s3_url, tmp_path, core):
+    """Issue 16: a new LTX object is read from the bucket once per machine, whatever the
+    number of read-only processes (the machine's object store, ``engine/objstore.py``):
+    with the writer on another machine, 4 readers send the whole-object GETs of 1 (one
+    fetches, the others read the stored copy), and their bucket requests stay within a
+    small constant of one reader's."""
+    import litevfs
+
+    env = child_env(seaweed, core)
+    env["MP_POLL"] = "100ms"
+    run_init(s3_url, env)
+    other = litevfs.connect(s3_url, write=True, impl=core, sync_interval=0,
+                            buffer_path=str(tmp_path / "other.wbuf"))
+
+    def commit_and_sync(i: int) -> None:
+        other.execute("INSERT INTO m VALUES (?, randomblob(300))", (i,))
+        litevfs.sync(other)
+
+    totals = {}
+    try:
+        other.execute("CREATE TABLE m(id INTEGER PRIMARY KEY, pad BLOB)")
+        commit_and_sync(0)
+        first = 1
+        for n in (1, 4):
+            readers = [Repl(s3_url, env, "--read-only") for _ in range(n)]
+            try:
+                _read_new_objects(readers, commit_and_sync, first)  # warm: opens, joins
+                first += OBJECTS
+                fetched0, _ = _whole_fetches(readers)
+                requests0 = sum(r("requests")["ok"] for r in readers)
+                _read_new_objects(readers, commit_and_sync, first)
+                first += OBJECTS
+                fetched1, hits1 = _whole_fetches(readers)
+                totals[n] = (fetched1 - fetched0,
+                             sum(r("requests")["ok"] for r in readers) - requests0)
+            finally:
+                for r in readers:
+                    r.close()
+        # Without the store every reader fetches every object: 4 x OBJECTS.
+        assert totals[4][0] <= OBJECTS + 1, totals
+        assert totals[1][0] <= OBJECTS + 1, totals
+        assert totals[4][1] <= totals[1][1] + OBJECTS, totals
+    finally:
+        other.close()
+
+
+def test_readers_read_the_uploaders_stored_copy(seaweed, s3_url, tmp_path, core):
+    """With the writer on the machine, the readers read each file it syncs from the copy
+    it stored after the upload: no GET for the new objects at all. A stored copy that
+    is damaged meanwhile is not served: the reader that finds it removes it and reads
+    the object from the bucket; the rows stay right."""
+    from litevfs.engine.objstore import store_dir
+    from litevfs.write.home import default_buffer_path
+
+    env = child_env(seaweed, core)
+    run_init(s3_url, env)
+    w = Repl(s3_url, env, "--interval=60s")
+    readers = [Repl(s3_url, env, "--read-only") for _ in range(3)]
+    try:
+        assert "ok" in w("exec", "CREATE TABLE m(id INTEGER PRIMARY KEY, pad BLOB)")
+
+        def commit_and_sync(i: int) -> None:
+            assert w("exec", "INSERT INTO m VALUES (?, randomblob(300))", [i]) == {"ok": []}
+            assert "ok" in w("sync")
+
+        _read_new_objects(readers, commit_and_sync, 1)  # warm
+        fetched0, hits0 = _whole_fetches(readers)
+        _read_new_objects(readers, commit_and_sync, 1 + OBJECTS)
+        fetched1, hits1 = _whole_fetches(readers)
+        assert fetched1 - fetched0 == 0, (fetched0, fetched1)
+        assert hits1 - hits0 >= len(readers) * OBJECTS - 1, (hits0, hits1)
+        # Damage the copy of the next file between its upload and the readers' reads.
+        store = store_dir(default_buffer_path(s3_url))
+        i = 1 + 2 * OBJECTS
+        assert w("exec", "INSERT INTO m VALUES (?, randomblob(300))", [i]) == {"ok": []}
+        txid = w("sync")["ok"]
+        name = next(n for n in os.listdir(store) if n.endswith(".ltx")
+                    and int(n.split("-")[2], 16) == txid)
+        path = os.path.join(store, name)
+        data = bytearray(open(path, "rb").read())
+        data[len(data) // 2] ^= 0x10
+        with open(path, "wb") as f:
+            f.write(data)
+        for r in readers:
+            assert r("exec", "SELECT max(id), count(*) FROM m") == {"ok": [[i, i]]}
+        fetched2, _ = _whole_fetches(readers)
+        assert fetched2 - fetched1 == 1  # the first reader re-fetched it; the others read its copy
+        rejected = sum((r("fetches")["ok"]["store"] or {}).get("rejected", 0) for r in readers)
+        assert rejected == 1
+        assert open(path, "rb").read() != bytes(data)  # replaced by the object's bytes
+    finally:
+        for r in (w, *readers):
+            r.close()
+    con = restored(s3_url, seaweed, tmp_path)
+    assert con.execute("SELECT count(*) FROM m").fetchone() == (1 + 2 * OBJECTS,)

@@ -114,6 +114,9 @@ class ViewBuilder:
         return got
 
     def _remember(self, indexes: Sequence[FileIndex]) -> None:
+        expect = self.verifier.expect  # a stored copy of the object must match (objstore.py)
+        for fi in indexes:
+            expect(fi.info, fi.header)
         recent = self.recent
         for fi in indexes:
             if len(fi.pgnos) <= RECENT_ENTRIES // 4:  # snapshots are not worth sharing
@@ -213,6 +216,9 @@ class ViewBuilder:
                 self.verifier.mark_failed(fid, str(exc))
                 raise LTXFormatError(f"{fi.info.name}: {exc}") from None
             self.verifier.mark_verified(fid)
+            store = self.verifier.store
+            if store is not None:  # the machine's other processes read it from there
+                store.put(fi.info, fi.data, replace=False)
             frames, pages = [], {}
             for pgno, page in decoded.pages:
                 entry = view.index.lookup(pgno)

@@ -46,6 +46,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 
 from .._worker import Worker
+from ..engine.objstore import remove_store, store_dir
 from ..errors import BufferInUseError, WriteBufferError
 
 LOCK_BASE = 8192  # byte-range locks live past the mapped page
@@ -193,6 +194,7 @@ class SharedFiles:
             if _registry.get(self.path) is self:
                 del _registry[self.path]
         if remove:
+            remove_store(store_dir(self.path))  # the machine's shared LTX objects
             for suffix in (".board", ".bell", ".want", ".lock", ".shm"):
                 try:
                     os.unlink(self.path + suffix)

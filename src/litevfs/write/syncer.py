@@ -229,6 +229,9 @@ def _sync_turn(writer: Writer) -> int:
         _remove_stray(writer, info, landed)
         raise writer.set_conflict(str(exc)) from None
     if earlier is None:
+        # The machine's other processes read the new file from the store, not the bucket:
+        # these are the object's exact bytes, stored before the DONE record announces it.
+        writer.objects.put(info, data)
         writer.record_done(_done_for(writer, txid, upto, checksum, info, data), exact=pages)
     else:  # an earlier attempt landed (it covered less): the rest goes up next time
         writer.record_done(_done_for(writer, txid, earlier.covered, earlier.checksum))

@@ -33,6 +33,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Callable, Iterator
 
 from .._impl import cache_key
+from ..engine.objstore import ObjectStore, store_dir
 from ..errors import BufferInUseError, ConflictError, LiteVFSError, TxNotAvailableError
 from ..ltx.format import Header as LTXHeader
 from ..ltx.format import lock_pgno
@@ -189,6 +190,10 @@ class Writer:
             base_txid=view.txid, fsync=config.buffer_fsync, follow=follow)
         assert self.buffer.files is not None
         self.files = self.buffer.files
+        # The machine's store of whole small objects (objstore.py): the uploader puts its
+        # files there, every process reads new objects from there (one GET per machine).
+        self.objects = ObjectStore(store_dir(self.buffer_path))
+        views.verifier.store = self.objects
         self.gate = WriterGate(self.files)
         self.page_size = self.buffer.page_size
         self.lock_pgno = lock_pgno(self.page_size)
@@ -390,6 +395,8 @@ class Writer:
                             self.name, done.txid, exc)
         if done.head:
             self.head_state.adopt(done.head, done.etag or None)
+        if fi is not None:  # what a stored copy of the new file must be (objstore.py)
+            self.views.verifier.expect(fi.info, fi.header, done.checksum)
         if fi is not None and current.txid < done.txid:
             fid = state.file_id(done.info)
             seed = self._seed_pages(fi, dropped, exact)
@@ -578,6 +585,8 @@ class Writer:
     def close(self) -> None:
         """Final sync, then stop; raises (buffer kept) if unsynced writes remain. A
         read-only member just leaves (the last one out removes an empty log)."""
+        if self.views.verifier.store is self.objects:
+            self.views.verifier.store = None  # the last process out removes the store
         if self.read_only:
             with self.lock:
                 self.buffer.close(remove=True)
