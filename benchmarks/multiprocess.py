@@ -142,8 +142,9 @@ def _child_feeder(args: argparse.Namespace) -> None:
 
 
 def _child_reader(args: argparse.Namespace) -> None:
-    """A read-only process: read transactions in a loop (one every 5 ms), when each row
-    first showed up, and the bucket requests it sent."""
+    """A read-only process: read transactions in a loop (one every ``--reader-tick``
+    seconds: the visibility figures include up to that much of it), when each row first
+    showed up, and the bucket requests it sent."""
     import litevfs
 
     con = litevfs.connect(args.url, poll_interval=args.poll_interval,
@@ -167,7 +168,7 @@ def _child_reader(args: argparse.Namespace) -> None:
             now = time.monotonic()
             out += [(i, now) for i in range(seen + 1, n + 1)]
             seen = n
-        time.sleep(0.005)
+        time.sleep(args.reader_tick)
     last = litevfs.stats(con)
     requests, poll_requests = _requests(last) - before, polls(last) - polls0
     elapsed = time.monotonic() - t0
@@ -270,6 +271,7 @@ def _readers(server: Any, n: int, mode: str, args: argparse.Namespace,
                     shared if mode == "machine" else home("other"))
     _ready([feeder])
     readers = [_spawn(["--child", "reader", "--url", url, "--seconds", str(args.seconds),
+                       "--reader-tick", str(args.reader_tick),
                        "--poll-interval", args.poll_interval],
                       home(f"r{i}") if mode == "independent" else shared)
                for i in range(n)]
@@ -319,6 +321,8 @@ def main(argv: list[str] | None = None) -> int:
                    help="read-only processes, e.g. 1,2,4,8: run only the readers bench")
     p.add_argument("--reader-modes", default="machine,alone,independent")
     p.add_argument("--poll-interval", default="1s", help="readers' poll interval")
+    p.add_argument("--reader-tick", type=float, default=0.001,
+                   help="readers bench: seconds between a reader's read transactions")
     p.add_argument("--every", type=float, default=0.05, help="readers bench: seconds "
                    "between the writer's commits")
     p.add_argument("--child", choices=("writer", "visibility", "feeder", "reader"),
