@@ -157,6 +157,16 @@ def _settle(verifier, timeout: float = 10.0) -> None:
             return
 
 
+def _query_then_settle(con):  # type: ignore[no-untyped-def]
+    """Some queries' reads (the verification budget), then the check until it rests."""
+    verifier = _verifier(con)
+    verifier._not_before = 0
+    con.execute("SELECT sum(length(data)) FROM blobs WHERE id % 7 = 1").fetchall()
+    verifier.wake()
+    _settle(verifier)
+    return verifier
+
+
 def test_background_reads_at_most_a_share_of_what_queries_read(tmp_path: Path,
                                                                core: ModuleType) -> None:
     url, opts = _replica(tmp_path)
@@ -190,11 +200,7 @@ def test_unfinished_checks_go_on_in_the_next_process(tmp_path: Path, core: Modul
         con = litevfs.connect(url, impl=core, verify_bandwidth="1GiB", verify_share=0.2,
                               **opts)
         try:
-            verifier = _verifier(con)
-            verifier._not_before = 0
-            con.execute("SELECT sum(length(data)) FROM blobs WHERE id % 7 = 1").fetchall()
-            verifier.wake()
-            _settle(verifier)
+            verifier = _query_then_settle(con)
             done = verifier.files_verified + verifier.files_remembered
         finally:
             con.close()
@@ -260,11 +266,7 @@ def test_progress_is_shared_without_a_close(tmp_path: Path, core: ModuleType,
     storage = MemoryStorage(url.removeprefix("memory://"))
     con = litevfs.connect(url, impl=core, verify_bandwidth="1GiB", verify_share=0.2, **opts)
     try:
-        verifier = _verifier(con)
-        verifier._not_before = 0
-        con.execute("SELECT sum(length(data)) FROM blobs WHERE id % 7 = 1").fetchall()
-        verifier.wake()
-        _settle(verifier)
+        verifier = _query_then_settle(con)
         assert verifier.waiting_budget and verifier.files_verified == 0
         record = SharedRecord(storage)  # read while the connection is still open
         record.load()
