@@ -291,6 +291,9 @@ def main(argv: list[str] | None = None) -> int:
 
     results: list[dict[str, Any]] = []
     with tempfile.TemporaryDirectory(prefix="litevfs-hydrate-") as tmp:
+        from tests.rig.machine import private_state_home
+
+        private_state_home(tmp)  # nothing left in the user's ~/.local/state
         server, bucket, db, max_id, owned = coldstart._prepare(args, Path(tmp))
         db_bytes = db.stat().st_size
         try:

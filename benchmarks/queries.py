@@ -655,6 +655,10 @@ def main(argv: list[str] | None = None) -> int:
     else:
         tmp = tempfile.TemporaryDirectory(prefix="litevfs-queries-")
         work = Path(tmp.name)
+    from tests.rig.machine import private_state_home
+
+    state_dir = tempfile.TemporaryDirectory(prefix="litevfs-queries-state-")
+    private_state_home(state_dir.name)  # nothing left in the user's ~/.local/state
     bench = Bench(args, work)
     results: list[dict[str, Any]] = []
     try:
@@ -670,6 +674,7 @@ def main(argv: list[str] | None = None) -> int:
                 proxy.stop()
     finally:
         bench.stop()
+        state_dir.cleanup()
         if tmp is not None:
             tmp.cleanup()
     print(table(results))

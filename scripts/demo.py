@@ -526,6 +526,11 @@ def main(argv: list[str] | None = None) -> int:
         f"(litestream-vfs {version('litestream-vfs')}) from PyPI")
     with tempfile.TemporaryDirectory(prefix="litevfs-demo-") as tmp:
         work = Path(tmp)
+        from tests.rig.machine import private_state_home
+
+        # per-machine state (shared buffers, page indexes kept for the machine) goes to the
+        # demo's own directory (the cold starts each get a fresh one: a new machine)
+        private_state_home(work)
         ctx = _setup(args, work, say)
         server = ctx["server"]
         try:

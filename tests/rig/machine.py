@@ -20,3 +20,13 @@ def new_machine(env: dict[str, str]) -> Iterator[dict[str, str]]:
     with tempfile.TemporaryDirectory(prefix="litevfs-machine-") as home:
         os.chmod(home, 0o700)
         yield {**env, "XDG_STATE_HOME": home}
+
+
+def private_state_home(parent: str | os.PathLike[str]) -> str:
+    """Point this process (and the children that copy its environment) at a state home
+    of its own under ``parent``: a benchmark or the demo leaves nothing in the user's
+    ``~/.local/state``."""
+    home = os.path.join(os.fspath(parent), "state")
+    os.makedirs(home, mode=0o700, exist_ok=True)
+    os.environ["XDG_STATE_HOME"] = home
+    return home
