@@ -97,6 +97,7 @@ class MachineIndexes:
         return index
 
     def _decode(self, info: FileInfo, data: bytes) -> FileIndex | None:
+        # imported here, not at the top: ``has`` runs on the LIST's thread before these load
         import xxhash
 
         from ..errors import LTXFormatError
@@ -133,7 +134,7 @@ class MachineIndexes:
         info = fi.info
         if info.size < self.min_object or os.path.exists(self.path(info)):
             return
-        import xxhash
+        import xxhash  # as in _decode: kept off the LIST thread's imports
 
         from .._files import makedirs
         from ..storage.fetch import index_parts

@@ -131,9 +131,7 @@ class ViewBuilder:
         return self._ahead.take_object(name) if self._ahead is not None else None
 
     def _fetch(self, infos: Sequence[FileInfo]) -> list[FileIndex]:
-        state, ahead, hints = self.state, self._ahead, self.hints
-
-        machine = self.machine
+        state, ahead, hints, machine = self.state, self._ahead, self.hints, self.machine
 
         def fetch(info: FileInfo) -> FileIndex:
             started = ahead.take(info) if ahead is not None else None

@@ -5,9 +5,9 @@ fetched concurrently, and a second read only when the index is larger than the t
 
 from __future__ import annotations
 
-from concurrent.futures import Executor, Future
 import struct
 from array import array
+from concurrent.futures import Executor, Future
 from dataclasses import dataclass
 from types import ModuleType
 from typing import TYPE_CHECKING
