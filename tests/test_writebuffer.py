@@ -262,3 +262,44 @@ def test_a_second_process_index_follows_appends_rewrites_and_discards(tmp_path):
     finally:
         b.close()
         a.close()
+
+
+def test_catch_up_applies_a_run_of_transactions_as_if_one_by_one(tmp_path):
+    """Another process's run of transactions is applied at once (only the newest version
+    of each page is copied out of the read): the result is the one-by-one result,
+    shrinks inside the run included, a DONE record in the middle of a run sees the pages
+    before it, and pages read earlier stay intact when the next catch-up reuses the read
+    buffer."""
+    from litevfs.write import shared
+
+    path = tmp_path / "b.wbuf"
+    a, _ = open_buf(path)
+    shared._registry.clear()  # "another process"
+    b, _ = open_buf(path)
+    try:
+        s1 = a.append({1: page(1), 4: page(4), 6: page(6)}, 6)
+        a.append({1: page(11), 2: page(2)}, 6)
+        a.append({1: page(21)}, 3)  # shrink: 4 and 6 go
+        s4 = a.append({1: page(31), 5: page(5)}, 5)  # grows again: 5 comes, 4 stays gone
+        changes = b.catch_up()
+        assert [e for e in changes.events] == [("tx", 6), ("tx", 6), ("tx", 3), ("tx", 5)]
+        assert b.pages == a.pages == {1: page(31), 2: page(2), 5: page(5)}
+        assert b.page_seq == a.page_seq == {1: s4, 2: s1 + 1, 5: s4}
+        assert (b.commit, b.floor, b.last_seq) == (5, 3, s4)
+        assert all(type(d) is bytes for d in b.pages.values())  # copies, not views
+        kept = dict(b.pages)
+        a.append({3: page(3)}, 5)
+        a.catch_up()
+        a.append_done(Done(9, s1 + 1, 0xABC, None))  # covers the first two
+        a.append({7: page(7)}, 7)
+        changes = b.catch_up(cow=True)
+        assert [e[0] for e in changes.events] == ["tx", "done", "tx"]
+        (_, done, dropped, commit, _floor), = [e for e in changes.events if e[0] == "done"]
+        assert set(dropped) == {2} and commit == 6 and b.base_txid == 9
+        assert b.pages == a.pages == {1: page(31), 3: page(3), 5: page(5), 7: page(7)}
+        assert kept == {1: page(31), 2: page(2), 5: page(5)}  # the earlier read's pages
+        assert [t.seq for t in b.txs] == [t.seq for t in a.txs]
+        assert b.unsynced(b.last_seq) == a.unsynced(a.last_seq)
+    finally:
+        b.close()
+        a.close()

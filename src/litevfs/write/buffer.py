@@ -68,6 +68,8 @@ MAX_META = 1 << 28
 DONE_HAS_INDEX = 1
 KEEP_DONES = 32  # DONE records carried into a new generation
 MAX_HEADER = _HEAD.size + 65536 + 8
+_REUSE_MAX = 8 << 20  # catch-up reads up to this size go into a buffer the index keeps
+_preadv = getattr(os, "preadv", None)
 
 
 def __getattr__(name: str) -> object:
@@ -228,10 +230,10 @@ def _pgnos(count: int) -> struct.Struct:
 def parse_record(view: memoryview, pos: int, page_size: int, verify: bool = True
                  ) -> tuple[bytes, int, object] | None:
     """(kind, end offset, payload) of the record at ``pos``, or None when it is torn or
-    corrupt. Payload: ``(pages, commit, seq)`` for a transaction, a SyncMark, a Done,
-    or the conflict message. ``verify=False``: skip the checksum (a record inside the
-    committed end of a live log, complete by construction; recovery always checks): the
-    pages are then memoryviews into ``view``'s buffer instead of copies."""
+    corrupt. Payload: ``(pages, commit, seq)`` for a transaction (pages copied out of
+    ``view``), a SyncMark, a Done, or the conflict message. ``verify=False``: skip the
+    checksum (a record inside the committed end of a live log, complete by construction;
+    recovery always checks)."""
     if pos + _REC.size > len(view):
         return None
     kind, count, commit, seq = _REC.unpack_from(view, pos)
@@ -262,12 +264,8 @@ def parse_record(view: memoryview, pos: int, page_size: int, verify: bool = True
     pgnos = _pgnos(count).unpack_from(view, start) if count < 4096 else struct.unpack_from(
         f">{count}I", view, start)
     off = start + 4 * count
-    if verify:
-        pages = {p: view[off + i * page_size:off + (i + 1) * page_size].tobytes()
-                 for i, p in enumerate(pgnos)}
-    else:  # the live catch-up: views into its read buffer (no copy; bytes-like)
-        pages = {p: view[off + i * page_size:off + (i + 1) * page_size]
-                 for i, p in enumerate(pgnos)}
+    pages = {p: view[off + i * page_size:off + (i + 1) * page_size].tobytes()
+             for i, p in enumerate(pgnos)}
     return kind, end + 8, (pages, commit, seq)
 
 
@@ -363,6 +361,7 @@ class WriteBuffer:
         self._cow = False  # the pages dict is pinned by readers: copy before changing it
         self._switching = False
         self._new_header: Header | None = None
+        self._rbuf: bytearray | None = None  # the reused catch-up read buffer (_fill)
 
     # -- open / recover ----------------------------------------------------------------
     @classmethod
@@ -507,53 +506,103 @@ class WriteBuffer:
         self._seen = pack_state(self.gen, self.pos)
         return changes
 
+    def _fill(self, fd: int, start: int, stop: int) -> memoryview:
+        """The log's bytes [start, stop): read into a buffer this index keeps (a fresh
+        multi-megabyte read costs more in page faults than in copying), or a new one for
+        a read bigger than ``_REUSE_MAX``. Nothing read is referenced after ``_read``."""
+        n = stop - start
+        if n > _REUSE_MAX or _preadv is None:
+            return memoryview(os.pread(fd, n, start))
+        buf, self._rbuf = self._rbuf, None  # taken: a concurrent caller gets its own
+        if buf is None or len(buf) < n:
+            buf = bytearray(max(n, 1 << 16, 2 * len(buf) if buf is not None else 0))
+        got = _preadv(fd, [memoryview(buf)[:n]], start)
+        self._rbuf = buf
+        return memoryview(buf)[:got]
+
     def _read(self, fd: int, start: int, stop: int, changes: Changes, *, strict: bool) -> None:
-        data = os.pread(fd, stop - start, start)
-        view = memoryview(data)
-        pos, n = 0, len(data)
+        view = self._fill(fd, start, stop)
+        try:
+            self._index(view, start, changes, strict=strict)
+        finally:
+            view.release()
+
+    def _index(self, view: memoryview, start: int, changes: Changes, *, strict: bool) -> None:
+        pos, n = 0, len(view)
         # The common record by far is another process's transaction, read by every other
-        # process: it is applied inline (no checksum inside the committed end, pages as
-        # views into ``data``), everything else through parse_record / _apply_record.
+        # process: a run of them is applied inline (no checksum inside the committed end),
+        # and only the newest version of each page is copied out, once, at the end of the
+        # run (a page rewritten by every commit, like page 1, costs one copy, not one per
+        # record). Everything else goes through parse_record / _apply_record.
         fast = strict and not self._switching and self._new_header is None
         ps, rec_size, unpack = self.page_size, _REC.size, _REC.unpack_from
         events = changes.events
-        while pos < n:
-            if fast and pos + rec_size <= n:
-                kind, count, commit, seq = unpack(view, pos)
-                body = pos + rec_size
-                end = body + count * (4 + ps)
-                if kind == KIND_TX and count < 4096 and end + 8 <= n and seq > self.last_seq:
-                    target = self._own_pages()
-                    page_seq = self.page_seq
-                    if self.commit is not None and commit < self.commit:
-                        for p in [p for p in target if p > commit]:
-                            del target[p]
-                            page_seq.pop(p, None)
-                    off = body + 4 * count
-                    for p in _pgnos(count).unpack_from(view, body):
-                        if p <= commit:
-                            target[p] = view[off:off + ps]
-                            page_seq[p] = seq
-                        off += ps
-                    floor = self.floor
-                    self.floor = commit if floor is None or commit < floor else floor
-                    self.commit = commit
-                    self.last_seq = seq
-                    self.txs.append(TxRef(seq, commit, start + pos, start + end + 8))
-                    events.append(("tx", commit))
-                    pos = end + 8
-                    continue
-            parsed = parse_record(view, pos, ps, verify=not strict)
-            if parsed is None:
-                if strict:
-                    raise WriteBufferError(
-                        f"write buffer {self.path}: corrupt record at offset {start + pos} "
-                        "inside the committed log")
-                break
-            kind, end, payload = parsed
-            self._apply_record(kind, payload, start + pos, start + end, changes)
-            pos = end
+        newest: dict[int, tuple[int, int]] = {}  # pgno -> (seq, offset in view) of the run
+        try:
+            while pos < n:
+                if strict and pos + rec_size <= n:
+                    kind, count, commit, seq = unpack(view, pos)
+                    body = pos + rec_size
+                    end = body + count * (4 + ps)
+                    if kind == KIND_TX and count < 4096 and end + 8 <= n:
+                        if seq > self.last_seq and fast:
+                            if self.commit is not None and commit < self.commit:
+                                self._shrink(commit)  # pages past the new end go
+                                for p in [p for p in newest if p > commit]:
+                                    del newest[p]
+                            off = body + 4 * count
+                            for p in _pgnos(count).unpack_from(view, body):
+                                if p <= commit:
+                                    newest[p] = (seq, off)
+                                off += ps
+                            floor = self.floor
+                            self.floor = commit if floor is None or commit < floor else floor
+                            self.commit = commit
+                            self.last_seq = seq
+                            self.txs.append(TxRef(seq, commit, start + pos, start + end + 8))
+                            events.append(("tx", commit))
+                            pos = end + 8
+                            continue
+                        if seq <= self.last_seq and self._new_header is None:
+                            # Applied already (a new generation carries it over): only
+                            # its place, no pages.
+                            if self._switching and seq > self.synced_seq:
+                                self.txs.append(TxRef(seq, commit, start + pos,
+                                                      start + end + 8))
+                            pos = end + 8
+                            continue
+                if newest:
+                    self._put_newest(view, newest)
+                parsed = parse_record(view, pos, ps, verify=not strict)
+                if parsed is None:
+                    if strict:
+                        raise WriteBufferError(
+                            f"write buffer {self.path}: corrupt record at offset "
+                            f"{start + pos} inside the committed log")
+                    break
+                kind, end, payload = parsed
+                self._apply_record(kind, payload, start + pos, start + end, changes)
+                pos = end
+        finally:
+            if newest:
+                self._put_newest(view, newest)
         self.pos = start + pos
+
+    def _shrink(self, commit: int) -> None:
+        """A transaction shrank the database to ``commit`` pages: pages past it go."""
+        target = self._own_pages()
+        page_seq = self.page_seq
+        for p in [p for p in target if p > commit]:
+            del target[p]
+            page_seq.pop(p, None)
+
+    def _put_newest(self, view: memoryview, newest: dict[int, tuple[int, int]]) -> None:
+        target = self._own_pages()
+        page_seq, ps = self.page_seq, self.page_size
+        for p, (seq, off) in newest.items():
+            target[p] = view[off:off + ps].tobytes()
+            page_seq[p] = seq
+        newest.clear()
 
     def _switch(self, changes: Changes) -> None:
         """The log was rewritten (or this is the first read): finish the old generation
@@ -652,12 +701,10 @@ class WriteBuffer:
 
     def _apply_tx(self, pages: Mapping[int, bytes], commit: int, seq: int, start: int,
                   end: int) -> None:
+        if self.commit is not None and commit < self.commit:
+            self._shrink(commit)
         target = self._own_pages()
         page_seq = self.page_seq
-        if self.commit is not None and commit < self.commit:  # a shrink: pages past it go
-            for p in [p for p in target if p > commit]:
-                del target[p]
-                page_seq.pop(p, None)
         for p, d in pages.items():
             if p <= commit:
                 target[p] = d
