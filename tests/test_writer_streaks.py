@@ -109,3 +109,88 @@ def test_a_streak_ends_after_streak_max_commits(tmp_path: Path) -> None:
         if proc is not None and proc.poll() is None:
             proc.kill()
         files.close()
+
+
+WAITER_MEANWHILE = """
+import sys, time
+from litevfs.write.shared import SharedFiles, WriterGate
+files = SharedFiles.open(sys.argv[1])
+files.release_init()
+gate = WriterGate(files)
+calls = []
+print("waiting", flush=True)
+ok = gate.wait(20.0, meanwhile=lambda: calls.append(time.monotonic()))
+print("got" if ok else "timeout", len(calls), flush=True)
+gate.release()
+files.close()
+"""
+
+
+def test_a_waiter_works_meanwhile_between_looks_at_the_lock(tmp_path: Path) -> None:
+    """``meanwhile`` (a writer catches up with the holder's commits) runs after each look
+    that found the lock taken, so the next holder reads only the last few commits when it
+    gets the lock; never once the lock is taken."""
+    path = str(tmp_path / "buf")
+    files = SharedFiles.open(path)
+    files.release_init()
+    gate = WriterGate(files)
+    proc = None
+    try:
+        assert gate.try_acquire(polite=False)
+        proc = subprocess.Popen([sys.executable, "-c", WAITER_MEANWHILE, path],
+                                stdout=subprocess.PIPE, text=True)
+        assert proc.stdout is not None and proc.stdout.readline().strip() == "waiting"
+        time.sleep(0.05)  # ~25 looks at 2 ms
+        gate.release()  # kept for a streak (someone waits) ...
+        assert files.drop_kept()  # ... and handed over, as the LockKeeper does
+        files.ring_if_waited()
+        word, calls = proc.stdout.readline().split()
+        assert word == "got" and int(calls) >= 5
+        assert proc.wait(10) == 0
+    finally:
+        if proc is not None and proc.poll() is None:
+            proc.kill()
+        files.close()
+
+
+def test_a_writer_waiting_for_the_lock_catches_up_meanwhile(tmp_path: Path, core) -> None:
+    """What a connection's busy wait runs between looks at the lock: the index takes in
+    another process's commits, without ever waiting for this process's own lock."""
+    import threading
+
+    import litevfs
+    from litevfs.vfs.registry import file_of
+
+    url = (tmp_path / "replica").as_uri()
+    buf = str(tmp_path / "w.wbuf")
+    con = litevfs.connect(url, write=True, impl=core, buffer_path=buf, sync_interval=0,
+                          poll_interval=0)
+    try:
+        con.execute("CREATE TABLE IF NOT EXISTS t(id INTEGER PRIMARY KEY, v TEXT)")
+        writer = file_of(con).writer
+        seq = writer.buffer.last_seq
+        child = subprocess.run([sys.executable, str(Path(__file__).with_name("write_child.py")),
+                                "writer", url, buf, "1", "3", "--interval=0"],
+                               capture_output=True, text=True, timeout=120)
+        assert child.stdout.count("committed") == 3, child.stderr[-2000:]
+        assert not writer.buffer.fresh()
+        held, free = threading.Event(), threading.Event()
+
+        def hold() -> None:
+            with writer.lock:
+                held.set()
+                free.wait(10)
+
+        holder = threading.Thread(target=hold)
+        holder.start()
+        assert held.wait(10)
+        started = time.monotonic()
+        writer.catch_up_while_waiting()  # busy here: skipped, at once
+        assert time.monotonic() - started < 0.5 and writer.buffer.last_seq == seq
+        free.set()
+        holder.join()
+        writer.catch_up_while_waiting()
+        assert writer.buffer.fresh() and writer.buffer.last_seq >= seq + 3
+        assert con.execute("SELECT count(*) FROM t").fetchone() == (3,)
+    finally:
+        con.close()

@@ -104,7 +104,8 @@ class LiteVFS(apsw.VFS):
         if request is not None:
             gate, file, yield_first = request
             if not file._closed and not file.w_held and gate.wait(
-                    microseconds / 1e6, yield_first=yield_first):
+                    microseconds / 1e6, yield_first=yield_first,
+                    meanwhile=file.writer.catch_up_while_waiting):
                 file.w_held = True  # the retry's RESERVED uses it (released at unlock)
             return microseconds
         time.sleep(microseconds / 1e6)

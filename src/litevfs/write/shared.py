@@ -42,6 +42,7 @@ import stat
 import struct
 import threading
 import time
+from collections.abc import Callable
 from collections.abc import Iterator
 from contextlib import contextmanager
 
@@ -453,9 +454,12 @@ class WriterGate:
             return False
         return self.files.lock(WRITER)
 
-    def wait(self, timeout: float, *, yield_first: bool = False) -> bool:
+    def wait(self, timeout: float, *, yield_first: bool = False,
+             meanwhile: Callable[[], None] | None = None) -> bool:
         """Wait up to ``timeout`` s for WRITER and take it. ``yield_first``: let a waiting
-        process go first (this one just had a long streak)."""
+        process go first (this one just had a long streak). ``meanwhile``: called after
+        each look that found the lock taken (catching up with the commits of the process
+        that has it, so that taking it costs only its last ones)."""
         files = self.files
         deadline = time.monotonic() + timeout
         files.start_waiting()
@@ -467,6 +471,8 @@ class WriterGate:
                 if files.lock(WRITER):
                     self.streak = 0
                     return True
+                if meanwhile is not None:
+                    meanwhile()
                 remaining = deadline - time.monotonic()
                 if remaining <= 0:
                     return False

@@ -247,6 +247,22 @@ class Writer:
             if changes:
                 self._absorb(changes)
 
+    def catch_up_while_waiting(self) -> None:
+        """Between looks at the machine's write lock: catch up with the commits of the
+        process that holds it, off the critical path (the lock's next holder then reads
+        only its last few commits before writing). Never blocks on this process's lock,
+        never raises: the read transaction that follows catches up as usual."""
+        if self.buffer.fresh() or not self.lock.acquire(blocking=False):
+            return
+        try:
+            changes = self.buffer.catch_up(cow=self._pinned(None))
+            if changes:
+                self._absorb(changes)
+        except Exception as exc:  # the next begin_read reports it
+            log.debug("%s: catching up while waiting for the write lock: %s", self.name, exc)
+        finally:
+            self.lock.release()
+
     def begin_read(self, owner: int) -> Local:
         """SHARED for ``owner``: catch up, then the Local it pins."""
         with self.lock:
