@@ -138,7 +138,7 @@ def test_filesize_not_regressed_by_own_upload(url, tmp_path, core):
     writer = file_of(con).writer
     buf = writer.buffer
     upto = buf.last_seq  # a sync starts: it cuts here...
-    pages, commit, floor = syncer.merge_transactions(buf.unsynced(upto))
+    pages, commit, floor = buf.unsynced_merged(upto)
     con.executemany("INSERT INTO t(v) VALUES (randomblob(3000))", [()] * 50)  # ...db grows
     grown = file_of(con).xFileSize()
     data = syncer.encode_upload(writer, pages, commit, floor, 1)

@@ -303,3 +303,49 @@ def test_catch_up_applies_a_run_of_transactions_as_if_one_by_one(tmp_path):
     finally:
         b.close()
         a.close()
+
+
+def _merge_one_by_one(txns):
+    pages, commit, floor = {}, 0, 0
+    for i, (tx_pages, c) in enumerate(txns):
+        if i and c < commit:
+            pages = {p: d for p, d in pages.items() if p <= c}
+        pages.update((p, d) for p, d in tx_pages.items() if p <= c)
+        floor = c if i == 0 else min(floor, c)
+        commit = c
+    return pages, commit, floor
+
+
+@pytest.mark.parametrize("chunk", [64 << 20, 3 * (PS + 64), 1])
+def test_unsynced_merged_is_the_transactions_applied_in_order(tmp_path, monkeypatch, chunk):
+    """What a sync uploads, read back in chunks of any size (one record bigger than a
+    chunk included): the newest version of each page, shrinks applied, the last commit
+    and the smallest one; a damaged record inside is an error, never a wrong page."""
+    from litevfs.write import buffer
+
+    monkeypatch.setattr(buffer, "_REUSE_MAX", chunk)
+    buf, _ = open_buf(tmp_path / "b.wbuf")
+    try:
+        buf.append({1: page(1), 2: page(2), 3: page(3)}, 3)
+        for i in range(10):
+            buf.append({1: page(10 + i), 2 + i % 2: page(40 + i)}, 3)
+        buf.append({1: page(60)}, 1)  # shrink to one page
+        buf.append({1: page(61), 4: page(64)}, 4)
+        buf.append({p: page(70 + p) for p in range(1, 9)}, 8)  # bigger than a small chunk
+        upto = buf.last_seq
+        buf.append({1: page(99)}, 8)  # after the cut: not in this sync
+        assert buf.unsynced_merged(upto) == _merge_one_by_one(buf.unsynced(upto))
+        pages, commit, floor = buf.unsynced_merged(upto)
+        assert (commit, floor) == (8, 1) and pages[1] == page(71) and pages[2] == page(72)
+        assert buf.unsynced_merged(buf.last_seq)[0][1] == page(99)
+        assert all(type(d) is bytes for d in pages.values())
+        victim = buf.txs[5]
+        with open(tmp_path / "b.wbuf", "r+b") as f:  # a flipped byte in one page
+            f.seek(victim.end - 100)
+            byte = f.read(1)
+            f.seek(victim.end - 100)
+            f.write(bytes([byte[0] ^ 0xFF]))
+        with pytest.raises(WriteBufferError, match="unreadable transaction"):
+            buf.unsynced_merged(upto)
+    finally:
+        buf.close()

@@ -269,6 +269,24 @@ def parse_record(view: memoryview, pos: int, page_size: int, verify: bool = True
     return kind, end + 8, (pages, commit, seq)
 
 
+def _checked_tx(view: memoryview, pos: int, page_size: int
+                ) -> tuple[tuple[int, ...], int, int] | None:
+    """(pgnos, offset of its first page, commit) of the TX record at ``pos``, its
+    checksum checked; None when there is none or it is corrupt."""
+    if pos + _REC.size > len(view):
+        return None
+    kind, count, commit, _seq = _REC.unpack_from(view, pos)
+    if kind != KIND_TX or count > MAX_RECORD_PAGES:
+        return None
+    body = pos + _REC.size
+    end = body + count * (4 + page_size)
+    if end + 8 > len(view) or _U64.unpack_from(view, end)[0] != _xxh(view[pos:end]):
+        return None
+    pgnos = _pgnos(count).unpack_from(view, body) if count < 4096 else struct.unpack_from(
+        f">{count}I", view, body)
+    return pgnos, body + 4 * count, commit
+
+
 def _parse_done(view: memoryview, start: int, end: int, flags: int, txid: int,
                 raw: bytes) -> Done | None:
     if end - start < _DONE.size:
@@ -857,6 +875,49 @@ class WriteBuffer:
             pages, commit, _seq = parsed[2]  # type: ignore[misc]
             out.append((pages, commit))
         return out
+
+    def unsynced_merged(self, upto: int) -> tuple[dict[int, bytes], int, int]:
+        """What a sync uploads: the unsynced transactions with sequence numbers <= ``upto``,
+        read back from the log (each record's checksum checked) and merged in order: the
+        newest version of each page (pages past a shrink dropped), the commit after the
+        last one and the smallest commit among them. Read in chunks through the reused
+        read buffer, and only the pages that survive are copied out (a second of commits
+        can be a hundred megabytes of page versions, mostly of the same few pages)."""
+        refs = [t for t in self.txs if t.seq <= upto]
+        merged: dict[int, bytes] = {}
+        commit = floor = 0
+        ps, i = self.page_size, 0
+        while i < len(refs):
+            j = i + 1
+            while j < len(refs) and refs[j].end - refs[i].start <= _REUSE_MAX:
+                j += 1
+            base = refs[i].start
+            view = self._fill(self._fd, base, refs[j - 1].end)
+            try:
+                newest: dict[int, int] = {}  # pgno -> offset in view, this chunk
+                for ref in refs[i:j]:
+                    tx = _checked_tx(view, ref.start - base, ps)
+                    if tx is None:
+                        raise WriteBufferError(f"write buffer {self.path}: unreadable "
+                                               f"transaction at offset {ref.start}")
+                    pgnos, off, c = tx
+                    if ref is not refs[0] and c < commit:  # a shrink: pages past it go
+                        for p in [p for p in merged if p > c]:
+                            del merged[p]
+                        for p in [p for p in newest if p > c]:
+                            del newest[p]
+                    for p in pgnos:
+                        if p <= c:
+                            newest[p] = off
+                        off += ps
+                    floor = c if ref is refs[0] else min(floor, c)
+                    commit = c
+                for p, off in newest.items():
+                    merged[p] = view[off:off + ps].tobytes()
+            finally:
+                view.release()
+            i = j
+        return merged, commit, floor
 
     def rewrite(self, *, base_txid: int | None = None, discard: bool = False,
                 page_size: int | None = None) -> None:

@@ -69,22 +69,6 @@ TURN_TIMEOUT = 30.0  # the periodic sync waits this long for another process's s
 _U64_MASK = (1 << 64) - 1
 
 
-def merge_transactions(txns: list[tuple[dict[int, bytes], int]]
-                       ) -> tuple[dict[int, bytes], int, int]:
-    """The pages of several transactions in order (newest wins, pages past a shrink
-    dropped), the commit after the last one and the smallest commit among them."""
-    pages: dict[int, bytes] = {}
-    commit = floor = 0
-    for i, (tx_pages, c) in enumerate(txns):
-        if i and c < commit:
-            for p in [p for p in pages if p > c]:
-                del pages[p]
-        pages.update((p, d) for p, d in tx_pages.items() if p <= c)
-        floor = c if i == 0 else min(floor, c)
-        commit = c
-    return pages, commit, floor
-
-
 def remote_levels(writer: Writer) -> dict[int, list[FileInfo]]:
     """Every level's files (S3 lists every level in one request)."""
     return writer.state.storage.list_all()
@@ -207,8 +191,7 @@ def _sync_turn(writer: Writer) -> int:
         if buf.empty:
             return buf.base_txid
         upto, base = buf.last_seq, buf.base_txid
-        txns = buf.unsynced(upto)
-    pages, commit, floor = merge_transactions(txns)
+        pages, commit, floor = buf.unsynced_merged(upto)
     levels = remote_levels(writer)
     remote = max_txid(levels)
     if remote > base:
