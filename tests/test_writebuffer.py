@@ -224,12 +224,14 @@ def test_garbage_file_refused(tmp_path):
         open_buf(path)
 
 
-def test_a_second_process_index_follows_appends_rewrites_and_discards(tmp_path):
+@pytest.mark.parametrize("chunk", [8 << 20, 3 * (PS + 64), 1])
+def test_a_second_process_index_follows_appends_rewrites_and_discards(tmp_path, monkeypatch, chunk):
     """Two handles on one log, as two processes have (the per-process registry is
     bypassed): B's index catches up incrementally, across a rewrite (a new generation
     that keeps the unsynced transaction and the DONE record), and a discard."""
-    from litevfs.write import shared
+    from litevfs.write import buffer, shared
 
+    monkeypatch.setattr(buffer, "_REUSE_MAX", chunk)  # reads in chunks of any size
     path = tmp_path / "b.wbuf"
     a, _ = open_buf(path)
     shared._registry.clear()  # "another process"
@@ -264,14 +266,16 @@ def test_a_second_process_index_follows_appends_rewrites_and_discards(tmp_path):
         a.close()
 
 
-def test_catch_up_applies_a_run_of_transactions_as_if_one_by_one(tmp_path):
+@pytest.mark.parametrize("chunk", [8 << 20, 3 * (PS + 64), 1])
+def test_catch_up_applies_a_run_of_transactions_as_if_one_by_one(tmp_path, monkeypatch, chunk):
     """Another process's run of transactions is applied at once (only the newest version
     of each page is copied out of the read): the result is the one-by-one result,
     shrinks inside the run included, a DONE record in the middle of a run sees the pages
     before it, and pages read earlier stay intact when the next catch-up reuses the read
     buffer."""
-    from litevfs.write import shared
+    from litevfs.write import buffer, shared
 
+    monkeypatch.setattr(buffer, "_REUSE_MAX", chunk)  # reads in chunks of any size
     path = tmp_path / "b.wbuf"
     a, _ = open_buf(path)
     shared._registry.clear()  # "another process"
@@ -349,3 +353,37 @@ def test_unsynced_merged_is_the_transactions_applied_in_order(tmp_path, monkeypa
             buf.unsynced_merged(upto)
     finally:
         buf.close()
+
+
+@pytest.mark.parametrize("copy", ["kernel", "missing", "refused"])
+def test_rewrite_copies_the_unsynced_records_whatever_the_copy_path(tmp_path, monkeypatch,
+                                                                    copy):
+    """A rewrite copies the unsynced records into the new generation in the kernel
+    (copy_file_range) or, where that is missing or refused, through a buffer."""
+    import errno as errno_
+
+    from litevfs.write import buffer
+
+    if copy == "missing":
+        monkeypatch.setattr(buffer, "_copy_file_range", None)
+    elif copy == "refused":
+        def refuse(*_a):
+            raise OSError(errno_.EXDEV, "cross-device")
+        monkeypatch.setattr(buffer, "_copy_file_range", refuse)
+    monkeypatch.setattr(buffer, "_REUSE_MAX", 1000)  # the buffered path in several chunks
+    buf, _ = open_buf(tmp_path / "b.wbuf")
+    try:
+        s1 = buf.append({1: page(1)}, 1)
+        buf.append({2: page(2)}, 2)
+        buf.append_done(Done(8, s1, 0xABC, None))
+        buf.append({1: page(3), 3: page(4)}, 3)
+        before = buf.unsynced(buf.last_seq)
+        buf.rewrite()
+        buf.catch_up()
+        assert buf.gen == 2 and buf.unsynced(buf.last_seq) == before
+        assert buf.pages == {1: page(3), 2: page(2), 3: page(4)}
+        assert os.path.getsize(tmp_path / "b.wbuf") == buf.pos
+    finally:
+        buf.close()
+    _header, txns = read_buffer(str(tmp_path / "b.wbuf"))
+    assert [c for _p, c in txns] == [2, 3]

@@ -40,7 +40,7 @@ import struct
 import time
 import warnings
 from collections import deque
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import NamedTuple
 
@@ -70,6 +70,7 @@ KEEP_DONES = 32  # DONE records carried into a new generation
 MAX_HEADER = _HEAD.size + 65536 + 8
 _REUSE_MAX = 8 << 20  # catch-up reads up to this size go into a buffer the index keeps
 _preadv = getattr(os, "preadv", None)
+_copy_file_range = getattr(os, "copy_file_range", None)
 
 
 def __getattr__(name: str) -> object:
@@ -267,6 +268,38 @@ def parse_record(view: memoryview, pos: int, page_size: int, verify: bool = True
     pages = {p: view[off + i * page_size:off + (i + 1) * page_size].tobytes()
              for i, p in enumerate(pgnos)}
     return kind, end + 8, (pages, commit, seq)
+
+
+def _copy_range(src: int, dst: int, start: int, stop: int, out: int, name: str) -> None:
+    """Copy bytes [start, stop) of ``src`` to offset ``out`` of ``dst``: in the kernel
+    (``copy_file_range``) when it can, else through a bounded buffer."""
+    while start < stop:
+        n = 0
+        if _copy_file_range is not None:
+            try:
+                n = _copy_file_range(src, dst, stop - start, start, out)
+            except OSError as exc:
+                if exc.errno not in (errno.EXDEV, errno.ENOSYS, errno.EOPNOTSUPP, errno.EINVAL):
+                    raise
+        if n <= 0:
+            chunk = os.pread(src, min(stop - start, _REUSE_MAX), start)
+            if not chunk or os.pwrite(dst, chunk, out) != len(chunk):
+                raise OSError(errno.EIO, f"short copy into {name}")
+            n = len(chunk)
+        start += n
+        out += n
+
+
+def _record_size(view: memoryview, pos: int, page_size: int) -> int | None:
+    """The size of the record whose header is at ``pos``; None for an unknown kind."""
+    kind, count, _flags, _seq = _REC.unpack_from(view, pos)
+    if kind == KIND_TX:
+        return _REC.size + count * (4 + page_size) + 8
+    if kind == KIND_SYNC:
+        return _REC.size + _MARK.size + 8
+    if kind in (KIND_DONE, KIND_CONFLICT):
+        return _REC.size + count + 8
+    return None
 
 
 def _checked_tx(view: memoryview, pos: int, page_size: int
@@ -480,12 +513,18 @@ class WriteBuffer:
                 self._recover_alone()
             self.catch_up()
 
-    def _write_file(self, data: bytes) -> None:
+    def _write_file(self, data: bytes, runs: Sequence[tuple[int, int]] = ()) -> None:
+        """A new log file: ``data``, then the byte ranges ``runs`` of the current one,
+        copied by the kernel where it can (a rewrite holds the machine's write lock)."""
         tmp = self.path + ".tmp"
         fd = os.open(tmp, os.O_RDWR | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, 0o600)
         try:
             if os.write(fd, data) != len(data):
                 raise OSError(errno.EIO, f"short write to {tmp}")
+            out = len(data)
+            for start, stop in runs:
+                _copy_range(self._fd, fd, start, stop, out, tmp)
+                out += stop - start
             if self.fsync:
                 datasync(fd)
             os.replace(tmp, self.path)
@@ -539,13 +578,29 @@ class WriteBuffer:
         return memoryview(buf)[:got]
 
     def _read(self, fd: int, start: int, stop: int, changes: Changes, *, strict: bool) -> None:
-        view = self._fill(fd, start, stop)
-        try:
-            self._index(view, start, changes, strict=strict)
-        finally:
-            view.release()
+        """Index the log's records in [start, stop): in chunks of up to ``_REUSE_MAX``
+        bytes (a new generation can be tens of megabytes), or one record's size when a
+        record is bigger."""
+        pos, need = start, 0
+        while pos < stop:
+            want = min(stop - pos, max(_REUSE_MAX, need))
+            view = self._fill(fd, pos, pos + want)
+            final = len(view) < want or pos + want >= stop
+            try:
+                reached, need = self._index(view, pos, changes, strict=strict, final=final)
+                torn = not need and reached < len(view)  # a torn tail (strict=False)
+            finally:
+                view.release()
+            pos += reached
+            if final or torn:
+                break
+        self.pos = pos
 
-    def _index(self, view: memoryview, start: int, changes: Changes, *, strict: bool) -> None:
+    def _index(self, view: memoryview, start: int, changes: Changes, *, strict: bool,
+               final: bool = True) -> tuple[int, int]:
+        """Apply the records of ``view`` (the log from offset ``start``): (bytes used, and
+        when ``view`` is not the last chunk and ends inside a record, that record's size;
+        else 0)."""
         pos, n = 0, len(view)
         # The common record by far is another process's transaction, read by every other
         # process: a run of them is applied inline (no checksum inside the committed end),
@@ -558,6 +613,10 @@ class WriteBuffer:
         newest: dict[int, tuple[int, int]] = {}  # pgno -> (seq, offset in view) of the run
         try:
             while pos < n:
+                if not final:
+                    size = _record_size(view, pos, ps) if pos + rec_size <= n else rec_size
+                    if size is not None and pos + size > n:
+                        return pos, size  # the rest of it is in the next chunk
                 if strict and pos + rec_size <= n:
                     kind, count, commit, seq = unpack(view, pos)
                     body = pos + rec_size
@@ -604,7 +663,7 @@ class WriteBuffer:
         finally:
             if newest:
                 self._put_newest(view, newest)
-        self.pos = start + pos
+        return pos, 0
 
     def _shrink(self, commit: int) -> None:
         """A transaction shrank the database to ``commit`` pages: pages past it go."""
@@ -937,16 +996,17 @@ class WriteBuffer:
                             self.last_seq if discard else self.synced_seq, self.gen + 1,
                             self.writer_id or _new_writer_id(), self.url, 0)
             parts = [encode_header(header)]
+            runs: list[tuple[int, int]] = []  # the unsynced TX records, contiguous runs
             if not discard:
                 parts += [d.raw for d in self.dones if d.raw]
-                if self.txs:
-                    data = os.pread(self._fd, self.txs[-1].end - self.txs[0].start,
-                                    self.txs[0].start)
-                    base = self.txs[0].start
-                    parts += [data[t.start - base:t.end - base] for t in self.txs]
-            body = b"".join(parts)
-            self._write_file(body)
-            files.publish(header.gen, len(body))
+                for t in self.txs:
+                    if runs and runs[-1][1] == t.start:
+                        runs[-1] = (runs[-1][0], t.end)
+                    else:
+                        runs.append((t.start, t.end))
+            head = b"".join(parts)
+            self._write_file(head, runs)
+            files.publish(header.gen, len(head) + sum(b - a for a, b in runs))
         finally:
             files.set_rewriting(False)
 
