@@ -71,6 +71,7 @@ MAX_HEADER = _HEAD.size + 65536 + 8
 _REUSE_MAX = 8 << 20  # catch-up reads up to this size go into a buffer the index keeps
 _preadv = getattr(os, "preadv", None)
 _copy_file_range = getattr(os, "copy_file_range", None)
+_new_tuple = tuple.__new__  # a TxRef without its __new__'s Python frame (catch-up, per record)
 
 
 def __getattr__(name: str) -> object:
@@ -617,29 +618,16 @@ class WriteBuffer:
                     size = _record_size(view, pos, ps) if pos + rec_size <= n else rec_size
                     if size is not None and pos + size > n:
                         return pos, size  # the rest of it is in the next chunk
+                if fast:
+                    reached = self._run(view, pos, start, events, newest)
+                    if reached != pos:
+                        pos = reached
+                        continue
                 if strict and pos + rec_size <= n:
                     kind, count, commit, seq = unpack(view, pos)
                     body = pos + rec_size
                     end = body + count * (4 + ps)
                     if kind == KIND_TX and count < 4096 and end + 8 <= n:
-                        if seq > self.last_seq and fast:
-                            if self.commit is not None and commit < self.commit:
-                                self._shrink(commit)  # pages past the new end go
-                                for p in [p for p in newest if p > commit]:
-                                    del newest[p]
-                            off = body + 4 * count
-                            for p in _pgnos(count).unpack_from(view, body):
-                                if p <= commit:
-                                    newest[p] = (seq, off)
-                                off += ps
-                            floor = self.floor
-                            self.floor = commit if floor is None or commit < floor else floor
-                            self.commit = commit
-                            self.last_seq = seq
-                            self.txs.append(TxRef(seq, commit, start + pos, start + end + 8))
-                            events.append(("tx", commit))
-                            pos = end + 8
-                            continue
                         if seq <= self.last_seq and self._new_header is None:
                             # Applied already (a new generation carries it over): only
                             # its place, no pages.
@@ -664,6 +652,41 @@ class WriteBuffer:
             if newest:
                 self._put_newest(view, newest)
         return pos, 0
+
+    def _run(self, view: memoryview, pos: int, start: int, events: list,
+             newest: dict[int, tuple[int, int]]) -> int:
+        """Apply the run of new TX records at ``pos`` (other processes' commits, inside
+        the committed end: no checksum): the newest (seq, offset) of each page goes to
+        ``newest``. Returns where the run stops (a record of another kind, or one that
+        does not end inside ``view``)."""
+        n, ps, rec_size, unpack = len(view), self.page_size, _REC.size, _REC.unpack_from
+        last_seq, current, floor = self.last_seq, self.commit, self.floor
+        add_tx, add_event = self.txs.append, events.append
+        try:
+            while pos + rec_size <= n:
+                kind, count, commit, seq = unpack(view, pos)
+                body = pos + rec_size
+                end = body + count * (4 + ps)
+                if kind != KIND_TX or count >= 4096 or seq <= last_seq or end + 8 > n:
+                    break
+                if current is not None and commit < current:  # a shrink
+                    self._shrink(commit)
+                    for p in [p for p in newest if p > commit]:
+                        del newest[p]
+                off = body + 4 * count
+                for p in _pgnos(count).unpack_from(view, body):
+                    if p <= commit:
+                        newest[p] = (seq, off)
+                    off += ps
+                if floor is None or commit < floor:
+                    floor = commit
+                current, last_seq = commit, seq
+                add_tx(_new_tuple(TxRef, (seq, commit, start + pos, start + end + 8)))
+                add_event(("tx", commit))
+                pos = end + 8
+        finally:
+            self.last_seq, self.commit, self.floor = last_seq, current, floor
+        return pos
 
     def _shrink(self, commit: int) -> None:
         """A transaction shrank the database to ``commit`` pages: pages past it go."""

@@ -353,7 +353,8 @@ class Writer:
             kind = event[0]
             if kind == "tx":
                 gen += 1
-                self._trim_frozen(event[1])
+                if self.frozen is not None:
+                    self._trim_frozen(event[1])
             elif kind == "done":
                 self._synced(*event[1:])
         if changes.generation:
