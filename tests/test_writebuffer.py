@@ -224,18 +224,24 @@ def test_garbage_file_refused(tmp_path):
         open_buf(path)
 
 
+def two_processes(path, monkeypatch, chunk: int):
+    """Two handles on one log, as two processes have (the per-process registry is
+    bypassed), reading in chunks of ``chunk`` bytes."""
+    from litevfs.write import buffer, shared
+
+    monkeypatch.setattr(buffer, "_REUSE_MAX", chunk)
+    a, _ = open_buf(path)
+    shared._registry.clear()  # "another process"
+    b, _ = open_buf(path)
+    return a, b
+
+
 @pytest.mark.parametrize("chunk", [8 << 20, 3 * (PS + 64), 1])
 def test_a_second_process_index_follows_appends_rewrites_and_discards(tmp_path, monkeypatch, chunk):
     """Two handles on one log, as two processes have (the per-process registry is
     bypassed): B's index catches up incrementally, across a rewrite (a new generation
     that keeps the unsynced transaction and the DONE record), and a discard."""
-    from litevfs.write import buffer, shared
-
-    monkeypatch.setattr(buffer, "_REUSE_MAX", chunk)  # reads in chunks of any size
-    path = tmp_path / "b.wbuf"
-    a, _ = open_buf(path)
-    shared._registry.clear()  # "another process"
-    b, _ = open_buf(path)
+    a, b = two_processes(tmp_path / "b.wbuf", monkeypatch, chunk)
     try:
         assert b.catch_up().events == []
         s1 = a.append({1: page(1)}, 1)
@@ -273,13 +279,7 @@ def test_catch_up_applies_a_run_of_transactions_as_if_one_by_one(tmp_path, monke
     shrinks inside the run included, a DONE record in the middle of a run sees the pages
     before it, and pages read earlier stay intact when the next catch-up reuses the read
     buffer."""
-    from litevfs.write import buffer, shared
-
-    monkeypatch.setattr(buffer, "_REUSE_MAX", chunk)  # reads in chunks of any size
-    path = tmp_path / "b.wbuf"
-    a, _ = open_buf(path)
-    shared._registry.clear()  # "another process"
-    b, _ = open_buf(path)
+    a, b = two_processes(tmp_path / "b.wbuf", monkeypatch, chunk)
     try:
         s1 = a.append({1: page(1), 4: page(4), 6: page(6)}, 6)
         a.append({1: page(11), 2: page(2)}, 6)

@@ -47,13 +47,17 @@ def _waiter(path: str) -> subprocess.Popen:
     return proc
 
 
-def test_a_streak_keeps_the_lock_then_hands_it_over_when_idle(
-        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(shared, "STREAK_IDLE_S", 0.05)  # a loaded machine's hiccups < this
+def _gate(tmp_path: Path) -> tuple[str, SharedFiles, WriterGate]:
     path = str(tmp_path / "buf")
     files = SharedFiles.open(path)
     files.release_init()
-    gate = WriterGate(files)
+    return path, files, WriterGate(files)
+
+
+def test_a_streak_keeps_the_lock_then_hands_it_over_when_idle(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(shared, "STREAK_IDLE_S", 0.05)  # a loaded machine's hiccups < this
+    path, files, gate = _gate(tmp_path)
     keeper = LockKeeper(gate)
     keeper.start()
     proc = None
@@ -81,10 +85,7 @@ def test_a_streak_keeps_the_lock_then_hands_it_over_when_idle(
 
 
 def test_a_streak_ends_after_streak_max_commits(tmp_path: Path) -> None:
-    path = str(tmp_path / "buf")
-    files = SharedFiles.open(path)
-    files.release_init()
-    gate = WriterGate(files)
+    path, files, gate = _gate(tmp_path)
     proc = None
     try:
         assert gate.try_acquire()
@@ -130,10 +131,7 @@ def test_a_waiter_works_meanwhile_between_looks_at_the_lock(tmp_path: Path) -> N
     """``meanwhile`` (a writer catches up with the holder's commits) runs after each look
     that found the lock taken, so the next holder reads only the last few commits when it
     gets the lock; never once the lock is taken."""
-    path = str(tmp_path / "buf")
-    files = SharedFiles.open(path)
-    files.release_init()
-    gate = WriterGate(files)
+    path, files, gate = _gate(tmp_path)
     proc = None
     try:
         assert gate.try_acquire(polite=False)
