@@ -387,3 +387,25 @@ def test_rewrite_copies_the_unsynced_records_whatever_the_copy_path(tmp_path, mo
         buf.close()
     _header, txns = read_buffer(str(tmp_path / "b.wbuf"))
     assert [c for _p, c in txns] == [2, 3]
+
+
+def test_a_read_inside_a_read_never_overwrites_the_outer_view(tmp_path):
+    """The kept read buffer belongs to one read at a time: a read that starts while another
+    one's view is in use gets its own buffer, and the kept one comes back afterwards."""
+    buf, _ = open_buf(tmp_path / "b.wbuf")
+    try:
+        first = buf.append({1: page(1)}, 1)
+        buf.append({2: page(2)}, 2)
+        one, two = buf.txs[-2], buf.txs[-1]
+        assert one.seq == first
+        with buf._reading(buf._fd, one.start, one.end) as outer:
+            before = bytes(outer)
+            with buf._reading(buf._fd, two.start, two.end) as inner:
+                assert bytes(inner) != before
+            assert bytes(outer) == before
+        kept = buf._rbuf
+        with buf._reading(buf._fd, two.start, two.end):
+            assert buf._rbuf is None  # taken while in use
+        assert buf._rbuf is kept
+    finally:
+        buf.close()

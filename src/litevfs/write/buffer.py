@@ -40,7 +40,8 @@ import struct
 import time
 import warnings
 from collections import deque
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import NamedTuple
 
@@ -413,7 +414,7 @@ class WriteBuffer:
         self._cow = False  # the pages dict is pinned by readers: copy before changing it
         self._switching = False
         self._new_header: Header | None = None
-        self._rbuf: bytearray | None = None  # the reused catch-up read buffer (_fill)
+        self._rbuf: bytearray | None = None  # the reused read buffer (_reading)
 
     # -- open / recover ----------------------------------------------------------------
     @classmethod
@@ -564,19 +565,27 @@ class WriteBuffer:
         self._seen = pack_state(self.gen, self.pos)
         return changes
 
-    def _fill(self, fd: int, start: int, stop: int) -> memoryview:
-        """The log's bytes [start, stop): read into a buffer this index keeps (a fresh
+    @contextmanager
+    def _reading(self, fd: int, start: int, stop: int) -> Iterator[memoryview]:
+        """The log's bytes [start, stop), read into a buffer this index keeps (a fresh
         multi-megabyte read costs more in page faults than in copying), or a new one for
-        a read bigger than ``_REUSE_MAX``. Nothing read is referenced after ``_read``."""
+        a read bigger than ``_REUSE_MAX``. The kept buffer is this reader's until the
+        block ends (another read meanwhile gets its own); nothing may keep the view."""
         n = stop - start
-        if n > _REUSE_MAX or _preadv is None:
-            return memoryview(os.pread(fd, n, start))
-        buf, self._rbuf = self._rbuf, None  # taken: a concurrent caller gets its own
-        if buf is None or len(buf) < n:
-            buf = bytearray(max(n, 1 << 16, 2 * len(buf) if buf is not None else 0))
-        got = _preadv(fd, [memoryview(buf)[:n]], start)
-        self._rbuf = buf
-        return memoryview(buf)[:got]
+        buf = None
+        if n <= _REUSE_MAX and _preadv is not None:
+            buf, self._rbuf = self._rbuf, None
+            if buf is None or len(buf) < n:
+                buf = bytearray(max(n, 1 << 16, 2 * len(buf) if buf is not None else 0))
+            view = memoryview(buf)[:_preadv(fd, [memoryview(buf)[:n]], start)]
+        else:
+            view = memoryview(os.pread(fd, n, start))
+        try:
+            yield view
+        finally:
+            view.release()
+            if buf is not None:
+                self._rbuf = buf
 
     def _read(self, fd: int, start: int, stop: int, changes: Changes, *, strict: bool) -> None:
         """Index the log's records in [start, stop): in chunks of up to ``_REUSE_MAX``
@@ -585,13 +594,10 @@ class WriteBuffer:
         pos, need = start, 0
         while pos < stop:
             want = min(stop - pos, max(_REUSE_MAX, need))
-            view = self._fill(fd, pos, pos + want)
-            final = len(view) < want or pos + want >= stop
-            try:
+            with self._reading(fd, pos, pos + want) as view:
+                final = len(view) < want or pos + want >= stop
                 reached, need = self._index(view, pos, changes, strict=strict, final=final)
                 torn = not need and reached < len(view)  # a torn tail (strict=False)
-            finally:
-                view.release()
             pos += reached
             if final or torn:
                 break
@@ -974,8 +980,7 @@ class WriteBuffer:
             while j < len(refs) and refs[j].end - refs[i].start <= _REUSE_MAX:
                 j += 1
             base = refs[i].start
-            view = self._fill(self._fd, base, refs[j - 1].end)
-            try:
+            with self._reading(self._fd, base, refs[j - 1].end) as view:
                 newest: dict[int, int] = {}  # pgno -> offset in view, this chunk
                 for ref in refs[i:j]:
                     tx = _checked_tx(view, ref.start - base, ps)
@@ -996,8 +1001,6 @@ class WriteBuffer:
                     commit = c
                 for p, off in newest.items():
                     merged[p] = view[off:off + ps].tobytes()
-            finally:
-                view.release()
             i = j
         return merged, commit, floor
 
